@@ -1,0 +1,37 @@
+"""The HTTP API: a Flask app factory. Imports shared/, never worker/."""
+from __future__ import annotations
+
+from flask_openapi3 import Info, OpenAPI
+
+from api.errors import register_error_handlers, validation_error_response
+from api.context import ApiContext
+from shared.bootstrap import Services, bootstrap
+from shared.config import Settings, load_settings
+from shared.tasks import make_celery
+
+BEARER = {"bearer": {"type": "http", "scheme": "bearer"}}
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> OpenAPI:
+    settings = settings or load_settings()
+    services = services or bootstrap(settings)
+    app = OpenAPI(
+        __name__, info=Info(title="Parley", version="1.0.0",
+                            description="Queued chat turns with Claude."),
+        security_schemes=BEARER, validation_error_status=400,
+        validation_error_callback=validation_error_response, doc_ui=False,
+        static_folder=None,
+    )
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False
+    app.extensions["parley"] = ApiContext(services, make_celery(settings, "parley-api"))
+    register_error_handlers(app)
+
+    from api import conversations, health, jobs, seed
+
+    app.register_api(health.blueprint)
+    app.register_api(conversations.blueprint)
+    app.register_api(jobs.blueprint)
+    app.register_api(seed.blueprint)
+    app.add_url_rule("/openapi.json", "openapi", lambda: app.api_doc)
+    return app

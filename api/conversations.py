@@ -1,0 +1,111 @@
+"""/v1/conversations: create, list, read, rename, delete, and post messages."""
+from __future__ import annotations
+
+from flask import jsonify, make_response
+from flask_openapi3 import APIBlueprint, Tag
+
+from api import schemas
+from api.context import ctx, require_user, services
+from api.errors import ApiError
+from api.service import (create_conversation, delete_conversation, list_conversations, own_conversation,
+                         read_messages, submit_message)
+from shared.jobs import job_to_dict
+from shared.models import Conversation
+
+blueprint = APIBlueprint("conversations", __name__, url_prefix="/v1/conversations",
+                         abp_tags=[Tag(name="conversations")], abp_security=[{"bearer": []}],
+                         abp_responses={400: schemas.ErrorEnvelope, 401: schemas.ErrorEnvelope,
+                                        503: schemas.ErrorEnvelope})
+
+
+def conversation_to_dict(conversation: Conversation) -> dict:
+    return {
+        "id": str(conversation.conversation_id),
+        "name": conversation.conversation_name,
+        "system": conversation.system,
+        "message_count": conversation.message_count,
+        "input_tokens": conversation.input_tokens,
+        "output_tokens": conversation.output_tokens,
+        "created_at": conversation.created_at.isoformat(),
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def _check_text(field: str, value: str | None, limit: int) -> None:
+    if value is not None and len(value) > limit:
+        raise ApiError(413 if field == "system" else 400, "invalid_request" if field != "system" else "too_large",
+                       f"{field}: longer than {limit} characters.")
+
+
+@blueprint.post("", responses={201: schemas.Conversation})
+def create(body: schemas.ConversationIn):
+    """Start a conversation."""
+    user = require_user()
+    settings = services().settings
+    _check_text("name", body.name, settings.max_name_chars)
+    _check_text("system", body.system, settings.max_system_chars)
+    with services().sessions.begin() as session:
+        conversation = create_conversation(session, user, body.name, body.system)
+        payload = conversation_to_dict(conversation)
+    return payload, 201
+
+
+@blueprint.get("", responses={200: schemas.ConversationPage})
+def list_(query: schemas.ListQuery):
+    """The caller's conversations, newest first."""
+    user = require_user()
+    if query.limit > services().settings.max_page_size:
+        raise ApiError(400, "invalid_request", f"limit: at most {services().settings.max_page_size}.")
+    with services().sessions() as session:
+        rows, next_cursor = list_conversations(session, user, query.limit, query.cursor)
+        return {"data": [conversation_to_dict(c) for c in rows], "next_cursor": next_cursor}
+
+
+@blueprint.get("/<conversation_id>", responses={200: schemas.ConversationWithMessages, 404: schemas.ErrorEnvelope})
+def read(path: schemas.ConversationPath):
+    """A conversation with every message, in order."""
+    user = require_user()
+    with services().sessions() as session:
+        conversation = own_conversation(session, user, path.conversation_id)
+        return {**conversation_to_dict(conversation), "messages": read_messages(services(), session, conversation)}
+
+
+@blueprint.patch("/<conversation_id>", responses={200: schemas.Conversation, 404: schemas.ErrorEnvelope})
+def rename(path: schemas.ConversationPath, body: schemas.ConversationPatch):
+    """Rename a conversation."""
+    user = require_user()
+    _check_text("name", body.name, services().settings.max_name_chars)
+    with services().sessions.begin() as session:
+        conversation = own_conversation(session, user, path.conversation_id, lock=True)
+        conversation.conversation_name = body.name
+        session.flush()
+        session.refresh(conversation)
+        return conversation_to_dict(conversation)
+
+
+@blueprint.delete("/<conversation_id>", responses={204: None, 404: schemas.ErrorEnvelope})
+def remove(path: schemas.ConversationPath):
+    """Delete a conversation: its rows, its log and its cached window."""
+    user = require_user()
+    with services().sessions() as session:
+        conversation = own_conversation(session, user, path.conversation_id)
+        delete_conversation(services(), session, conversation)
+    return "", 204
+
+
+@blueprint.post("/<conversation_id>/messages",
+                responses={202: schemas.JobEnvelope, 404: schemas.ErrorEnvelope, 409: schemas.ErrorEnvelope,
+                           413: schemas.ErrorEnvelope})
+def post_message(path: schemas.ConversationPath, body: schemas.MessageIn, header: schemas.IdempotencyHeader):
+    """Queue a user message; the reply comes as the job's result."""
+    user = require_user()
+    with services().sessions() as session:
+        conversation = own_conversation(session, user, path.conversation_id)
+        job, send_now = submit_message(services(), session, user, conversation.conversation_id,
+                                       body.content, header.idempotency_key)
+        payload = job_to_dict(job)
+    if send_now:
+        ctx().dispatch(job.id)
+    response = make_response(jsonify(job=payload), 202)
+    response.headers["Location"] = f"/v1/jobs/{payload['id']}"
+    return response

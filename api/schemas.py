@@ -1,0 +1,156 @@
+"""Request and response shapes; flask-openapi3 validates with them and documents them."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+class ConversationIn(Strict):
+    name: str | None = None
+    system: str | None = None
+
+
+class ConversationPatch(Strict):
+    name: str
+
+
+class MessageIn(Strict):
+    content: str = Field(min_length=1)
+
+
+class IdempotencyHeader(BaseModel):
+    idempotency_key: str | None = Field(None, alias="Idempotency-Key", max_length=200)
+
+
+class ConversationPath(BaseModel):
+    conversation_id: str
+
+
+class JobPath(BaseModel):
+    job_id: str
+
+
+class ListQuery(Strict):
+    limit: int = Field(20, ge=1)
+    cursor: str | None = None
+
+
+class WaitQuery(Strict):
+    wait: float = Field(0, ge=0)
+
+
+class Conversation(BaseModel):
+    id: str
+    name: str | None
+    system: str | None
+    message_count: int
+    input_tokens: int
+    output_tokens: int
+    created_at: str
+    updated_at: str
+
+
+class Message(BaseModel):
+    seq: int
+    role: Literal["user", "assistant"]
+    content: str
+    created_at: str
+
+
+class ConversationWithMessages(Conversation):
+    messages: list[Message]
+
+
+class ConversationPage(BaseModel):
+    data: list[Conversation]
+    next_cursor: str | None
+
+
+class Usage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+
+
+class Reply(BaseModel):
+    role: Literal["assistant"]
+    content: str
+    model: str
+    usage: Usage
+
+
+class JobRequest(BaseModel):
+    content: str
+
+
+class Job(BaseModel):
+    id: str
+    conversation_id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    request: JobRequest
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    attempts: int
+    reply: Reply | None
+    error: ErrorBody | None
+
+
+class JobEnvelope(BaseModel):
+    job: Job
+
+
+# The seed's endpoints: lenient, as its users' curl commands were.
+class ChatIn(Strict):
+    user_input: str = Field(min_length=1)
+    conversation_name: str | None = None
+    conversation_id: str | None = None
+
+
+class ChatOut(BaseModel):
+    conversation_id: str
+    job_id: str
+    response: str
+
+
+class ChatPending(BaseModel):
+    conversation_id: str
+    job_id: str
+    job: Job
+
+
+class NewChatOut(BaseModel):
+    conversation_id: str
+
+
+class SeedConversationQuery(BaseModel):
+    conversation_id: str | None = None
+
+
+class SeedMessage(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class SeedConversation(BaseModel):
+    conversation_id: str
+    conversation_name: str | None
+    messages: list[SeedMessage]
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] | None = None

@@ -1,0 +1,1 @@
+"""Code shared by the API and the worker: config, data, storage, cache, memory, model."""

@@ -1,0 +1,154 @@
+"""The conversation log: one object per turn under the conversation's prefix.
+
+Appending a turn writes one small object, so its cost does not grow with the
+conversation. Keys are zero-padded so a listing comes back in turn order.
+Every key is built from server-side ids only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Protocol
+from urllib.parse import urlparse
+
+
+class StorageUnavailable(Exception):
+    """The object store could not be reached."""
+
+
+class LogStore(Protocol):
+    def put(self, key: str, entry: dict) -> None: ...
+    def get(self, key: str) -> dict | None: ...
+    def list_keys(self, prefix: str) -> list[str]: ...
+    def delete_prefix(self, prefix: str) -> None: ...
+    def ping(self) -> None: ...
+
+
+def conversation_prefix(user_id: object, conversation_id: object) -> str:
+    return f"users/{user_id}/conversations/{conversation_id}/"
+
+
+def turn_key(prefix: str, seq: int) -> str:
+    return f"{prefix}turns/{seq:010d}.json"
+
+
+def encode(entry: dict) -> bytes:
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class LocalLogStore:
+    """A folder on disk; writes are atomic renames so a reader never sees half an entry."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError("key escapes the store")
+        return path
+
+    def put(self, key: str, entry: dict) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(encode(entry))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    def get(self, key: str) -> dict | None:
+        try:
+            return json.loads(self._path(key).read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def list_keys(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        root = self.root.resolve()
+        return sorted(str(p.relative_to(root)) for p in base.rglob("*.json") if not p.name.startswith(".tmp-"))
+
+    def delete_prefix(self, prefix: str) -> None:
+        shutil.rmtree(self._path(prefix), ignore_errors=True)
+
+    def ping(self) -> None:
+        if not self.root.is_dir():
+            raise StorageUnavailable(f"{self.root} is not a folder")
+
+
+class S3LogStore:
+    def __init__(self, client, bucket: str, prefix: str = ""):
+        self.client, self.bucket = client, bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    def _call(self, method: str, **kwargs):
+        from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, \
+            EndpointConnectionError, ReadTimeoutError, ConnectTimeoutError
+        try:
+            return getattr(self.client, method)(Bucket=self.bucket, **kwargs)
+        except (BotoConnectionError, EndpointConnectionError, ReadTimeoutError, ConnectTimeoutError) as error:
+            raise StorageUnavailable(str(error)) from error
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if status >= 500:
+                raise StorageUnavailable(str(error)) from error
+            raise
+
+    def put(self, key: str, entry: dict) -> None:
+        self._call("put_object", Key=self.prefix + key, Body=encode(entry), ContentType="application/json")
+
+    def get(self, key: str) -> dict | None:
+        from botocore.exceptions import ClientError
+        try:
+            body = self._call("get_object", Key=self.prefix + key)["Body"].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        return json.loads(body)
+
+    def _pages(self, prefix: str) -> Iterable[dict]:
+        token = None
+        while True:
+            extra = {"ContinuationToken": token} if token else {}
+            page = self._call("list_objects_v2", Prefix=self.prefix + prefix, **extra)
+            yield page
+            if not page.get("IsTruncated"):
+                return
+            token = page["NextContinuationToken"]
+
+    def list_keys(self, prefix: str) -> list[str]:
+        keys = [item["Key"][len(self.prefix):] for page in self._pages(prefix) for item in page.get("Contents", [])]
+        return sorted(keys)
+
+    def delete_prefix(self, prefix: str) -> None:
+        for page in self._pages(prefix):
+            objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if objects:
+                self._call("delete_objects", Delete={"Objects": objects, "Quiet": True})
+
+    def ping(self) -> None:
+        self._call("head_bucket")
+
+
+def make_log_store(storage_url: str, s3_endpoint_url: str | None = None) -> LogStore:
+    if storage_url.startswith("s3://"):
+        import boto3
+        from botocore.config import Config
+
+        parsed = urlparse(storage_url)
+        client = boto3.client(
+            "s3", endpoint_url=s3_endpoint_url,
+            config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"},
+                          max_pool_connections=50),
+        )
+        return S3LogStore(client, parsed.netloc, parsed.path)
+    path = urlparse(storage_url).path if storage_url.startswith("file://") else storage_url
+    return LocalLogStore(Path(path))

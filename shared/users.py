@@ -1,0 +1,56 @@
+"""Users and their API keys. Only a key's SHA-256 is stored."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.models import ApiKey, User
+
+KEY_PREFIX = "pk_"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def get_or_create_user(session: Session, name: str) -> User:
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        user = User(id=uuid.uuid4(), name=name)
+        session.add(user)
+        session.flush()
+    return user
+
+
+def issue_key(session: Session, user: User) -> str:
+    """Create a key for `user` and return it; it cannot be shown again."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiKey(id=uuid.uuid4(), user_id=user.id, key_hash=hash_key(key), prefix=key[:10]))
+    session.flush()
+    return key
+
+
+def authenticate(session: Session, key: str) -> User | None:
+    """The user owning a live key. Lookup by hash: the stored value never meets the raw key."""
+    if not key.startswith(KEY_PREFIX) or len(key) > 200:
+        return None
+    row = session.execute(
+        select(ApiKey, User).join(User, User.id == ApiKey.user_id)
+        .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+    ).first()
+    if row is None or not secrets.compare_digest(row.ApiKey.key_hash, hash_key(key)):
+        return None
+    return row.User
+
+
+def revoke_key(session: Session, key_id: uuid.UUID) -> bool:
+    key = session.get(ApiKey, key_id)
+    if key is None or key.revoked_at is not None:
+        return False
+    key.revoked_at = datetime.now(timezone.utc)
+    return True

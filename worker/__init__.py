@@ -1,0 +1,1 @@
+"""Celery workers: the turn pipeline and its tasks. Imports shared/, never api/."""

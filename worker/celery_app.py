@@ -1,0 +1,53 @@
+"""The worker's entry module: `celery -A worker.celery_app worker`.
+
+Services are built once per worker process, on first use, never at import.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Task, shared_task
+
+from shared.bootstrap import Services, bootstrap
+from shared.config import load_settings
+from shared.logs import configure_logging
+from shared.tasks import REPLY_TASK, make_celery
+from worker.pipeline import run_turn
+
+settings = load_settings()
+configure_logging(settings.log_level)
+app = make_celery(settings, "parley-worker")
+app.set_default()
+
+log = logging.getLogger("parley.worker")
+_services: Services | None = None
+_services_lock = threading.Lock()
+
+
+def services() -> Services:
+    global _services
+    with _services_lock:
+        if _services is None:
+            _services = bootstrap(settings, with_model=True, pool_size=settings.worker_concurrency + 2)
+        return _services
+
+
+def dispatch(job_id: str) -> None:
+    app.send_task(REPLY_TASK, args=[job_id])
+
+
+class TurnTask(Task):
+    """Base for turn tasks: hard and soft limits, and infrastructure errors become retries."""
+    acks_late = True
+    reject_on_worker_lost = True
+    soft_time_limit = settings.task_soft_time_limit_seconds
+    max_retries = None
+
+
+@shared_task(name=REPLY_TASK, bind=True, base=TurnTask)
+def reply(self: Task, job_id: str) -> None:
+    """Turn job `job_id` into one turn of its conversation."""
+    outcome = run_turn(services(), job_id, dispatch)
+    if outcome.status == "busy":
+        raise self.retry(countdown=outcome.retry_after)

@@ -1,0 +1,87 @@
+"""Claiming a job and holding it: the job row is the lock."""
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import text
+
+from shared.bootstrap import Services
+
+# A job runs when it is queued (or its holder's lease ran out) and no earlier
+# job of its conversation is still waiting or running: turns keep submit order.
+_CLAIM = text("""
+    UPDATE jobs SET status = 'running', attempts = attempts + 1,
+           started_at = coalesce(started_at, now()),
+           lease_expires_at = now() + make_interval(secs => :lease)
+     WHERE id = :id
+       AND (status = 'queued' OR (status = 'running' AND lease_expires_at < now()))
+       AND NOT EXISTS (SELECT 1 FROM jobs earlier
+                        WHERE earlier.conversation_id = jobs.conversation_id
+                          AND earlier.position < jobs.position
+                          AND earlier.status IN ('queued', 'running'))
+ RETURNING id, user_id, conversation_id, request, attempts, created_at
+""")
+
+_EXTEND = text("""
+    UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :lease)
+     WHERE id = :id AND status = 'running' AND attempts = :attempt
+""")
+
+_RELEASE = text("""
+    UPDATE jobs SET status = 'queued', lease_expires_at = NULL
+     WHERE id = :id AND status = 'running' AND attempts = :attempt
+""")
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: uuid.UUID
+    user_id: uuid.UUID
+    conversation_id: uuid.UUID
+    content: str
+    attempt: int
+    created_at: object
+
+
+def claim(services: Services, job_id: uuid.UUID) -> Claim | None:
+    with services.engine.begin() as connection:
+        row = connection.execute(
+            _CLAIM, {"id": job_id, "lease": services.settings.job_lease_seconds}).first()
+    if row is None:
+        return None
+    return Claim(row.id, row.user_id, row.conversation_id, row.request["content"], row.attempts, row.created_at)
+
+
+def release(services: Services, claim: Claim) -> None:
+    """Hand a job back to the queue after a failure that was not the job's fault."""
+    with services.engine.begin() as connection:
+        connection.execute(_RELEASE, {"id": claim.job_id, "attempt": claim.attempt})
+
+
+class Heartbeat:
+    """Extends the lease while the model answers, so a live job is never taken over."""
+
+    def __init__(self, services: Services, claim: Claim):
+        self.services, self.claim = services, claim
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{claim.job_id}", daemon=True)
+
+    def _run(self) -> None:
+        lease = self.services.settings.job_lease_seconds
+        while not self._stop.wait(lease / 3):
+            try:
+                with self.services.engine.begin() as connection:
+                    connection.execute(_EXTEND, {"id": self.claim.job_id, "lease": lease,
+                                                 "attempt": self.claim.attempt})
+            except Exception:  # a missed beat is retried at the next one
+                pass
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
