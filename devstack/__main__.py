@@ -1,0 +1,100 @@
+"""Start the stack in the foreground; Ctrl-C stops every process it started.
+
+Unset DATABASE_URL / REDIS_URL / STORAGE_URL get the embedded defaults; with no
+ANTHROPIC_API_KEY the offline model serves the real Messages API locally.
+Processes are supervised by honcho (a Foreman clone).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from honcho.manager import Manager
+
+from shared.config import ROOT, Settings, load_settings
+from shared.db import make_engine, make_sessions, unit_of_work
+from shared.logs import configure_logging
+from shared.users import authenticate, get_or_create_user, issue_key
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def dev_key(env: dict, var_dir: Path) -> str:
+    """Reuse the saved development key while it still works; otherwise issue one."""
+    engine = make_engine(Settings(database_url=env["DATABASE_URL"]).sqlalchemy_url, pool_size=1)
+    key_file = var_dir / "dev-api-key"
+    try:
+        with unit_of_work(make_sessions(engine)) as session:
+            saved = key_file.read_text().strip() if key_file.exists() else ""
+            if saved and authenticate(session, saved):
+                return saved
+            key = issue_key(session, get_or_create_user(session, "dev"))
+    finally:
+        engine.dispose()
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    return key
+
+
+def main() -> int:
+    settings = load_settings()
+    configure_logging("WARNING")
+    var_dir = settings.var_dir
+    var_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    embedded = []
+    manager = Manager()
+    python = shlex.quote(sys.executable)
+    try:
+        if not settings.database_url:
+            from shared.embedded import EmbeddedPostgres
+            embedded.append(EmbeddedPostgres(var_dir / "postgres"))
+            env["DATABASE_URL"] = embedded[-1].url
+        if not settings.redis_url:
+            from shared.embedded import EmbeddedValkey
+            embedded.append(EmbeddedValkey(var_dir / "valkey"))
+            env["REDIS_URL"] = embedded[-1].url
+        env.setdefault("STORAGE_URL", str(var_dir / "storage"))
+        if not settings.anthropic_api_key and not settings.anthropic_base_url:
+            model_port = free_port()
+            env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{model_port}"
+            manager.add_process("model", f"{python} -m offline_model --port {model_port}", env=env, cwd=ROOT)
+
+        subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, cwd=ROOT, check=True)
+        key = dev_key(env, var_dir)
+        flower_password = secrets.token_urlsafe(12)
+        (var_dir / "flower-password").write_text(flower_password + "\n")
+
+        manager.add_process("api", f"{python} -m gunicorn -c api/gunicorn_conf.py -b 127.0.0.1:{settings.port} "
+                                   "api.wsgi:app", env=env, cwd=ROOT)
+        for n in range(1, int(os.environ.get("WORKERS", "1")) + 1):
+            manager.add_process(f"worker{n}", f"{python} -m celery -A worker.celery_app worker --pool threads "
+                                              f"--concurrency {settings.worker_concurrency} -Q parley.turns "
+                                              f"-n worker{n}@%h -l INFO", env=env, cwd=ROOT)
+        manager.add_process("flower", f"{python} -m celery -A worker.celery_app flower --address=127.0.0.1 "
+                                      f"--port={settings.flower_port} --basic-auth=parley:{flower_password}",
+                            env=env, cwd=ROOT)
+        print(f"\n  API     http://127.0.0.1:{settings.port}\n"
+              f"  Flower  http://127.0.0.1:{settings.flower_port}  (user parley, password in var/flower-password)\n"
+              f"  API key {key}  (saved in var/dev-api-key)\n", flush=True)
+        manager.loop()
+        return manager.returncode or 0
+    except subprocess.CalledProcessError as error:
+        print(f"start-up failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        for server in reversed(embedded):
+            server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
