@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -79,6 +80,8 @@ class Settings(BaseSettings):
             raise ValueError("must be s3://bucket/prefix, file:///path or an absolute path")
         if value and value.startswith("s3://") and not value[5:].split("/", 1)[0]:
             raise ValueError("s3:// URL needs a bucket name")
+        if value and value.startswith("file://") and urlparse(value).netloc not in ("", "localhost"):
+            raise ValueError("file:// URL needs an absolute path (file:///path)")
         return value
 
     @property

@@ -132,7 +132,10 @@ class S3LogStore:
         for page in self._pages(prefix):
             objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
             if objects:
-                self._call("delete_objects", Delete={"Objects": objects, "Quiet": True})
+                result = self._call("delete_objects", Delete={"Objects": objects, "Quiet": True})
+                if result.get("Errors"):
+                    first = result["Errors"][0]
+                    raise StorageUnavailable(f"could not delete {first.get('Key')}: {first.get('Message')}")
 
     def ping(self) -> None:
         self._call("head_bucket")

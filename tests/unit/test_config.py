@@ -172,10 +172,9 @@ def test_startup_failure_prints_one_line_and_exits_2(name, value, expected):
     assert result.stdout == ""
 
 
-@pytest.mark.xfail(strict=True, reason="file://var/logs passes validation but make_log_store uses /logs")
 def test_storage_url_file_with_host_is_rejected(clean_env):
-    # urlparse("file://var/logs") has netloc "var" and path "/logs", so the
-    # log store would silently be created at /logs rather than var/logs.
+    # urlparse("file://var/logs") has netloc "var" and path "/logs": without the check
+    # the log store would silently be created at /logs rather than var/logs.
     clean_env.setenv("STORAGE_URL", "file://var/logs")
     with pytest.raises(ValidationError):
         Settings()
