@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # Jobs.
     job_lease_seconds: int = Field(60, ge=5, le=3600)
     task_soft_time_limit_seconds: int = Field(900, ge=10)
+    max_job_attempts: int = Field(3, ge=1, le=100)
+    sweep_interval_seconds: float = Field(10.0, gt=0, le=3600)
+    queued_grace_seconds: float = Field(30.0, ge=0, le=86400)
 
     # Processes.
     port: int = Field(5000, ge=1, le=65535)

@@ -87,7 +87,8 @@ def stack(tmp_path_factory):
     env.update(AWS_ENV, DATABASE_URL=postgres.url, REDIS_URL=valkey.url, STORAGE_URL=f"s3://{bucket}/logs",
                S3_ENDPOINT_URL=s3_url, ANTHROPIC_BASE_URL=model.url, ANTHROPIC_API_KEY="offline",
                MAX_CONTEXT_TOKENS=str(TEST_CONTEXT_TOKENS), MODEL_MAX_RETRIES="0", CHAT_WAIT_SECONDS="20",
-               VAR_DIR=str(base / "var"), PYTHONUNBUFFERED="1")
+               VAR_DIR=str(base / "var"), PYTHONUNBUFFERED="1", SWEEP_INTERVAL_SECONDS="0.5",
+               QUEUED_GRACE_SECONDS="1", JOB_LEASE_SECONDS="5")
     settings = Settings(_env_file=None, **{k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
     config = Config(str(ROOT / "alembic.ini"))
     config.attributes.update(url=settings.sqlalchemy_url, configure_logger=False)

@@ -8,12 +8,14 @@ import logging
 import threading
 
 from celery import Task, shared_task
+from celery.signals import worker_ready, worker_shutdown
 
 from shared.bootstrap import Services, bootstrap
 from shared.config import load_settings
 from shared.logs import configure_logging
 from shared.tasks import REPLY_TASK, make_celery
 from worker.pipeline import run_turn
+from worker.sweeper import Sweeper
 
 settings = load_settings()
 configure_logging(settings.log_level)
@@ -23,6 +25,7 @@ app.set_default()
 log = logging.getLogger("parley.worker")
 _services: Services | None = None
 _services_lock = threading.Lock()
+_sweeper: Sweeper | None = None
 
 
 def services() -> Services:
@@ -35,6 +38,19 @@ def services() -> Services:
 
 def dispatch(job_id: str) -> None:
     app.send_task(REPLY_TASK, args=[job_id])
+
+
+@worker_ready.connect
+def _start_sweeper(**_) -> None:
+    global _sweeper
+    _sweeper = Sweeper(services(), dispatch)
+    _sweeper.start()
+
+
+@worker_shutdown.connect
+def _stop_sweeper(**_) -> None:
+    if _sweeper is not None:
+        _sweeper.stop()
 
 
 class TurnTask(Task):

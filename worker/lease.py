@@ -16,7 +16,8 @@ _CLAIM = text("""
            started_at = coalesce(started_at, now()),
            lease_expires_at = now() + make_interval(secs => :lease)
      WHERE id = :id
-       AND (status = 'queued' OR (status = 'running' AND lease_expires_at < now()))
+       AND (status = 'queued'
+            OR (status = 'running' AND lease_expires_at < now() AND attempts < :max_attempts))
        AND NOT EXISTS (SELECT 1 FROM jobs earlier
                         WHERE earlier.conversation_id = jobs.conversation_id
                           AND earlier.position < jobs.position
@@ -48,7 +49,8 @@ class Claim:
 def claim(services: Services, job_id: uuid.UUID) -> Claim | None:
     with services.engine.begin() as connection:
         row = connection.execute(
-            _CLAIM, {"id": job_id, "lease": services.settings.job_lease_seconds}).first()
+            _CLAIM, {"id": job_id, "lease": services.settings.job_lease_seconds,
+                     "max_attempts": services.settings.max_job_attempts}).first()
     if row is None:
         return None
     return Claim(row.id, row.user_id, row.conversation_id, row.request["content"], row.attempts, row.created_at)
