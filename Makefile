@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install clean
+.PHONY: run test install clean user
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,3 +24,8 @@ test: $(STAMP)
 
 clean:
 	rm -rf var .pytest_cache
+
+# A new API key for NAME (the user is created if needed); DATABASE_URL must point at the database.
+user: $(STAMP)
+	@test -n "$(NAME)" || { echo "usage: make user NAME=alice"; exit 2; }
+	@$(PY) -m api.keys "$(NAME)"

@@ -125,3 +125,16 @@ def test_openapi_document_describes_the_api(client):
         assert path in spec["paths"], path
     post = spec["paths"]["/v1/conversations/{conversation_id}/messages"]["post"]
     assert "202" in post["responses"] and "requestBody" in post
+
+
+def test_key_command_issues_a_working_key(stack, client):
+    import subprocess
+    import sys
+
+    from shared.config import ROOT
+
+    result = subprocess.run([sys.executable, "-m", "api.keys", "carol"], cwd=ROOT, env=stack.env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip().splitlines()[-1]
+    assert client.get("/v1/conversations", headers={"Authorization": f"Bearer {key}"}).status_code == 200
