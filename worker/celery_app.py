@@ -37,7 +37,11 @@ def services() -> Services:
 
 
 def dispatch(job_id: str) -> None:
-    app.send_task(REPLY_TASK, args=[job_id])
+    """Send the next turn of a conversation; if the broker is down the sweeper re-sends it."""
+    try:
+        app.send_task(REPLY_TASK, args=[job_id])
+    except Exception as error:
+        log.warning("could not send job %s (the sweeper will): %s", job_id, error)
 
 
 @worker_ready.connect
