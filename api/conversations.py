@@ -31,9 +31,9 @@ def conversation_to_dict(conversation: Conversation) -> dict:
     }
 
 
-def _check_text(field: str, value: str | None, limit: int) -> None:
+def _check_text(field: str, value: str | None, limit: int, status: int = 400) -> None:
     if value is not None and len(value) > limit:
-        raise ApiError(413 if field == "system" else 400, "invalid_request" if field != "system" else "too_large",
+        raise ApiError(status, "too_large" if status == 413 else "invalid_request",
                        f"{field}: longer than {limit} characters.")
 
 
@@ -43,7 +43,7 @@ def create(body: schemas.ConversationIn):
     user = require_user()
     settings = services().settings
     _check_text("name", body.name, settings.max_name_chars)
-    _check_text("system", body.system, settings.max_system_chars)
+    _check_text("system", body.system, settings.max_system_chars, status=413)
     with services().sessions.begin() as session:
         conversation = create_conversation(session, user, body.name, body.system)
         payload = conversation_to_dict(conversation)
