@@ -13,9 +13,10 @@ from shared.bootstrap import Services
 log = logging.getLogger("parley.sweeper")
 
 # Head-of-conversation jobs still queued after the grace period, and running
-# jobs whose lease expired. Jobs that used every attempt are failed instead.
+# jobs whose lease expired. Running jobs that used every attempt are failed
+# instead; a queued one is always re-sent (its claim does not spend a takeover).
 _ORPHANS = text("""
-    SELECT id, attempts FROM jobs j
+    SELECT id, status, attempts FROM jobs j
      WHERE ((status = 'queued' AND created_at < now() - make_interval(secs => :grace)
              AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.conversation_id = j.conversation_id
                               AND e.position < j.position AND e.status IN ('queued', 'running')))
@@ -33,13 +34,13 @@ _GIVE_UP = text("""
 """)
 
 
-def sweep_once(services: Services, dispatch, max_attempts: int) -> int:
+def sweep_once(services: Services, dispatch) -> int:
     """Re-send or give up on orphaned jobs; returns how many were re-sent."""
-    sent = 0
+    max_attempts, sent = services.settings.max_job_attempts, 0
     with services.engine.begin() as connection:
         rows = connection.execute(_ORPHANS, {"grace": services.settings.queued_grace_seconds}).all()
     for row in rows:
-        if row.attempts >= max_attempts:
+        if row.status == "running" and row.attempts >= max_attempts:
             with services.engine.begin() as connection:
                 given_up = connection.execute(_GIVE_UP, {"id": row.id}).first()
             if given_up is not None:
@@ -70,11 +71,10 @@ class Sweeper:
         self._stop.set()
 
     def _run(self) -> None:
-        settings = self.services.settings
-        interval = settings.sweep_interval_seconds
+        interval = self.services.settings.sweep_interval_seconds
         while not self._stop.wait(interval):
             try:
                 if self.services.redis.set("parley:sweeper", "1", nx=True, ex=max(1, int(interval))):
-                    sweep_once(self.services, self.dispatch, settings.max_job_attempts)
+                    sweep_once(self.services, self.dispatch)
             except Exception as error:  # a service is down; try again next round
                 log.warning("sweep skipped: %s", error)

@@ -51,3 +51,12 @@ def test_a_job_out_of_attempts_fails_and_the_conversation_goes_on(stack, client,
     assert failed["status"] == "failed" and failed["error"]["type"] == "internal"
     assert failed["request"]["content"] == "crashed every time"
     assert wait_job(client, alice, after)["status"] == "succeeded"
+
+
+def test_a_handed_back_job_is_resent_whatever_its_attempts(stack, client, alice):
+    conversation_id = new_conversation(client, alice)
+    job_id = queue_without_sending(stack, alice, conversation_id, "handed back")
+    with stack.services.engine.begin() as db:  # released after transient failures, its retry lost
+        db.execute(text("UPDATE jobs SET attempts = :n WHERE id = :id"),
+                   {"id": job_id, "n": stack.settings.max_job_attempts})
+    assert wait_job(client, alice, job_id)["status"] == "succeeded"
