@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from flask_openapi3 import Info, OpenAPI
 
+from api.context import ApiContext, require_key_by_default
 from api.errors import register_error_handlers, validation_error_response
-from api.context import ApiContext
+from api.limits import document_limits, init_rate_limits
+from api.observability import init_observability
+from api.strict_json import StrictJSONProvider
 from shared.bootstrap import Services, bootstrap
 from shared.config import Settings, load_settings
 from shared.tasks import make_celery
@@ -23,15 +26,20 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         static_folder=None,
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json = StrictJSONProvider(app)
     app.json.sort_keys = False
     app.extensions["parley"] = ApiContext(services, make_celery(settings, "parley-api"))
     register_error_handlers(app)
+    init_observability(app)  # first: request id, metrics and the access line for every request
+    init_rate_limits(app, settings)  # before authentication: a flood of bad keys is counted too
+    app.before_request(require_key_by_default)
 
-    from api import conversations, health, jobs, seed
+    from api import conversations, health, jobs, seed, webhooks
 
     app.register_api(health.blueprint)
     app.register_api(conversations.blueprint)
     app.register_api(jobs.blueprint)
     app.register_api(seed.blueprint)
-    app.add_url_rule("/openapi.json", "openapi", lambda: app.api_doc)
+    app.register_api(webhooks.blueprint)
+    app.add_url_rule("/openapi.json", "openapi", lambda: document_limits(app.api_doc))
     return app

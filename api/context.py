@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from celery import Celery
 from flask import current_app, g, request
@@ -10,10 +11,14 @@ from flask import current_app, g, request
 from api.errors import ApiError
 from shared.bootstrap import Services
 from shared.models import User
-from shared.tasks import REPLY_TASK
+from shared.logs import bind_context, context_value
+from shared.tasks import Dispatcher
 from shared.users import authenticate
 
 log = logging.getLogger("parley.api")
+
+# Routes anyone may call; every other route needs a key (see `require_key_by_default`).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/metrics"})
 
 
 @dataclass
@@ -24,10 +29,12 @@ class ApiContext:
     def dispatch(self, job_id: object) -> None:
         """Send a turn to the workers. The job row is already committed, so a
         failed send leaves it queued for the sweeper rather than losing it."""
-        try:
-            self.celery.send_task(REPLY_TASK, args=[str(job_id)])
-        except Exception as error:
-            log.error("could not enqueue job %s: %s", job_id, error)
+        self.dispatcher.turn(job_id)
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """Sends tasks with the current request's id, for the worker's logs."""
+        return Dispatcher(self.celery, request_id=partial(context_value, "request_id"))
 
 
 def ctx() -> ApiContext:
@@ -53,4 +60,14 @@ def require_user() -> User:
     if user is None:
         raise ApiError(401, "unauthorized", "Invalid or revoked API key.")
     g.user = user
+    bind_context(user_id=user.id)
     return user
+
+
+def require_key_by_default() -> None:
+    """before_request: a route not listed as public needs a key, checked before its body
+    is parsed, so a new endpoint that forgets `require_user()` is still closed."""
+    rule = request.url_rule
+    if rule is None or rule.rule in PUBLIC_PATHS or request.method == "OPTIONS":
+        return  # no route (404/405 follow), public, or Flask's automatic OPTIONS
+    require_user()

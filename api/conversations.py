@@ -9,6 +9,7 @@ from api.context import ctx, require_user, services
 from api.errors import ApiError
 from api.service import (create_conversation, delete_conversation, list_conversations, own_conversation,
                          read_messages, submit_message)
+from api.stream import SSE_RESPONSE, sse_response, wants_stream
 from shared.jobs import job_to_dict
 from shared.models import Conversation
 
@@ -94,18 +95,22 @@ def remove(path: schemas.ConversationPath):
 
 
 @blueprint.post("/<conversation_id>/messages",
-                responses={202: schemas.JobEnvelope, 404: schemas.ErrorEnvelope, 409: schemas.ErrorEnvelope,
-                           413: schemas.ErrorEnvelope})
+                responses={200: SSE_RESPONSE, 202: schemas.JobEnvelope, 404: schemas.ErrorEnvelope,
+                           409: schemas.ErrorEnvelope, 413: schemas.ErrorEnvelope, 429: schemas.ErrorEnvelope})
 def post_message(path: schemas.ConversationPath, body: schemas.MessageIn, header: schemas.IdempotencyHeader):
-    """Queue a user message; the reply comes as the job's result."""
+    """Queue a user message; the reply comes as the job's result. With
+    `Accept: text/event-stream` the response streams the job's events instead."""
     user = require_user()
     with services().sessions() as session:
         conversation = own_conversation(session, user, path.conversation_id)
         job, send_now = submit_message(services(), session, user, conversation.conversation_id,
-                                       body.content, header.idempotency_key)
+                                       body.content, header.idempotency_key, body.on_busy, body.callback_url)
         payload = job_to_dict(job)
     if send_now:
         ctx().dispatch(job.id)
+    location = {"Location": f"/v1/jobs/{payload['id']}"}
+    if wants_stream():
+        return sse_response(services(), payload["id"], 0, headers=location)
     response = make_response(jsonify(job=payload), 202)
-    response.headers["Location"] = f"/v1/jobs/{payload['id']}"
+    response.headers.update(location)
     return response

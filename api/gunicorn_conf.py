@@ -1,5 +1,18 @@
-"""gunicorn settings for the API. Threads: long-polls wait on Redis, not on the CPU."""
+"""gunicorn settings for the API. Threads: long-polls wait on Redis, not on the CPU.
+
+Metrics: each gunicorn worker is its own process, so prometheus_client runs in
+multiprocess mode. Its files live in PROMETHEUS_MULTIPROC_DIR (default
+`$VAR_DIR/metrics-api`), which must be set before the app imports
+prometheus_client and emptied at start so a previous run's counts are not summed in.
+"""
 import os
+from pathlib import Path
+
+from gunicorn.glogging import Logger
+
+from shared.logs import formatter  # gunicorn puts its working directory (the repo) on sys.path first
+
+ROOT = Path(__file__).resolve().parent.parent
 
 workers = int(os.environ.get("API_PROCESSES", "2"))
 worker_class = "gthread"
@@ -7,4 +20,34 @@ threads = int(os.environ.get("API_THREADS", "32"))
 timeout = 120
 graceful_timeout = 30
 keepalive = 5
-accesslog = "-"
+accesslog = None  # the app logs one JSON line per request, with its request id
+
+METRICS_DIR = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+                   or Path(os.environ.get("VAR_DIR") or ROOT / "var") / "metrics-api")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)  # the workers inherit it
+
+
+class JsonLogger(Logger):
+    """gunicorn's own lines ("Listening at", worker restarts) as JSON like the rest."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(formatter(os.environ.get("LOG_FORMAT", "json").lower()))
+
+
+logger_class = JsonLogger
+
+
+def on_starting(server):
+    # Only prometheus_client's own files: never a directory tree, whatever the setting says.
+    METRICS_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in METRICS_DIR.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -4,10 +4,11 @@ from __future__ import annotations
 from flask_openapi3 import APIBlueprint, Tag
 
 from api import schemas
-from api.context import require_user, services
+from api.context import ctx, require_user, services
 from api.errors import ApiError
-from api.service import is_final, own_job
-from shared.jobs import job_to_dict
+from api.service import cancel_job, is_final, own_job
+from api.stream import SSE_RESPONSE, resume_point, sse_response
+from shared.jobs import announce_end, job_to_dict
 from shared.models import User
 
 blueprint = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", abp_tags=[Tag(name="jobs")],
@@ -24,7 +25,7 @@ def wait_for_job(user: User, job_id: str, wait: float) -> dict:
 
     job = current()
     if wait > 0 and not is_final(job["status"]):
-        services().notifier.wait_finished(job["id"], wait, lambda: is_final(current()["status"]))
+        services().events.wait_finished(job["id"], wait, lambda: is_final(current()["status"]))
         job = current()
     return job
 
@@ -37,3 +38,26 @@ def read(path: schemas.JobPath, query: schemas.WaitQuery):
     if query.wait > limit:
         raise ApiError(400, "invalid_request", f"wait: at most {limit:g} seconds.")
     return wait_for_job(user, path.job_id, query.wait)
+
+
+@blueprint.get("/<job_id>/events", responses={200: SSE_RESPONSE})
+def events(path: schemas.JobPath, query: schemas.EventsQuery):
+    """The job's events as Server-Sent Events: `job.queued`, `job.started`,
+    `message.delta` {text}, `message.reset`, then one of `job.succeeded`,
+    `job.failed`, `job.cancelled`. Resume with `Last-Event-ID` or `?after=N`."""
+    user = require_user()
+    after = resume_point(query.after)
+    with services().sessions() as session:
+        job_id = str(own_job(session, user, path.job_id).id)
+    return sse_response(services(), job_id, after)
+
+
+@blueprint.post("/<job_id>/cancel", responses={200: schemas.Job, 409: schemas.ErrorEnvelope})
+def cancel(path: schemas.JobPath):
+    """Cancel a job: a queued one never runs, a running one stops its model call
+    and writes no turn. A job that already ended answers 409."""
+    user = require_user()
+    with services().sessions() as session:
+        job, next_job = cancel_job(session, own_job(session, user, path.job_id))
+    announce_end(services().events, ctx().dispatcher, job, next_job)
+    return job_to_dict(job)

@@ -30,10 +30,13 @@ class ConversationPatch(Strict):
 
 class MessageIn(Strict):
     content: str = Field(min_length=1)
+    on_busy: Literal["enqueue", "reject"] = Field(
+        "enqueue", description="while the conversation has a job queued or running: wait behind it, or 409")
+    callback_url: str | None = Field(None, description="POSTed the final job, signed; see /v1/webhook-secret")
 
 
 class IdempotencyHeader(BaseModel):
-    idempotency_key: str | None = Field(None, alias="Idempotency-Key", max_length=200)
+    idempotency_key: str | None = Field(None, alias="Idempotency-Key", max_length=200, pattern=r"^[^\x00]*$")
 
 
 class ConversationPath(BaseModel):
@@ -51,6 +54,10 @@ class ListQuery(Strict):
 
 class WaitQuery(Strict):
     wait: float = Field(0, ge=0)
+
+
+class EventsQuery(Strict):
+    after: int | None = Field(None, ge=0, le=10**15, description="resume after this event id")
 
 
 class Conversation(BaseModel):
@@ -96,6 +103,25 @@ class JobRequest(BaseModel):
     content: str
 
 
+class WebhookAttempt(BaseModel):
+    attempt: int
+    at: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class Webhook(BaseModel):
+    url: str
+    status: Literal["waiting", "pending", "delivered", "failed"]
+    attempts: list[WebhookAttempt]
+
+
+class WebhookSecret(BaseModel):
+    secret: str
+    algorithm: str = "HMAC-SHA256 over '{Parley-Timestamp}.{body}', hex, header Parley-Signature: v1=<hex>"
+
+
 class Job(BaseModel):
     id: str
     conversation_id: str
@@ -107,6 +133,7 @@ class Job(BaseModel):
     attempts: int
     reply: Reply | None
     error: ErrorBody | None
+    webhook: Webhook | None = None
 
 
 class JobEnvelope(BaseModel):

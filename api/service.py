@@ -6,14 +6,17 @@ import logging
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, select, tuple_
+import redis
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError, not_found
 from shared.bootstrap import Services
+from shared.jobs import end_job, job_to_dict, next_queued
 from shared.models import ACTIVE_STATUSES, FINAL_STATUSES, Conversation, Job, Turn, User
 from shared.storage import conversation_prefix
+from shared.webhooks import ensure_secret, url_problem
 
 log = logging.getLogger("parley.api")
 
@@ -99,37 +102,81 @@ def read_messages(services: Services, session: Session, conversation: Conversati
 
 
 def submit_message(services: Services, session: Session, user: User, conversation_id: uuid.UUID,
-                   content: str, idempotency_key: str | None) -> tuple[Job, bool]:
+                   content: str, idempotency_key: str | None, on_busy: str = "enqueue",
+                   callback_url: str | None = None) -> tuple[Job, bool]:
     """Record a job for one user message; returns (job, whether it must be dispatched now).
 
     The conversation row is locked so a submit and a finishing turn agree on
     who dispatches: a job is sent now only if nothing of its conversation is
     waiting or running; otherwise the turn before it sends it when it ends.
+    The user's row is locked first, so the in-flight cap holds under concurrency.
     """
-    limit = services.settings.max_message_chars
-    if len(content) > limit:
-        raise ApiError(413, "message_too_large", f"content: longer than {limit} characters.")
+    settings = services.settings
+    if len(content) > settings.max_message_chars:
+        raise ApiError(413, "message_too_large", f"content: longer than {settings.max_message_chars} characters.")
+    if callback_url is not None and (problem := url_problem(callback_url)):
+        raise ApiError(400, "invalid_request", f"callback_url: {problem}.")
     if idempotency_key:
         existing = session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == idempotency_key))
         if existing is not None:
             return _same_request(existing, conversation_id, content), False
+    if callback_url is not None:
+        ensure_secret(session, user.id)  # deliveries are signed with it; also locks the user's row
+    else:
+        # NO KEY UPDATE: serializes this user's submits without blocking foreign-key checks
+        # (a finishing turn's usage row), which would deadlock against the conversation lock.
+        session.execute(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
+    in_flight = session.scalar(select(func.count()).select_from(Job).where(
+        Job.user_id == user.id, Job.status.in_(ACTIVE_STATUSES)))
+    if in_flight >= settings.max_jobs_in_flight:
+        raise ApiError(429, "too_many_jobs", f"{in_flight} of your messages are still waiting or running "
+                       f"(at most {settings.max_jobs_in_flight}); wait for one to finish.")
     own = session.get(Conversation, conversation_id, with_for_update=True)
     if own is None or own.user_id != user.id:
         raise not_found("conversation")
     busy = session.scalar(select(Job.id).where(Job.conversation_id == conversation_id,
                                                Job.status.in_(ACTIVE_STATUSES)).limit(1))
+    if busy is not None and on_busy == "reject":
+        raise ApiError(409, "conversation_busy", "This conversation has a message waiting or running; "
+                       "retry when it ends, or send with on_busy=enqueue.")
     job = Job(id=uuid.uuid4(), user_id=user.id, conversation_id=conversation_id, status="queued",
-              request={"content": content}, idempotency_key=idempotency_key)
+              request={"content": content}, idempotency_key=idempotency_key, callback_url=callback_url)
     session.add(job)
     try:
-        session.commit()
+        session.flush()
     except IntegrityError:  # the same idempotency key, submitted concurrently
         session.rollback()
         existing = session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == idempotency_key))
         if existing is None:
             raise
         return _same_request(existing, conversation_id, content), False
+    session.refresh(job)
+    _add_event(services, job, "job.queued")  # before the commit, so it precedes anything a worker adds
+    session.commit()
     return job, busy is None
+
+
+def cancel_job(session: Session, job: Job) -> tuple[Job, str | None]:
+    """End a queued or running job as cancelled; returns it and the job to send next.
+
+    Locks the conversation first, as a finishing turn does, so exactly one of
+    them ends the job. A running turn sees the end and stops its model call.
+    """
+    session.get(Conversation, job.conversation_id, with_for_update=True)
+    session.refresh(job, with_for_update=True)
+    if job.status in FINAL_STATUSES:
+        raise ApiError(409, "job_finished", f"The job already ended ({job.status}).")
+    end_job(session, job, "cancelled")
+    next_job = next_queued(session, job.conversation_id)
+    session.commit()
+    return job, next_job
+
+
+def _add_event(services: Services, job: Job, type_: str) -> None:
+    try:
+        services.events.add(job.id, type_, job_to_dict(job))
+    except redis.RedisError as error:  # live readers fall back to PostgreSQL
+        log.warning("could not add %s to job %s: %s", type_, job.id, error)
 
 
 def _same_request(job: Job, conversation_id: uuid.UUID, content: str) -> Job:

@@ -45,9 +45,22 @@ def dev_key(env: dict, var_dir: Path) -> str:
     return key
 
 
+def metrics_port(env: dict, settings: Settings, offset: int) -> dict:
+    """Worker processes on one host cannot share a metrics port: each gets the next one."""
+    if not settings.worker_metrics_port:
+        return env
+    return {**env, "WORKER_METRICS_PORT": str(settings.worker_metrics_port + offset)}
+
+
+def worker_metrics(settings: Settings, workers: int) -> str:
+    if not settings.worker_metrics_port:
+        return ""
+    return f"  (workers: ports {settings.worker_metrics_port}..{settings.worker_metrics_port + workers})"
+
+
 def main() -> int:
     settings = load_settings()
-    configure_logging("WARNING")
+    configure_logging("WARNING", settings.log_format)
     var_dir = settings.var_dir
     var_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -76,16 +89,23 @@ def main() -> int:
 
         manager.add_process("api", f"{python} -m gunicorn -c api/gunicorn_conf.py -b 127.0.0.1:{settings.port} "
                                    "api.wsgi:app", env=env, cwd=ROOT)
-        for n in range(1, int(os.environ.get("WORKERS", "1")) + 1):
+        workers = int(os.environ.get("WORKERS", "1"))
+        for n in range(1, workers + 1):
             manager.add_process(f"worker{n}", f"{python} -m celery -A worker.celery_app worker --pool threads "
                                               f"--concurrency {settings.worker_concurrency} -Q parley.turns "
-                                              f"-n worker{n}@%h -l INFO", env=env, cwd=ROOT)
+                                              f"-n worker{n}@%h -l INFO",
+                                env=metrics_port(env, settings, n - 1), cwd=ROOT)
+        manager.add_process("webhooks", f"{python} -m celery -A worker.celery_app worker --pool threads "
+                                        f"--concurrency 8 -Q parley.webhooks -n webhooks@%h -l INFO",
+                            env={**metrics_port(env, settings, workers), "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true"},
+                            cwd=ROOT)
         manager.add_process("flower", f"{python} -m celery -A worker.celery_app flower --address=127.0.0.1 "
                                       f"--port={settings.flower_port} --basic-auth=parley:{flower_password}",
                             env=env, cwd=ROOT)
         print(f"\n  API     http://127.0.0.1:{settings.port}\n"
               f"  Flower  http://127.0.0.1:{settings.flower_port}  (user parley, password in var/flower-password)\n"
-              f"  API key {key}  (saved in var/dev-api-key)\n", flush=True)
+              f"  API key {key}  (saved in var/dev-api-key)\n"
+              f"  Metrics http://127.0.0.1:{settings.port}/metrics{worker_metrics(settings, workers)}\n", flush=True)
         manager.loop()
         return manager.returncode or 0
     except subprocess.CalledProcessError as error:

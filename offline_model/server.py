@@ -1,4 +1,5 @@
-"""HTTP server speaking the Anthropic Messages API wire format with canned replies."""
+"""HTTP server speaking the Anthropic Messages API and Bedrock Converse wire formats
+with canned replies, a simulated prompt cache and scripted faults."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from offline_model.wire import (
+    ANTHROPIC_ERRORS, BEDROCK_ERRORS, FAULTS, PromptCache, anthropic_blocks, bedrock_blocks,
+    event_stream_message, reply_text,
+)
 
 MAX_RECORDED = 1000
 _CONTROL_KEYS = ("delay_ms", "chunk_chars", "stream_delay_ms")
@@ -64,7 +70,12 @@ class OfflineHTTPServer(ThreadingHTTPServer):
         self.settings = {"delay_ms": delay_ms, "chunk_chars": 8, "stream_delay_ms": 0}
         self.lock = threading.Lock()
         self.recorded: list[Any] = []
+        # Streams written to the end, and streams the client closed before the end.
+        self.streams = {"completed": 0, "aborted": 0}
         self.counter = 0
+        self.faults: list[str] = []  # taken one per model request, in order
+        self.retry_after = "0"  # sent with rate_limited / overloaded faults
+        self.cache = PromptCache()
         # Set on shutdown so in-flight delays end promptly instead of holding threads.
         self.stopping = threading.Event()
 
@@ -103,7 +114,10 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest(f"invalid JSON body: {exc}") from None
 
     def _dispatch(self, routes: dict) -> None:
-        route = routes.get(self.path.split("?", 1)[0])
+        path = self.path.split("?", 1)[0]
+        route = routes.get(path)
+        if route is None and self.command == "POST" and path.startswith("/model/"):
+            route = self._converse
         try:
             if route is None:
                 self.close_connection = True  # the unread body would be taken for the next request
@@ -134,6 +148,10 @@ class Handler(BaseHTTPRequestHandler):
         body = self._read_json()
         if not isinstance(body, dict):
             raise BadRequest("control body must be a JSON object")
+        faults = body.pop("faults", None)
+        if faults is not None and (not isinstance(faults, list) or any(f not in FAULTS for f in faults)):
+            raise BadRequest(f"faults: a list of {', '.join(FAULTS)}")
+        retry_after = body.pop("retry_after", None)
         updates = {k: body[k] for k in _CONTROL_KEYS if k in body}
         for key, value in updates.items():
             minimum = 1 if key == "chunk_chars" else 0
@@ -141,39 +159,67 @@ class Handler(BaseHTTPRequestHandler):
                 raise BadRequest(f"{key}: must be an integer >= {minimum}")
         with self.server.lock:
             self.server.settings.update(updates)
-            current = dict(self.server.settings)
+            if faults is not None:
+                self.server.faults = list(faults)
+            if retry_after is not None:
+                self.server.retry_after = str(retry_after)
+            current = {**self.server.settings, "faults": list(self.server.faults)}
         self._send_json(200, current)
 
     def _list_requests(self) -> None:
         with self.server.lock:
-            recorded = list(self.server.recorded)
-        self._send_json(200, {"requests": recorded})
+            recorded, streams = list(self.server.recorded), dict(self.server.streams)
+        self._send_json(200, {"requests": recorded, "streams": streams})
 
     def _clear_requests(self) -> None:
         with self.server.lock:
             self.server.recorded.clear()
-        self._send_json(200, {"requests": []})
+            self.server.streams = {"completed": 0, "aborted": 0}
+        self._send_json(200, {"requests": [], "streams": dict(self.server.streams)})
 
     # -- Messages API -----------------------------------------------------
 
-    def _messages(self) -> None:
-        body = self._read_json()
+    def _arrive(self, body: Any) -> tuple[int, dict, str | None]:
+        """Record a model request; its number, the current settings and its fault, if any."""
         srv = self.server
         with srv.lock:
             # Recorded before validating and delaying so tests can see requests that fail or time out.
             srv.recorded.append(body)
             del srv.recorded[:-MAX_RECORDED]
             srv.counter += 1
-            number = srv.counter
-            settings = dict(srv.settings)
-        srv.stopping.wait(settings["delay_ms"] / 1000)
-        messages = _validate(body)
+            fault = srv.faults.pop(0) if srv.faults else None
+            return srv.counter, dict(srv.settings), fault
 
-        reply = f'offline model: received {len(messages)} messages; last: "{_text_of(messages[-1]["content"])}"'
+    def _fault_before_output(self, fault: str | None, errors: dict, send_error) -> bool:
+        """Act out a fault that happens before any output; True if the request is answered."""
+        if fault == "hang":
+            self.server.stopping.wait(600)
+            return True
+        if fault == "disconnect":
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return True
+        if fault in errors:
+            status, kind, message = errors[fault]
+            headers = {"retry-after": self.server.retry_after} if fault in ("rate_limited", "overloaded") else {}
+            send_error(status, kind, message, headers)
+            return True
+        return False
+
+    def _messages(self) -> None:
+        body = self._read_json()
+        number, settings, fault = self._arrive(body)
+        self.server.stopping.wait(settings["delay_ms"] / 1000)
+        messages = _validate(body)
+        if self._fault_before_output(fault, ANTHROPIC_ERRORS, self._send_anthropic_error):
+            return
+
+        reply = reply_text(messages, _text_of)
         input_tokens = sum(_estimate_tokens(_text_of(m["content"])) + 4 for m in messages)
         if body.get("system"):
             input_tokens += _estimate_tokens(_text_of(body["system"]))
-        output_tokens = _estimate_tokens(reply)
+        with self.server.lock:
+            usage = self.server.cache.usage(anthropic_blocks(body, _text_of), input_tokens)
         message = {
             "id": f"msg_offline_{number}",
             "type": "message",
@@ -182,15 +228,18 @@ class Handler(BaseHTTPRequestHandler):
             "content": [{"type": "text", "text": reply}],
             "stop_reason": "end_turn",
             "stop_sequence": None,
-            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+            "usage": {**usage, "output_tokens": _estimate_tokens(reply)},
         }
         headers = {"request-id": f"req_offline_{number}"}
         if body.get("stream"):
-            self._stream(message, settings, headers)
+            self._stream(message, settings, headers, fail_midway=fault == "overloaded_midstream")
         else:
             self._send_json(200, message, headers)
 
-    def _stream(self, message: dict, settings: dict, headers: dict) -> None:
+    def _send_anthropic_error(self, status: int, kind: str, message: str, headers: dict) -> None:
+        self._send_json(status, {"type": "error", "error": {"type": kind, "message": message}}, headers)
+
+    def _stream(self, message: dict, settings: dict, headers: dict, fail_midway: bool = False) -> None:
         reply = message["content"][0]["text"]
         size = settings["chunk_chars"]
         chunks = [reply[i : i + size] for i in range(0, len(reply), size)]
@@ -204,7 +253,16 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
+        try:
+            self._stream_events(message, chunks, gap, fail_midway)
+        except ConnectionError:
+            with self.server.lock:
+                self.server.streams["aborted"] += 1
+            raise
+        with self.server.lock:
+            self.server.streams["completed"] += 1
 
+    def _stream_events(self, message: dict, chunks: list[str], gap: float, fail_midway: bool) -> None:
         start = {**message, "content": [], "stop_reason": None,
                  "usage": {"input_tokens": message["usage"]["input_tokens"], "output_tokens": 1}}
         self._event({"type": "message_start", "message": start})
@@ -212,6 +270,12 @@ class Handler(BaseHTTPRequestHandler):
         for i, chunk in enumerate(chunks):
             if i and gap:
                 self.server.stopping.wait(gap)
+            if fail_midway and i == len(chunks) // 2:
+                # An error after output has started, as the API sends it: an SSE error event.
+                self._event({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+                return
             self._event({"type": "content_block_delta", "index": 0,
                          "delta": {"type": "text_delta", "text": chunk}})
         self._event({"type": "content_block_stop", "index": 0})
@@ -220,6 +284,72 @@ class Handler(BaseHTTPRequestHandler):
                      "usage": {"output_tokens": message["usage"]["output_tokens"]}})
         self._event({"type": "message_stop"})
         self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    # -- Bedrock Converse / ConverseStream ----------------------------------
+
+    def _converse(self) -> None:
+        path = self.path.split("?", 1)[0]
+        streaming = path.endswith("/converse-stream")
+        if not (streaming or path.endswith("/converse")):
+            self._send_bedrock_error(404, "ResourceNotFoundException", f"Not found: {path}", {})
+            return
+        body = self._read_json()
+        _number, settings, fault = self._arrive(body)
+        self.server.stopping.wait(settings["delay_ms"] / 1000)
+        try:
+            messages = _validate({"messages": [
+                {"role": m.get("role"), "content": [{"type": "text", "text": b.get("text", "")}
+                                                    for b in m.get("content", []) if "text" in b]}
+                for m in body.get("messages") or []]})
+        except BadRequest as exc:
+            self._send_bedrock_error(400, "ValidationException", str(exc), {})
+            return
+        if self._fault_before_output(fault, BEDROCK_ERRORS, self._send_bedrock_error):
+            return
+        reply = reply_text(messages, _text_of)
+        system_text = "".join(b.get("text", "") for b in body.get("system") or [])
+        input_tokens = sum(_estimate_tokens(_text_of(m["content"])) + 4 for m in messages)
+        input_tokens += _estimate_tokens(system_text) if system_text else 0
+        with self.server.lock:
+            cached = self.server.cache.usage(bedrock_blocks(body), input_tokens)
+        output_tokens = _estimate_tokens(reply)
+        usage = {"inputTokens": cached["input_tokens"], "outputTokens": output_tokens,
+                 "totalTokens": input_tokens + output_tokens,
+                 "cacheReadInputTokens": cached["cache_read_input_tokens"],
+                 "cacheWriteInputTokens": cached["cache_creation_input_tokens"]}
+        if not streaming:
+            self._send_json(200, {"output": {"message": {"role": "assistant", "content": [{"text": reply}]}},
+                                  "stopReason": "end_turn", "usage": usage, "metrics": {"latencyMs": 1}})
+            return
+        size = settings["chunk_chars"]
+        chunks = [reply[i : i + size] for i in range(0, len(reply), size)]
+        gap = settings["stream_delay_ms"] / 1000 / max(1, len(chunks) - 1)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.amazon.eventstream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        frames = [("messageStart", {"role": "assistant"})]
+        frames += [("contentBlockDelta", {"delta": {"text": chunk}, "contentBlockIndex": 0}) for chunk in chunks]
+        frames += [("contentBlockStop", {"contentBlockIndex": 0}), ("messageStop", {"stopReason": "end_turn"}),
+                   ("metadata", {"usage": usage, "metrics": {"latencyMs": 1}})]
+        for i, (kind, payload) in enumerate(frames):
+            if fault == "overloaded_midstream" and i == len(frames) // 2:
+                self._chunk(event_stream_message("serviceUnavailableException", {"message": "Model is overloaded."},
+                                                 message_type="exception"))
+                break
+            if kind == "contentBlockDelta" and i > 1 and gap:
+                self.server.stopping.wait(gap)
+            self._chunk(event_stream_message(kind, payload))
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _send_bedrock_error(self, status: int, kind: str, message: str, headers: dict) -> None:
+        self._send_json(status, {"message": message}, {"x-amzn-ErrorType": f"{kind}:http://internal.amazon.com/",
+                                                       **headers})
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
     def _event(self, payload: dict) -> None:

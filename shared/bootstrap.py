@@ -7,10 +7,11 @@ import redis
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.cache import JobNotifier, WindowCache, make_redis
+from shared.cache import WindowCache, make_redis
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
-from shared.providers import AnthropicProvider, ModelProvider
+from shared.events import JobEvents
+from shared.providers import AnthropicProvider, BedrockProvider, ModelProvider, RetryingProvider, RetryPolicy
 from shared.storage import LogStore, make_log_store
 
 
@@ -21,7 +22,7 @@ class Services:
     sessions: sessionmaker[Session]
     redis: redis.Redis
     windows: WindowCache
-    notifier: JobNotifier
+    events: JobEvents
     store: LogStore
     provider: ModelProvider | None
 
@@ -40,14 +41,22 @@ def bootstrap(settings: Settings, *, provider: ModelProvider | None = None, with
     engine = make_engine(settings.sqlalchemy_url, pool_size=pool_size)
     client = make_redis(settings.require("redis_url"))
     if provider is None and with_model:
-        provider = AnthropicProvider(
-            api_key=settings.anthropic_api_key or "offline",
-            base_url=settings.anthropic_base_url,
-            timeout=settings.model_timeout_seconds,
-            max_retries=settings.model_max_retries,
-        )
+        provider = make_provider(settings)
     return Services(
         settings=settings, engine=engine, sessions=make_sessions(engine), redis=client,
-        windows=WindowCache(client, settings.window_cache_ttl_seconds), notifier=JobNotifier(client),
+        windows=WindowCache(client, settings.window_cache_ttl_seconds), 
+        events=JobEvents(client, settings.events_ttl_seconds),
         store=make_log_store(storage_url(settings), settings.s3_endpoint_url), provider=provider,
     )
+
+
+def make_provider(settings: Settings) -> ModelProvider:
+    """The configured provider, wrapped in the one retry layer."""
+    if settings.llm_provider == "bedrock":
+        inner = BedrockProvider(settings.aws_region, settings.bedrock_endpoint_url, settings.model_timeout_seconds)
+    else:
+        inner = AnthropicProvider(settings.anthropic_api_key or "offline", settings.anthropic_base_url,
+                                  settings.model_timeout_seconds)
+    return RetryingProvider(inner, RetryPolicy(max_retries=settings.model_max_retries,
+                                               budget_seconds=settings.model_retry_budget_seconds,
+                                               base_seconds=settings.model_retry_base_seconds))

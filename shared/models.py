@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
-    BigInteger, CheckConstraint, DateTime, ForeignKey, Identity, Index, Integer, Text,
-    UniqueConstraint, func,
+    BigInteger, CheckConstraint, Date, DateTime, ForeignKey, Identity, Index, Integer, Text,
+    UniqueConstraint, func, text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+WEBHOOK_STATUSES = ("pending", "delivered", "failed")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 ACTIVE_STATUSES = ("queued", "running")
 
@@ -32,6 +33,8 @@ class User(Base):
     current_conversation_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("conversations.conversation_id", ondelete="SET NULL", use_alter=True,
                                        name="fk_users_current_conversation"), nullable=True)
+    # Signs webhook deliveries (HMAC-SHA256); made on first use, shown to its user only.
+    webhook_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = _now_column()
 
 
@@ -56,6 +59,9 @@ class Conversation(Base):
     message_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_creation_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_read_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    model: Mapped[str | None] = mapped_column(Text, nullable=True)  # one of ALLOWED_MODELS; default if None
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _now_column()
 
@@ -75,9 +81,26 @@ class Turn(Base):
     assistant_tokens: Mapped[int] = mapped_column(Integer)
     input_tokens: Mapped[int] = mapped_column(Integer)
     output_tokens: Mapped[int] = mapped_column(Integer)
+    cache_creation_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_read_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = _now_column()
 
     __table_args__ = (UniqueConstraint("conversation_id", "seq", name="uq_turns_conversation_seq"),)
+
+
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+class UsageDaily(Base):
+    """Tokens per user per UTC day; kept when conversations are deleted."""
+    __tablename__ = "usage_daily"
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    turns: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_creation_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_read_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Job(Base):
@@ -98,9 +121,18 @@ class Job(Base):
     created_at: Mapped[datetime] = _now_column()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    worker: Mapped[str | None] = mapped_column(Text, nullable=True)  # the Celery node that last claimed it
+    # Webhook delivery of the final job, retried until `webhook_next_at` passes the window.
+    callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    webhook_status: Mapped[str | None] = mapped_column(Text, nullable=True)
+    webhook_attempts: Mapped[list] = mapped_column(JSONB, default=list, server_default=text("'[]'::jsonb"))
+    webhook_next_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (
         CheckConstraint(f"status IN {JOB_STATUSES}", name="ck_jobs_status"),
+        CheckConstraint(f"webhook_status IS NULL OR webhook_status IN {WEBHOOK_STATUSES}",
+                        name="ck_jobs_webhook_status"),
+        Index("ix_jobs_webhook_due", "webhook_next_at", postgresql_where="webhook_status = 'pending'"),
         UniqueConstraint("user_id", "idempotency_key", name="uq_jobs_user_idempotency_key"),
         Index("ix_jobs_conversation_active", "conversation_id", "position",
               postgresql_where="status IN ('queued', 'running')"),

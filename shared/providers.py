@@ -1,8 +1,21 @@
-"""Model providers: how a window becomes a reply."""
+"""Model providers: how a window becomes a reply.
+
+Retries live in one layer, `RetryingProvider`: the SDK's and botocore's own
+retries are off, and a Celery retry never repeats a model call that failed.
+"""
 from __future__ import annotations
 
+import logging
+import random
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
+
+log = logging.getLogger("parley.model")
+
+ERROR_KINDS = ("rate_limited", "overloaded", "model_timeout", "model_unavailable", "context_too_long",
+               "invalid_request", "provider_auth", "internal")
 
 
 @dataclass(frozen=True)
@@ -11,6 +24,57 @@ class ModelReply:
     model: str
     input_tokens: int
     output_tokens: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+    @property
+    def usage(self) -> dict:
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                "cache_creation_input_tokens": self.cache_creation_input_tokens,
+                "cache_read_input_tokens": self.cache_read_input_tokens}
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Everything the model read, cached or not."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+
+class Cancelled(Exception):
+    """The job ended elsewhere (it was cancelled) while the model was answering."""
+
+
+class CancelToken:
+    """Set from another thread to stop a model call: the open stream is closed at once."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to `seconds`; True if cancelled meanwhile."""
+        return self._event.wait(seconds)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                pass  # the stream may already be closed
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
 
 
 @dataclass(frozen=True)
@@ -19,64 +83,245 @@ class ModelRequest:
     messages: list[dict]
     model: str
     max_tokens: int
+    temperature: float | None = None
     on_text: Callable[[str], None] | None = field(default=None, compare=False)
+    # Called before a retry when text of the failed attempt was already passed to on_text.
+    on_reset: Callable[[], None] | None = field(default=None, compare=False)
+    cancel: CancelToken | None = field(default=None, compare=False)
 
 
 class ModelError(Exception):
-    """A model call that failed; `kind` is one of the job error types."""
+    """A model call that failed; `kind` is one of ERROR_KINDS."""
 
-    def __init__(self, kind: str, message: str, retryable: bool = False):
+    def __init__(self, kind: str, message: str, retryable: bool = False, retry_after: float | None = None):
         super().__init__(message)
-        self.kind, self.message, self.retryable = kind, message, retryable
+        self.kind, self.message, self.retryable, self.retry_after = kind, message, retryable, retry_after
 
 
 class ModelProvider(Protocol):
     def complete(self, request: ModelRequest) -> ModelReply: ...
 
 
-class AnthropicProvider:
-    """The Messages API through the official SDK, streamed so text arrives as it is made."""
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 4
+    budget_seconds: float = 300.0  # all attempts and waits of one reply
+    base_seconds: float = 1.0
+    cap_seconds: float = 30.0
 
-    def __init__(self, api_key: str, base_url: str | None, timeout: float, max_retries: int):
+    def delay(self, retry: int, retry_after: float | None) -> float:
+        """Capped exponential backoff with full jitter; never sooner than the server asked."""
+        backoff = random.uniform(0, min(self.cap_seconds, self.base_seconds * 2 ** retry))
+        return max(backoff, min(retry_after or 0.0, self.cap_seconds * 4))
+
+
+class RetryingProvider:
+    """Retries transient failures (429, 529, 5xx, timeouts, resets, errors inside a
+    started stream) within a time budget; permanent ones fail at once."""
+
+    def __init__(self, inner: ModelProvider, policy: RetryPolicy):
+        self.inner, self.policy = inner, policy
+
+    def complete(self, request: ModelRequest) -> ModelReply:
+        cancel = request.cancel or CancelToken()
+        started, retry = time.monotonic(), 0
+        while True:
+            emitted = False
+
+            def on_text(text: str) -> None:
+                nonlocal emitted
+                emitted = True
+                if request.on_text:
+                    request.on_text(text)
+
+            attempt = ModelRequest(request.system, request.messages, request.model, request.max_tokens,
+                                   request.temperature, on_text, None, cancel)
+            try:
+                return self.inner.complete(attempt)
+            except ModelError as error:
+                if not error.retryable or retry >= self.policy.max_retries:
+                    raise
+                delay = self.policy.delay(retry, error.retry_after)
+                if time.monotonic() - started + delay > self.policy.budget_seconds:
+                    raise ModelError(error.kind, f"{error.message} (gave up after {retry + 1} attempts)") from error
+                log.warning("model call failed (%s), retry %s in %.1fs", error.kind, retry + 1, delay)
+                if emitted and request.on_reset:
+                    request.on_reset()
+                if cancel.wait(delay):
+                    raise Cancelled() from error
+                retry += 1
+
+
+def _retry_after(headers) -> float | None:
+    try:
+        return float(headers.get("retry-after")) if headers and headers.get("retry-after") else None
+    except (TypeError, ValueError):
+        return None
+
+
+class AnthropicProvider:
+    """The Messages API through the official SDK, streamed so text arrives as it is made.
+
+    The system prompt and the newest user messages carry `cache_control`, so the
+    next turn of the conversation reads everything before its new message from
+    the prompt cache.
+    """
+
+    def __init__(self, api_key: str, base_url: str | None, timeout: float):
         import anthropic
 
         self._anthropic = anthropic
-        self.client = anthropic.Anthropic(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
+        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
     def complete(self, request: ModelRequest) -> ModelReply:
-        params = {"model": request.model, "max_tokens": request.max_tokens, "messages": request.messages}
+        params = {"model": request.model, "max_tokens": request.max_tokens,
+                  "messages": _anthropic_messages(request.messages)}
         if request.system:
-            params["system"] = request.system
+            params["system"] = [{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}]
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        cancel = request.cancel or CancelToken()
         try:
             with self.client.messages.stream(**params) as stream:
+                cancel.on_cancel(stream.close)
                 for text in stream.text_stream:
+                    if cancel.cancelled:
+                        raise Cancelled()
                     if request.on_text:
                         request.on_text(text)
                 final = stream.get_final_message()
-        except self._anthropic.APIError as error:
-            raise _classify(self._anthropic, error) from error
+        except Cancelled:
+            raise
+        except Exception as error:
+            if cancel.cancelled:  # the stream was closed under the reader
+                raise Cancelled() from error
+            if isinstance(error, self._anthropic.APIError):
+                raise _classify_anthropic(self._anthropic, error) from error
+            raise
         text = "".join(block.text for block in final.content if block.type == "text")
-        return ModelReply(text, final.model, final.usage.input_tokens, final.usage.output_tokens)
+        usage = final.usage
+        return ModelReply(text, final.model, usage.input_tokens, usage.output_tokens,
+                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0)
 
 
-def _classify(anthropic, error) -> ModelError:
+def _cache_marks(messages: list[dict]) -> set[int]:
+    """Cache breakpoints on the last two user messages: this turn writes the prefix
+    up to its message, the next turn reads it."""
+    return {i for i in range(len(messages) - 1, -1, -2)[:2] if messages[i]["role"] == "user"}
+
+
+def _anthropic_messages(messages: list[dict]) -> list[dict]:
+    marked = _cache_marks(messages)
+    return [{"role": m["role"], "content": [{"type": "text", "text": m["content"],
+                                             **({"cache_control": {"type": "ephemeral"}} if i in marked else {})}]}
+            for i, m in enumerate(messages)]
+
+
+def _classify_anthropic(anthropic, error) -> ModelError:
     if isinstance(error, anthropic.APITimeoutError):
         return ModelError("model_timeout", "The model did not answer in time.", retryable=True)
     if isinstance(error, anthropic.APIConnectionError):
         return ModelError("model_unavailable", "The model service could not be reached.", retryable=True)
+    body = getattr(error, "body", None)
+    kind = (body.get("error") or {}).get("type") if isinstance(body, dict) else None
     status = getattr(error, "status_code", None)
-    message = getattr(error, "message", str(error))
-    if status == 429:
-        return ModelError("rate_limited", "The model's rate limit was reached; try again shortly.", True)
-    if status == 529 or "overloaded" in str(message).lower():
-        return ModelError("overloaded", "The model service is overloaded; try again shortly.", True)
-    if status in (401, 403):
+    message = str(getattr(error, "message", error))
+    retry_after = _retry_after(getattr(getattr(error, "response", None), "headers", None))
+    if status == 429 or kind == "rate_limit_error":
+        return ModelError("rate_limited", "The model's rate limit was reached; try again shortly.", True, retry_after)
+    if status == 529 or kind == "overloaded_error":
+        return ModelError("overloaded", "The model service is overloaded; try again shortly.", True, retry_after)
+    if status in (401, 403) or kind in ("authentication_error", "permission_error"):
         return ModelError("provider_auth", "The model provider rejected Parley's credentials.")
-    if status == 400 and "prompt is too long" in str(message).lower():
-        return ModelError("context_too_long", "The conversation is too long for the model.")
-    if status is not None and status >= 500:
-        return ModelError("model_unavailable", f"The model service failed ({status}).", True)
+    if "prompt is too long" in message.lower():
+        return ModelError("context_too_long", "The conversation is too long for the model; "
+                          "lower MAX_CONTEXT_TOKENS or start a new conversation.")
+    if (status is not None and status >= 500) or kind == "api_error":
+        return ModelError("model_unavailable", f"The model service failed ({status or kind}).", True, retry_after)
     if status is not None and 400 <= status < 500:
         return ModelError("invalid_request", f"The model rejected the request: {message}")
     return ModelError("internal", f"Model call failed: {message}")
+
+
+class BedrockProvider:
+    """Claude on AWS Bedrock through boto3's ConverseStream, with the same streaming,
+    usage and error kinds as the Anthropic provider."""
+
+    def __init__(self, region: str, endpoint_url: str | None, timeout: float):
+        import boto3
+        from botocore.config import Config
+
+        self.client = boto3.client(
+            "bedrock-runtime", region_name=region, endpoint_url=endpoint_url,
+            config=Config(read_timeout=timeout, connect_timeout=min(timeout, 10),
+                          retries={"total_max_attempts": 1, "mode": "standard"}))
+
+    def complete(self, request: ModelRequest) -> ModelReply:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        params = {"modelId": request.model, "messages": _bedrock_messages(request.messages),
+                  "inferenceConfig": {"maxTokens": request.max_tokens}}
+        if request.system:
+            params["system"] = [{"text": request.system}, {"cachePoint": {"type": "default"}}]
+        if request.temperature is not None:
+            params["inferenceConfig"]["temperature"] = request.temperature
+        cancel = request.cancel or CancelToken()
+        parts, usage = [], {}
+        try:
+            stream = self.client.converse_stream(**params)["stream"]
+            cancel.on_cancel(stream.close)
+            for event in stream:
+                if cancel.cancelled:
+                    raise Cancelled()
+                if "contentBlockDelta" in event:
+                    text = event["contentBlockDelta"]["delta"].get("text", "")
+                    parts.append(text)
+                    if text and request.on_text:
+                        request.on_text(text)
+                elif "metadata" in event:
+                    usage = event["metadata"].get("usage", {})
+        except Cancelled:
+            raise
+        except (ClientError, BotoCoreError) as error:
+            if cancel.cancelled:
+                raise Cancelled() from error
+            raise _classify_bedrock(error) from error
+        except Exception as error:
+            if cancel.cancelled:
+                raise Cancelled() from error
+            raise
+        return ModelReply("".join(parts), request.model, usage.get("inputTokens", 0), usage.get("outputTokens", 0),
+                          usage.get("cacheWriteInputTokens", 0), usage.get("cacheReadInputTokens", 0))
+
+
+def _bedrock_messages(messages: list[dict]) -> list[dict]:
+    marked = _cache_marks(messages)
+    return [{"role": m["role"], "content": [{"text": m["content"]}]
+             + ([{"cachePoint": {"type": "default"}}] if i in marked else [])}
+            for i, m in enumerate(messages)]
+
+
+def _classify_bedrock(error) -> ModelError:
+    from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
+
+    if isinstance(error, (ReadTimeoutError, ConnectTimeoutError)):
+        return ModelError("model_timeout", "The model did not answer in time.", retryable=True)
+    if not isinstance(error, ClientError):
+        return ModelError("model_unavailable", "The model service could not be reached.", retryable=True)
+    code = error.response.get("Error", {}).get("Code", "").lower().removesuffix("exception")
+    message = error.response.get("Error", {}).get("Message", "")
+    retry_after = _retry_after(error.response.get("ResponseMetadata", {}).get("HTTPHeaders"))
+    if code in ("throttling", "toomanyrequests"):
+        return ModelError("rate_limited", "The model's rate limit was reached; try again shortly.", True, retry_after)
+    if code in ("serviceunavailable", "modelnotready"):
+        return ModelError("overloaded", "The model service is overloaded; try again shortly.", True, retry_after)
+    if code in ("accessdenied", "unrecognizedclient", "expiredtoken"):
+        return ModelError("provider_auth", "The model provider rejected Parley's credentials.")
+    if code == "validation" and "too long" in message.lower():
+        return ModelError("context_too_long", "The conversation is too long for the model; "
+                          "lower MAX_CONTEXT_TOKENS or start a new conversation.")
+    if code in ("internalserver", "modelstreamerror", "modeltimeout", "modelerror"):
+        return ModelError("model_unavailable", f"The model service failed ({code}).", True, retry_after)
+    if code in ("validation", "resourcenotfound"):
+        return ModelError("invalid_request", f"The model rejected the request: {message}")
+    return ModelError("internal", f"Model call failed: {code}: {message}")

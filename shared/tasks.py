@@ -1,12 +1,22 @@
 """Celery wiring both sides share. The API sends tasks by these names only."""
 from __future__ import annotations
 
+import logging
+from typing import Callable
+
 from celery import Celery
 
 from shared.config import Settings
 
+log = logging.getLogger("parley.tasks")
+
 REPLY_TASK = "parley.reply"
 CHAT_QUEUE = "parley.turns"
+# Webhooks have their own queue (and worker), so a slow receiver never delays a turn.
+WEBHOOK_TASK = "parley.deliver_webhook"
+WEBHOOK_QUEUE = "parley.webhooks"
+# Message header with the id of the API request that sent a task, for the worker's logs.
+REQUEST_ID_HEADER = "request_id"
 
 
 def make_celery(settings: Settings, name: str) -> Celery:
@@ -19,7 +29,7 @@ def make_celery(settings: Settings, name: str) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=CHAT_QUEUE,
-        task_routes={REPLY_TASK: {"queue": CHAT_QUEUE}},
+        task_routes={REPLY_TASK: {"queue": CHAT_QUEUE}, WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}},
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
@@ -33,3 +43,25 @@ def make_celery(settings: Settings, name: str) -> Celery:
         task_send_sent_event=True,
     )
     return app
+
+
+class Dispatcher:
+    """Sends tasks by name, carrying job ids only. The job row is committed
+    before the send, so a failed send leaves the work for the sweeper."""
+
+    def __init__(self, celery: Celery, request_id: Callable[[], str | None] | None = None):
+        self.celery, self.request_id = celery, request_id
+
+    def turn(self, job_id: object) -> None:
+        self._send(REPLY_TASK, job_id)
+
+    def webhook(self, job_id: object, countdown: float | None = None) -> None:
+        self._send(WEBHOOK_TASK, job_id, countdown)
+
+    def _send(self, task: str, job_id: object, countdown: float | None = None) -> None:
+        try:
+            request_id = self.request_id() if self.request_id else None
+            self.celery.send_task(task, args=[str(job_id)], countdown=countdown,
+                                  headers={REQUEST_ID_HEADER: request_id} if request_id else None)
+        except Exception as error:
+            log.warning("could not send %s for job %s (the sweeper will): %s", task, job_id, error)

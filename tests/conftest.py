@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
@@ -23,7 +23,10 @@ from shared.users import get_or_create_user, issue_key
 
 # Small enough that a few long messages overflow it.
 TEST_CONTEXT_TOKENS = 300
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+# Secrets are distinctive strings, so tests/security can prove no log or response carries them.
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "aws-secret-7c41e9d05b",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+ANTHROPIC_TEST_KEY = "sk-ant-test-secret-3f9a62c1d8"
 
 
 @dataclass
@@ -33,17 +36,18 @@ class Stack:
     services: Services
     model: OfflineModelServer
     bucket: str
+    workers: list[WorkerProcess] = field(default_factory=list)
 
 
 class WorkerProcess:
     """`celery worker` as a child process; ready when it says so on stderr."""
 
-    def __init__(self, env: dict, name: str = "w1", concurrency: int = 4):
+    def __init__(self, env: dict, name: str = "w1", concurrency: int = 4, queue: str = "parley.turns"):
         self.lines: list[str] = []
         self.ready = threading.Event()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "threads",
-             "--concurrency", str(concurrency), "-Q", "parley.turns", "-n", f"{name}@%h", "-l", "INFO",
+             "--concurrency", str(concurrency), "-Q", queue, "-n", f"{name}@%h", "-l", "INFO",
              "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         threading.Thread(target=self._drain, daemon=True).start()
@@ -85,19 +89,23 @@ def stack(tmp_path_factory):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "DATABASE_", "REDIS_", "STORAGE_"))}
     env.update(AWS_ENV, DATABASE_URL=postgres.url, REDIS_URL=valkey.url, STORAGE_URL=f"s3://{bucket}/logs",
-               S3_ENDPOINT_URL=s3_url, ANTHROPIC_BASE_URL=model.url, ANTHROPIC_API_KEY="offline",
+               S3_ENDPOINT_URL=s3_url, ANTHROPIC_BASE_URL=model.url, ANTHROPIC_API_KEY=ANTHROPIC_TEST_KEY,
                MAX_CONTEXT_TOKENS=str(TEST_CONTEXT_TOKENS), MODEL_MAX_RETRIES="0", CHAT_WAIT_SECONDS="20",
                VAR_DIR=str(base / "var"), PYTHONUNBUFFERED="1", SWEEP_INTERVAL_SECONDS="0.5",
-               QUEUED_GRACE_SECONDS="1", JOB_LEASE_SECONDS="5")
+               QUEUED_GRACE_SECONDS="1", JOB_LEASE_SECONDS="5", SSE_PING_SECONDS="0.5",
+               WEBHOOK_ALLOW_PRIVATE_ADDRESSES="true", WEBHOOK_BACKOFF_SECONDS="0.2",
+               WEBHOOK_RETRY_WINDOW_SECONDS="3", WEBHOOK_TIMEOUT_SECONDS="2", MODEL_RETRY_BASE_SECONDS="0.05")
     settings = Settings(_env_file=None, **{k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
     config = Config(str(ROOT / "alembic.ini"))
     config.attributes.update(url=settings.sqlalchemy_url, configure_logger=False)
     command.upgrade(config, "head")
     services = bootstrap(settings)
     worker = WorkerProcess(env)
+    webhooks = WorkerProcess(env, name="webhooks", queue="parley.webhooks")
     try:
-        yield Stack(settings, env, services, model, bucket)
+        yield Stack(settings, env, services, model, bucket, workers=[worker, webhooks])
     finally:
+        webhooks.stop()
         worker.stop()
         services.close()
         model.stop()

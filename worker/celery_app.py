@@ -12,13 +12,15 @@ from celery.signals import worker_ready, worker_shutdown
 
 from shared.bootstrap import Services, bootstrap
 from shared.config import load_settings
-from shared.logs import configure_logging
-from shared.tasks import REPLY_TASK, make_celery
-from worker.pipeline import run_turn
+from shared.tasks import REPLY_TASK, WEBHOOK_TASK, Dispatcher, make_celery
+from worker import observability
+from worker.lease import EndWatcher
+from worker.pipeline import Runtime, run_turn
 from worker.sweeper import Sweeper
+from worker.webhooks import deliver
 
 settings = load_settings()
-configure_logging(settings.log_level)
+observability.install(settings)  # JSON logs with job and request ids; metrics on WORKER_METRICS_PORT
 app = make_celery(settings, "parley-worker")
 app.set_default()
 
@@ -26,6 +28,8 @@ log = logging.getLogger("parley.worker")
 _services: Services | None = None
 _services_lock = threading.Lock()
 _sweeper: Sweeper | None = None
+_watcher: EndWatcher | None = None
+dispatcher = Dispatcher(app)
 
 
 def services() -> Services:
@@ -36,25 +40,19 @@ def services() -> Services:
         return _services
 
 
-def dispatch(job_id: str) -> None:
-    """Send the next turn of a conversation; if the broker is down the sweeper re-sends it."""
-    try:
-        app.send_task(REPLY_TASK, args=[job_id])
-    except Exception as error:
-        log.warning("could not send job %s (the sweeper will): %s", job_id, error)
-
-
 @worker_ready.connect
-def _start_sweeper(**_) -> None:
-    global _sweeper
-    _sweeper = Sweeper(services(), dispatch)
+def _start_background(**_) -> None:
+    global _sweeper, _watcher
+    _watcher = EndWatcher(services()).start()
+    _sweeper = Sweeper(services(), dispatcher)
     _sweeper.start()
 
 
 @worker_shutdown.connect
-def _stop_sweeper(**_) -> None:
-    if _sweeper is not None:
-        _sweeper.stop()
+def _stop_background(**_) -> None:
+    for part in (_sweeper, _watcher):
+        if part is not None:
+            part.stop()
 
 
 class TurnTask(Task):
@@ -68,6 +66,13 @@ class TurnTask(Task):
 @shared_task(name=REPLY_TASK, bind=True, base=TurnTask)
 def reply(self: Task, job_id: str) -> None:
     """Turn job `job_id` into one turn of its conversation."""
-    outcome = run_turn(services(), job_id, dispatch)
+    runtime = Runtime(dispatcher, worker=self.request.hostname, watcher=_watcher)
+    outcome = run_turn(services(), job_id, runtime)
     if outcome.status == "busy":
         raise self.retry(countdown=outcome.retry_after)
+
+
+@shared_task(name=WEBHOOK_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def deliver_webhook(job_id: str) -> None:
+    """One delivery attempt of job `job_id`'s webhook; the next is scheduled if it fails."""
+    deliver(services(), job_id, dispatcher)

@@ -1,6 +1,7 @@
 """Claiming a job and holding it: the job row is the lock."""
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from dataclasses import dataclass
@@ -8,11 +9,15 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from shared.bootstrap import Services
+from shared.events import job_id_of
+from shared.providers import CancelToken
+
+log = logging.getLogger("parley.worker")
 
 # A job runs when it is queued (or its holder's lease ran out) and no earlier
 # job of its conversation is still waiting or running: turns keep submit order.
 _CLAIM = text("""
-    UPDATE jobs SET status = 'running', attempts = attempts + 1,
+    UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = :worker,
            started_at = coalesce(started_at, now()),
            lease_expires_at = now() + make_interval(secs => :lease)
      WHERE id = :id
@@ -46,10 +51,10 @@ class Claim:
     created_at: object
 
 
-def claim(services: Services, job_id: uuid.UUID) -> Claim | None:
+def claim(services: Services, job_id: uuid.UUID, worker: str | None = None) -> Claim | None:
     with services.engine.begin() as connection:
         row = connection.execute(
-            _CLAIM, {"id": job_id, "lease": services.settings.job_lease_seconds,
+            _CLAIM, {"id": job_id, "lease": services.settings.job_lease_seconds, "worker": worker,
                      "max_attempts": services.settings.max_job_attempts}).first()
     if row is None:
         return None
@@ -63,10 +68,12 @@ def release(services: Services, claim: Claim) -> None:
 
 
 class Heartbeat:
-    """Extends the lease while the model answers, so a live job is never taken over."""
+    """Extends the lease while the model answers, so a live job is never taken
+    over; a lease that can no longer be extended means the job is no longer
+    ours (cancelled, or taken over), and the model call is cancelled."""
 
-    def __init__(self, services: Services, claim: Claim):
-        self.services, self.claim = services, claim
+    def __init__(self, services: Services, claim: Claim, token: CancelToken):
+        self.services, self.claim, self.token = services, claim, token
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{claim.job_id}", daemon=True)
 
@@ -75,10 +82,13 @@ class Heartbeat:
         while not self._stop.wait(lease / 3):
             try:
                 with self.services.engine.begin() as connection:
-                    connection.execute(_EXTEND, {"id": self.claim.job_id, "lease": lease,
-                                                 "attempt": self.claim.attempt})
+                    extended = connection.execute(_EXTEND, {"id": self.claim.job_id, "lease": lease,
+                                                            "attempt": self.claim.attempt}).rowcount
             except Exception:  # a missed beat is retried at the next one
-                pass
+                continue
+            if not extended:
+                self.token.cancel()
+                return
 
     def __enter__(self) -> "Heartbeat":
         self._thread.start()
@@ -87,3 +97,55 @@ class Heartbeat:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class EndWatcher:
+    """One subscription per worker process to every job's end. A job whose end is
+    published while this process still runs it was ended elsewhere (a user's
+    cancel): its model call is stopped at once."""
+
+    def __init__(self, services: Services):
+        self.services = services
+        self._tokens: dict[str, CancelToken] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="end-watcher", daemon=True)
+        self._stop = threading.Event()
+
+    def start(self) -> "EndWatcher":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def watch(self, job_id: object) -> CancelToken:
+        token = CancelToken()
+        with self._lock:
+            self._tokens[str(job_id)] = token
+        return token
+
+    def forget(self, job_id: object) -> None:
+        with self._lock:
+            self._tokens.pop(str(job_id), None)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            pubsub = None
+            try:
+                pubsub = self.services.events.subscribe_all_finished()
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._ended(job_id_of(message["channel"]))
+            except Exception as error:  # Redis is down: leases still tell, retry shortly
+                log.debug("end watcher reconnecting: %s", error)
+                self._stop.wait(1.0)
+            finally:
+                if pubsub is not None:
+                    pubsub.close()
+
+    def _ended(self, job_id: str) -> None:
+        with self._lock:
+            token = self._tokens.pop(job_id, None)
+        if token is not None:
+            token.cancel()

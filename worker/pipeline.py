@@ -5,25 +5,39 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
-
 import redis
-from sqlalchemy import exc as sql_errors, func, select
+from sqlalchemy import exc as sql_errors, func, select, text
 
 from shared.bootstrap import Services
+from shared.jobs import announce_end, end_job, next_queued
 from shared.memory import estimate_tokens
 from shared.models import Conversation, Job, Turn
-from shared.providers import ModelError, ModelReply, ModelRequest
+from shared.providers import Cancelled, CancelToken, ModelError, ModelReply, ModelRequest
 from shared.storage import StorageUnavailable, turn_key
-from worker.lease import Claim, Heartbeat, claim, release
+from shared.tasks import Dispatcher
+from worker.lease import Claim, EndWatcher, Heartbeat, claim, release
 from worker.window import load_window, save_window
 
 log = logging.getLogger(__name__)
 
-Dispatch = Callable[[str], None]
 TRANSIENT = (sql_errors.OperationalError, sql_errors.InterfaceError, redis.ConnectionError,
              redis.TimeoutError, StorageUnavailable)
 RETRY_SECONDS = 2.0
+
+
+@dataclass
+class Runtime:
+    """What a worker process lends the pipeline: task sending, its name, its end watcher."""
+    dispatcher: Dispatcher
+    worker: str | None = None
+    watcher: EndWatcher | None = None
+
+    def watch(self, job_id: uuid.UUID) -> CancelToken:
+        return self.watcher.watch(job_id) if self.watcher else CancelToken()
+
+    def forget(self, job_id: uuid.UUID) -> None:
+        if self.watcher:
+            self.watcher.forget(job_id)
 
 
 @dataclass(frozen=True)
@@ -33,17 +47,21 @@ class Outcome:
     retry_after: float = 0.0
 
 
-def run_turn(services: Services, job_id: str, dispatch: Dispatch) -> Outcome:
+def run_turn(services: Services, job_id: str, runtime: Runtime) -> Outcome:
     job_uuid = uuid.UUID(job_id)
     try:
-        held = claim(services, job_uuid)
+        held = claim(services, job_uuid, runtime.worker)
         if held is None:
             return _why_not_claimed(services, job_uuid)
     except TRANSIENT as error:
         log.warning("job %s: cannot claim yet, will retry: %s", job_id, error)
         return Outcome("busy", retry_after=RETRY_SECONDS)
+    token = runtime.watch(held.job_id)
     try:
-        return _run_claimed(services, held, dispatch)
+        return _run_claimed(services, held, runtime, token)
+    except Cancelled:
+        log.info("job %s was cancelled while running", job_id)
+        return Outcome("done")
     except TRANSIENT as error:
         # A backing service is down: hand the job back and let the task retry later.
         log.warning("job %s: %s unavailable, will retry: %s", job_id, type(error).__name__, error)
@@ -54,46 +72,80 @@ def run_turn(services: Services, job_id: str, dispatch: Dispatch) -> Outcome:
         return Outcome("busy", retry_after=RETRY_SECONDS)
     except Exception:
         log.exception("job %s failed unexpectedly", job_id)
-        _finish_failed(services, held, dispatch, "internal", "Parley failed to process this message.")
+        _finish_failed(services, held, runtime, "internal", "Parley failed to process this message.")
         return Outcome("done")
+    finally:
+        runtime.forget(held.job_id)
 
 
-def _run_claimed(services: Services, held: Claim, dispatch: Dispatch) -> Outcome:
+def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: CancelToken) -> Outcome:
     with services.sessions() as session:
         conversation = session.get(Conversation, held.conversation_id)
     if conversation is None:  # deleted while waiting; its jobs went with it
         return Outcome("skipped")
+    live = LiveEvents(services, held.job_id, token)
+    if held.attempt > 1:
+        live.add("message.reset", {"reason": "retry", "attempt": held.attempt})  # drop earlier partial text
+    live.add("job.started", {"attempt": held.attempt})
 
     memory = load_window(services, conversation)
     user_tokens = estimate_tokens(held.content)
     memory.update_memory("user", held.content, user_tokens)
     context = memory.get_current_context()
     if not context:
-        _finish_failed(services, held, dispatch, "context_too_long",
+        _finish_failed(services, held, runtime, "context_too_long",
                        "The message alone is longer than the context window (MAX_CONTEXT_TOKENS).")
         return Outcome("done")
 
-    request = ModelRequest(system=conversation.system or services.settings.default_system_prompt,
-                           messages=context, model=services.settings.model,
-                           max_tokens=services.settings.max_tokens)
+    settings = services.settings
+    request = ModelRequest(system=conversation.system or settings.default_system_prompt,
+                           messages=context, model=conversation.model or settings.default_model,
+                           max_tokens=settings.max_tokens, temperature=settings.temperature,
+                           on_text=lambda text: live.add("message.delta", {"text": text}),
+                           on_reset=lambda: live.add("message.reset", {"reason": "retry"}), cancel=token)
     try:
-        with Heartbeat(services, held):
+        with Heartbeat(services, held, token):
             reply = services.provider.complete(request)
     except ModelError as error:
-        _finish_failed(services, held, dispatch, error.kind, error.message)
+        _finish_failed(services, held, runtime, error.kind, error.message)
         return Outcome("done")
+    if token.cancelled:
+        raise Cancelled()
 
     seq = conversation.turn_count + 1
     log_key = turn_key(conversation.s3_file_location, seq)
     services.store.put(log_key, _log_entry(held, seq, user_tokens, reply))
-    next_job = _commit_turn(services, held, seq, log_key, user_tokens, reply)
-    if next_job is _LOST:
+    ended = _commit_turn(services, held, seq, log_key, user_tokens, reply)
+    if ended is _LOST:
         return Outcome("skipped")
     memory.update_memory("assistant", reply.text, reply.output_tokens)
     memory.turn_seq = seq
     save_window(services, held.conversation_id, memory)
-    _announce(services, held.job_id, "succeeded", next_job, dispatch)
+    announce_end(services.events, runtime.dispatcher, *ended)
     return Outcome("done")
+
+
+class LiveEvents:
+    """The job's events as it runs. Best effort: if Redis is down the turn still
+    completes (readers fall back to PostgreSQL); if the job already ended
+    elsewhere, the turn stops."""
+
+    def __init__(self, services: Services, job_id: uuid.UUID, token: CancelToken):
+        self.events, self.job_id, self.token = services.events, job_id, token
+        self.broken = False
+
+    def add(self, type_: str, data: dict) -> None:
+        if self.broken:
+            return
+        try:
+            number = self.events.add(self.job_id, type_, data)
+        except redis.RedisError as error:
+            log.warning("job %s: live events stopped, Redis failed: %s", self.job_id, error)
+            self.broken = True
+            return
+        if number is None:  # the job has its final event: cancelled meanwhile
+            self.token.cancel()
+            raise Cancelled()
 
 
 _LOST = object()  # the claim was taken over or the conversation deleted meanwhile
@@ -121,55 +173,50 @@ def _log_entry(held: Claim, seq: int, user_tokens: int, reply: ModelReply) -> di
             {"role": "assistant", "content": reply.text, "tokens": reply.output_tokens,
              "created_at": now, "model": reply.model},
         ],
-        "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
+        "usage": reply.usage,
     }
 
 
 def _commit_turn(services, held: Claim, seq: int, log_key: str, user_tokens: int, reply: ModelReply):
-    """Turn row, counters and job state in one transaction; returns the next job to run."""
+    """Turn row, counters, usage and job state in one transaction; returns the ended job and the next to run."""
     with services.sessions.begin() as session:
         conversation = session.get(Conversation, held.conversation_id, with_for_update=True)
         job = session.get(Job, held.job_id, with_for_update=True)
         if conversation is None or job is None or job.status != "running" or job.attempts != held.attempt:
             return _LOST
         session.add(Turn(conversation_id=held.conversation_id, seq=seq, job_id=held.job_id, log_key=log_key,
-                         user_tokens=user_tokens, assistant_tokens=reply.output_tokens,
-                         input_tokens=reply.input_tokens, output_tokens=reply.output_tokens))
+                         user_tokens=user_tokens, assistant_tokens=reply.output_tokens, **reply.usage))
         conversation.turn_count = seq
         conversation.message_count += 2
-        conversation.input_tokens += reply.input_tokens
-        conversation.output_tokens += reply.output_tokens
+        for name, value in reply.usage.items():
+            setattr(conversation, name, getattr(conversation, name) + value)
         conversation.updated_at = func.now()
-        job.status, job.finished_at, job.lease_expires_at = "succeeded", func.now(), None
-        job.reply = {"role": "assistant", "content": reply.text, "model": reply.model,
-                     "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}}
-        return _next_queued(session, held.conversation_id)
+        session.execute(_ADD_USAGE, {"user_id": held.user_id, **reply.usage})
+        end_job(session, job, "succeeded", reply={
+            "role": "assistant", "content": reply.text, "model": reply.model, "usage": reply.usage})
+        return job, next_queued(session, held.conversation_id)
 
 
-def _finish_failed(services: Services, held: Claim, dispatch: Dispatch, kind: str, message: str) -> None:
+# The user's tokens today (UTC), kept apart from conversations so deleting one keeps its usage.
+_ADD_USAGE = text("""
+    INSERT INTO usage_daily AS u (user_id, day, turns, input_tokens, output_tokens,
+                                  cache_creation_input_tokens, cache_read_input_tokens)
+    VALUES (:user_id, (now() AT TIME ZONE 'utc')::date, 1, :input_tokens, :output_tokens,
+            :cache_creation_input_tokens, :cache_read_input_tokens)
+    ON CONFLICT (user_id, day) DO UPDATE SET
+        turns = u.turns + 1, input_tokens = u.input_tokens + excluded.input_tokens,
+        output_tokens = u.output_tokens + excluded.output_tokens,
+        cache_creation_input_tokens = u.cache_creation_input_tokens + excluded.cache_creation_input_tokens,
+        cache_read_input_tokens = u.cache_read_input_tokens + excluded.cache_read_input_tokens
+""")
+
+
+def _finish_failed(services: Services, held: Claim, runtime: Runtime, kind: str, message: str) -> None:
     with services.sessions.begin() as session:
         job = session.get(Job, held.job_id, with_for_update=True)
         if job is None or job.status != "running" or job.attempts != held.attempt:
             return
-        job.status, job.finished_at, job.lease_expires_at = "failed", func.now(), None
-        job.error = {"type": kind, "message": message}
-        next_job = _next_queued(session, held.conversation_id)
+        end_job(session, job, "failed", error={"type": kind, "message": message})
+        next_job = next_queued(session, held.conversation_id)
     log.info("job %s failed: %s", held.job_id, kind)
-    _announce(services, held.job_id, "failed", next_job, dispatch)
-
-
-def _next_queued(session, conversation_id: uuid.UUID) -> str | None:
-    next_id = session.scalar(
-        select(Job.id).where(Job.conversation_id == conversation_id, Job.status == "queued")
-        .order_by(Job.position).limit(1))
-    return str(next_id) if next_id else None
-
-
-def _announce(services: Services, job_id: uuid.UUID, status: str, next_job: str | None,
-              dispatch: Dispatch) -> None:
-    if next_job:
-        dispatch(next_job)
-    try:
-        services.notifier.publish_finished(job_id, status)
-    except Exception as error:  # long-polls still see the row when their wait ends
-        log.warning("could not publish finish of %s: %s", job_id, error)
+    announce_end(services.events, runtime.dispatcher, job, next_job)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from shared.bootstrap import Services
+from shared.jobs import announce_end, end_job, next_queued
+from shared.models import Job
+from shared.tasks import Dispatcher
 
 log = logging.getLogger("parley.sweeper")
 
@@ -24,43 +27,53 @@ _ORPHANS = text("""
      ORDER BY position LIMIT 500
 """)
 
-_GIVE_UP = text("""
-    UPDATE jobs SET status = 'failed', finished_at = now(), lease_expires_at = NULL,
-           error = jsonb_build_object('type', 'internal', 'message',
-                   'The reply could not be completed after ' || attempts || ' attempts.')
-     WHERE id = :id AND status = 'running' AND lease_expires_at < now()
- RETURNING (SELECT id FROM jobs n WHERE n.conversation_id = jobs.conversation_id AND n.status = 'queued'
-             ORDER BY n.position LIMIT 1) AS next_id
+# Webhook deliveries whose task was lost (or whose deliverer died holding them).
+_DUE_WEBHOOKS = text("""
+    SELECT id FROM jobs WHERE webhook_status = 'pending'
+       AND webhook_next_at < now() - make_interval(secs => :grace)
+     ORDER BY webhook_next_at LIMIT 500
 """)
 
 
-def sweep_once(services: Services, dispatch) -> int:
-    """Re-send or give up on orphaned jobs; returns how many were re-sent."""
+def sweep_once(services: Services, dispatcher: Dispatcher) -> int:
+    """Re-send or give up on orphaned jobs and webhooks; returns how many were re-sent."""
     max_attempts, sent = services.settings.max_job_attempts, 0
+    grace = {"grace": services.settings.queued_grace_seconds}
     with services.engine.begin() as connection:
-        rows = connection.execute(_ORPHANS, {"grace": services.settings.queued_grace_seconds}).all()
+        rows = connection.execute(_ORPHANS, grace).all()
+        webhooks = connection.execute(_DUE_WEBHOOKS, grace).scalars().all()
     for row in rows:
         if row.status == "running" and row.attempts >= max_attempts:
-            with services.engine.begin() as connection:
-                given_up = connection.execute(_GIVE_UP, {"id": row.id}).first()
-            if given_up is not None:
-                log.warning("job %s failed after %s attempts", row.id, row.attempts)
-                services.notifier.publish_finished(row.id, "failed")
-                if given_up.next_id:
-                    dispatch(str(given_up.next_id))
+            _give_up(services, dispatcher, row.id)
             continue
-        dispatch(str(row.id))
+        dispatcher.turn(row.id)
         sent += 1
-    if sent:
-        log.info("re-sent %s orphaned jobs", sent)
-    return sent
+    for job_id in webhooks:
+        dispatcher.webhook(job_id)
+    if sent or webhooks:
+        log.info("re-sent %s orphaned jobs and %s webhooks", sent, len(webhooks))
+    return sent + len(webhooks)
+
+
+def _give_up(services: Services, dispatcher: Dispatcher, job_id) -> None:
+    with services.sessions.begin() as session:
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is None or job.status != "running" or job.lease_expires_at is None:
+            return
+        if session.scalar(select(Job.lease_expires_at >= func.now()).where(Job.id == job_id)):
+            return  # renewed meanwhile
+        end_job(session, job, "failed", error={
+            "type": "internal", "message": f"The reply could not be completed after {job.attempts} attempts."})
+        next_job = next_queued(session, job.conversation_id)
+    log.warning("job %s failed after %s attempts", job_id, job.attempts)
+    announce_end(services.events, dispatcher, job, next_job)
 
 
 class Sweeper:
     """Runs `sweep_once` every interval in one worker at a time (a Redis lock elects it)."""
 
-    def __init__(self, services: Services, dispatch):
-        self.services, self.dispatch = services, dispatch
+    def __init__(self, services: Services, dispatcher: Dispatcher):
+        self.services, self.dispatcher = services, dispatcher
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sweeper", daemon=True)
 
@@ -75,6 +88,6 @@ class Sweeper:
         while not self._stop.wait(interval):
             try:
                 if self.services.redis.set("parley:sweeper", "1", nx=True, ex=max(1, int(interval))):
-                    sweep_once(self.services, self.dispatch)
+                    sweep_once(self.services, self.dispatcher)
             except Exception as error:  # a service is down; try again next round
                 log.warning("sweep skipped: %s", error)

@@ -138,7 +138,7 @@ def test_requests_are_recorded(server, client):
     assert recorded[1]["messages"] == CONVERSATION[:1]
 
     requests.delete(f"{server.url}/_requests", timeout=5)
-    assert requests.get(f"{server.url}/_requests", timeout=5).json() == {"requests": []}
+    assert requests.get(f"{server.url}/_requests", timeout=5).json() == {"requests": [], "streams": {"completed": 0, "aborted": 0}}
 
 
 def test_delay_control_makes_calls_wait(server, client):

@@ -14,9 +14,17 @@ from tests.integration.helpers import new_conversation, say, submit, wait_job
 from worker.window import rebuild_window
 
 
+def _text(content) -> str:
+    return content if isinstance(content, str) else "".join(block["text"] for block in content)
+
+
 def model_requests(stack) -> list[dict]:
+    """What the model received, with content blocks (which carry cache marks) read as text."""
     import requests
-    return requests.get(f"{stack.model.url}/_requests", timeout=5).json()["requests"]
+    recorded = requests.get(f"{stack.model.url}/_requests", timeout=5).json()["requests"]
+    return [{**r, "system": _text(r.get("system", "")),
+             "messages": [{"role": m["role"], "content": _text(m["content"])} for m in r["messages"]]}
+            for r in recorded]
 
 
 def test_multi_turn_conversation_model_sees_earlier_turns(stack, client, alice):

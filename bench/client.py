@@ -1,0 +1,89 @@
+"""The load driver's side of the API, through httpx2 (sync for sequential turns, async for many)."""
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import httpx2
+
+WAIT = 30
+
+
+class TurnFailed(RuntimeError):
+    pass
+
+
+def _job_of(response: httpx2.Response) -> dict:
+    if response.status_code not in (200, 202):
+        raise TurnFailed(f"{response.request.method} {response.request.url.path}: "
+                         f"{response.status_code} {response.text[:300]}")
+    body = response.json()
+    return body.get("job", body)
+
+
+def _checked(job: dict) -> dict:
+    if job["status"] != "succeeded":
+        raise TurnFailed(f"job {job['id']} ended {job['status']}: {job.get('error')}")
+    return job
+
+
+class Api:
+    """One keep-alive connection, one request at a time."""
+
+    def __init__(self, url: str, key: str):
+        self.http = httpx2.Client(base_url=url, headers={"Authorization": f"Bearer {key}"},
+                                  timeout=httpx2.Timeout(WAIT + 30))
+
+    def new_conversation(self, name: str = "bench") -> str:
+        response = self.http.post("/v1/conversations", json={"name": name})
+        response.raise_for_status()
+        return response.json()["id"]
+
+    def submit(self, conversation_id: str, content: str) -> dict:
+        return _job_of(self.http.post(f"/v1/conversations/{conversation_id}/messages", json={"content": content}))
+
+    def wait(self, job_id: str) -> dict:
+        return _job_of(self.http.get(f"/v1/jobs/{job_id}", params={"wait": WAIT}))
+
+    def turn(self, conversation_id: str, content: str) -> tuple[dict, float]:
+        """Submit, long-poll to the end; the seconds from sending the submit to having the reply."""
+        started = time.perf_counter()
+        job = self.wait(self.submit(conversation_id, content)["id"])
+        return _checked(job), time.perf_counter() - started
+
+    def stream_turn(self, conversation_id: str, content: str) -> Iterator[tuple[float, httpx2.ServerSentEvent]]:
+        """Submit with `Accept: text/event-stream`; yields (perf_counter, event) as each arrives."""
+        with self.http.stream("POST", f"/v1/conversations/{conversation_id}/messages", json={"content": content},
+                              headers={"Accept": "text/event-stream"}) as response:
+            if response.status_code != 200:
+                response.read()
+                raise TurnFailed(f"stream submit: {response.status_code} {response.text[:300]}")
+            for event in httpx2.EventSource(response):
+                yield time.perf_counter(), event
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class AsyncApi:
+    """Many requests at once from one event loop."""
+
+    def __init__(self, url: str, key: str, connections: int = 1000):
+        self.http = httpx2.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=httpx2.Timeout(WAIT + 60),
+            limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=connections))
+
+    async def submit(self, conversation_id: str, content: str) -> dict:
+        return _job_of(await self.http.post(f"/v1/conversations/{conversation_id}/messages",
+                                            json={"content": content}))
+
+    async def wait(self, job_id: str) -> dict:
+        return _job_of(await self.http.get(f"/v1/jobs/{job_id}", params={"wait": WAIT}))
+
+    async def turn(self, conversation_id: str, content: str) -> tuple[dict, float]:
+        started = time.perf_counter()
+        job = await self.wait((await self.submit(conversation_id, content))["id"])
+        return _checked(job), time.perf_counter() - started
+
+    async def close(self) -> None:
+        await self.http.aclose()

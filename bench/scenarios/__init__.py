@@ -1,0 +1,1 @@
+"""One module per scenario of issue 8; each has `run(stack, quick) -> Result`."""

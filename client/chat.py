@@ -1,0 +1,135 @@
+"""The interactive chat: pick or start a conversation, then type; replies stream in."""
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from client.api import FINAL_EVENTS, ClientError, Parley
+from client.sse import Event
+
+PROMPT = "you> "
+SPEAKER = "claude> "
+RESTARTED = "[reply restarted]"
+
+
+class ReplyPrinter:
+    """Prints one reply from its events: deltas as they come, a marker where the
+    server says to discard the partial text, and the outcome."""
+
+    def __init__(self, out: TextIO):
+        self.out, self.shown, self.started = out, "", False
+        self.job_id: str | None = None
+        self.final: str | None = None
+
+    def handle(self, event: Event) -> bool:
+        """Print `event`; True once the reply has ended."""
+        data = event.data if isinstance(event.data, dict) else {}
+        self.job_id = self.job_id or data.get("job_id") or (data.get("id") if event.type.startswith("job.") else None)
+        if event.type == "message.delta":
+            self._write(str(data.get("text", "")))
+        elif event.type == "message.reset":
+            if self.shown:
+                self.out.write(f"\n{RESTARTED}\n")
+                self.started, self.shown = False, ""
+        elif event.type in FINAL_EVENTS:
+            self.end(event.type.removeprefix("job."), data)
+            return True
+        return False
+
+    def end(self, status: str, job: dict) -> None:
+        """Finish the reply with the job's outcome (from a final event or the job itself)."""
+        self.final = status
+        if status == "succeeded":
+            content = str((job.get("reply") or {}).get("content", ""))
+            if not content.startswith(self.shown):
+                self.out.write(f"\n{RESTARTED}\n")
+                self.started, self.shown = False, ""
+            self._write(content[len(self.shown):])
+            self.out.write("\n")
+        else:
+            error = job.get("error") or {}
+            reason = f"{error.get('type', status)}: {error.get('message', '')}".rstrip(": ")
+            self.out.write(("\n" if self.shown else "") + (f"[{status}: {reason}]\n" if status == "failed"
+                                                           else "[cancelled]\n"))
+        self.out.flush()
+
+    def _write(self, text: str) -> None:
+        if not self.started:
+            self.out.write(SPEAKER)
+            self.started = True
+        self.out.write(text)
+        self.shown += text
+        self.out.flush()
+
+
+def send(parley: Parley, conversation_id: str, content: str, out: TextIO) -> str:
+    """Send one message and print its reply; Ctrl-C cancels the job. Returns the final status."""
+    printer = ReplyPrinter(out)
+    try:
+        with parley.send(conversation_id, content) as reply:
+            printer.job_id = reply.job_id
+            try:
+                for event in reply.events():
+                    if printer.handle(event):
+                        return printer.final
+            except ClientError:
+                if printer.job_id is None:
+                    raise
+                # The stream broke; the job goes on. Fall through to waiting for it.
+        if printer.job_id is None:
+            raise ClientError("the server did not say which job took the message")
+        job = parley.wait(printer.job_id)
+        printer.end(job["status"], job)
+        return printer.final
+    except KeyboardInterrupt:
+        out.write("\n")
+        if printer.job_id is None:
+            out.write("[stopped]\n")
+            return "cancelled"
+        cancelled = parley.cancel(printer.job_id)
+        out.write("[cancelled]\n" if cancelled else "[the reply had already ended]\n")
+        out.flush()
+        return "cancelled"
+
+
+def choose_conversation(parley: Parley, out: TextIO) -> dict:
+    conversations = parley.conversations()
+    if conversations:
+        out.write("Your conversations, newest first:\n")
+        for number, conversation in enumerate(conversations, 1):
+            name = conversation.get("name") or "(no name)"
+            out.write(f"  {number:>2}. {name}  ({conversation.get('message_count', 0)} messages)\n")
+        answer = input("Pick a number, or type a name for a new conversation (Enter: new): ").strip()
+        if answer.isdigit() and 1 <= int(answer) <= len(conversations):
+            return conversations[int(answer) - 1]
+    else:
+        out.write("No conversations yet.\n")
+        answer = input("Name for a new conversation (Enter: none): ").strip()
+    return parley.create_conversation(answer or None)
+
+
+def chat(parley: Parley, out: TextIO = sys.stdout, conversation_id: str | None = None) -> int:
+    """The session: returns the exit status."""
+    try:
+        if conversation_id is None:
+            conversation = choose_conversation(parley, out)
+            conversation_id = conversation["id"]
+            out.write(f"Conversation {conversation.get('name') or conversation_id}. "
+                      "Ctrl-C stops a reply, Ctrl-D quits.\n")
+        while True:
+            try:
+                line = input(PROMPT)
+            except EOFError:
+                out.write("\n")
+                return 0
+            if not line.strip():
+                continue
+            try:
+                send(parley, conversation_id, line, out)
+            except ClientError as error:
+                if error.fatal:
+                    raise
+                out.write(f"error: {error}\n")
+    except KeyboardInterrupt:  # at a prompt: leave quietly
+        out.write("\n")
+        return 130
