@@ -90,6 +90,8 @@ class ConversationPage(BaseModel):
 class Usage(BaseModel):
     input_tokens: int
     output_tokens: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
 
 
 class Reply(BaseModel):

@@ -264,7 +264,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _stream_events(self, message: dict, chunks: list[str], gap: float, fail_midway: bool) -> None:
         start = {**message, "content": [], "stop_reason": None,
-                 "usage": {"input_tokens": message["usage"]["input_tokens"], "output_tokens": 1}}
+                 "usage": {**message["usage"], "output_tokens": 1}}
         self._event({"type": "message_start", "message": start})
         self._event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
         for i, chunk in enumerate(chunks):

@@ -90,7 +90,7 @@ def stack(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "DATABASE_", "REDIS_", "STORAGE_"))}
     env.update(AWS_ENV, DATABASE_URL=postgres.url, REDIS_URL=valkey.url, STORAGE_URL=f"s3://{bucket}/logs",
                S3_ENDPOINT_URL=s3_url, ANTHROPIC_BASE_URL=model.url, ANTHROPIC_API_KEY=ANTHROPIC_TEST_KEY,
-               MAX_CONTEXT_TOKENS=str(TEST_CONTEXT_TOKENS), MODEL_MAX_RETRIES="0", CHAT_WAIT_SECONDS="20",
+               MAX_CONTEXT_TOKENS=str(TEST_CONTEXT_TOKENS), MODEL_MAX_RETRIES="2", CHAT_WAIT_SECONDS="20",
                VAR_DIR=str(base / "var"), PYTHONUNBUFFERED="1", SWEEP_INTERVAL_SECONDS="0.5",
                QUEUED_GRACE_SECONDS="1", JOB_LEASE_SECONDS="5", SSE_PING_SECONDS="0.5",
                WEBHOOK_ALLOW_PRIVATE_ADDRESSES="true", WEBHOOK_BACKOFF_SECONDS="0.2",

@@ -226,4 +226,35 @@ def test_jobs_in_flight_are_capped_per_user(stack, make_user, model):
     assert response.status_code == 429 and response.get_json()["error"]["type"] == "too_many_jobs"
     for job in jobs:
         client.post(f"/v1/jobs/{job['id']}/cancel", headers=headers)
-    assert submit(client, headers, conversation_id, "now it fits")["status"] == "queued"
+    fits = submit(client, headers, conversation_id, "now it fits")
+    assert fits["status"] == "queued"
+    client.post(f"/v1/jobs/{fits['id']}/cancel", headers=headers)  # leave no traffic for later tests
+
+
+def test_a_failed_stream_is_retried_and_resets_live_clients(stack, client, alice, model):
+    model(chunk_chars=3, faults=["overloaded_midstream"])
+    conversation_id = new_conversation(client, alice)
+    events = SseReader(stream_message(client, alice, conversation_id, LONG)).rest()
+    types = [e.type for e in events]
+    assert types.count("message.reset") == 1 and types[-1] == "job.succeeded"
+    after_reset = events[types.index("message.reset") + 1:]
+    assert "".join(e.data["text"] for e in after_reset if e.type == "message.delta") == \
+        events[-1].data["reply"]["content"]
+    assert events[-1].data["attempts"] == 1  # retried inside the model call, not as a new job attempt
+
+
+def test_usage_counts_prompt_cache_reads_on_the_next_turn(client, alice):
+    conversation_id = new_conversation(client, alice, system="You answer in one line, always.")
+    first = say(client, alice, conversation_id, "Hello")["reply"]["usage"]
+    second = say(client, alice, conversation_id, "Again")["reply"]["usage"]
+    assert first["cache_creation_input_tokens"] > 0
+    assert second["cache_read_input_tokens"] >= first["cache_creation_input_tokens"]
+
+
+def test_a_permanent_model_error_fails_the_job_with_its_type(client, alice, model):
+    model(faults=["context_too_long"])
+    conversation_id = new_conversation(client, alice)
+    job = wait_job(client, alice, submit(client, alice, conversation_id, "Hello")["id"])
+    assert job["status"] == "failed" and job["error"]["type"] == "context_too_long"
+    assert job["request"]["content"] == "Hello"  # the user's message stays on the job
+    assert client.get(f"/v1/conversations/{conversation_id}", headers=alice).get_json()["messages"] == []
