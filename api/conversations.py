@@ -27,6 +27,8 @@ def conversation_to_dict(conversation: Conversation) -> dict:
         "message_count": conversation.message_count,
         "input_tokens": conversation.input_tokens,
         "output_tokens": conversation.output_tokens,
+        "cache_creation_input_tokens": conversation.cache_creation_input_tokens,
+        "cache_read_input_tokens": conversation.cache_read_input_tokens,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }

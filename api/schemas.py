@@ -1,6 +1,7 @@
 """Request and response shapes; flask-openapi3 validates with them and documents them."""
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -67,6 +68,8 @@ class Conversation(BaseModel):
     message_count: int
     input_tokens: int
     output_tokens: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
     created_at: str
     updated_at: str
 
@@ -92,6 +95,27 @@ class Usage(BaseModel):
     output_tokens: int
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+
+
+class UsageQuery(Strict):
+    from_: date | None = Field(None, alias="from", description="first UTC day (default: 30 days before `to`)")
+    to: date | None = Field(None, description="last UTC day, inclusive (default: today)")
+
+
+class UsageDay(BaseModel):
+    day: str
+    turns: int
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+
+
+class UsageReport(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+    totals: UsageDay
+    days: list[UsageDay]
 
 
 class Reply(BaseModel):

@@ -258,3 +258,18 @@ def test_a_permanent_model_error_fails_the_job_with_its_type(client, alice, mode
     assert job["status"] == "failed" and job["error"]["type"] == "context_too_long"
     assert job["request"]["content"] == "Hello"  # the user's message stays on the job
     assert client.get(f"/v1/conversations/{conversation_id}", headers=alice).get_json()["messages"] == []
+
+
+def test_usage_per_day_survives_deleting_the_conversation(client, make_user):
+    headers = make_user()
+    conversation_id = new_conversation(client, headers)
+    replies = [say(client, headers, conversation_id, text)["reply"]["usage"] for text in ("one", "two")]
+    client.delete(f"/v1/conversations/{conversation_id}", headers=headers)
+
+    report = client.get("/v1/usage", headers=headers).get_json()
+    assert report["totals"]["turns"] == 2 and len(report["days"]) == 1
+    for field in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+        assert report["totals"][field] == sum(r[field] for r in replies)
+    empty = client.get("/v1/usage?from=2020-01-01&to=2020-01-31", headers=headers).get_json()
+    assert empty["totals"]["turns"] == 0 and empty["days"] == []
+    assert client.get("/v1/usage?from=2020-02-01&to=2020-01-01", headers=headers).status_code == 400
