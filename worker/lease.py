@@ -35,8 +35,11 @@ _EXTEND = text("""
      WHERE id = :id AND status = 'running' AND attempts = :attempt
 """)
 
+# A handed-back job keeps the time it was handed back in lease_expires_at: its
+# task retries it with backoff, and the sweeper leaves it to those retries (see
+# retry.py) instead of re-sending it, and calling the model, at every sweep.
 _RELEASE = text("""
-    UPDATE jobs SET status = 'queued', lease_expires_at = NULL
+    UPDATE jobs SET status = 'queued', lease_expires_at = now()
      WHERE id = :id AND status = 'running' AND attempts = :attempt
 """)
 
@@ -59,6 +62,14 @@ def claim(services: Services, job_id: uuid.UUID, worker: str | None = None) -> C
     if row is None:
         return None
     return Claim(row.id, row.user_id, row.conversation_id, row.request["content"], row.attempts, row.created_at)
+
+
+def renew(services: Services, claim: Claim) -> bool:
+    """Extend the lease now; False if the job is no longer held by this claim
+    (cancelled, deleted, or taken over after the lease ran out)."""
+    with services.engine.begin() as connection:
+        return connection.execute(_EXTEND, {"id": claim.job_id, "lease": services.settings.job_lease_seconds,
+                                            "attempt": claim.attempt}).rowcount == 1
 
 
 def release(services: Services, claim: Claim) -> None:

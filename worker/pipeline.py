@@ -2,20 +2,24 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
 import redis
 from sqlalchemy import exc as sql_errors, func, select, text
 
 from shared.bootstrap import Services
 from shared.jobs import announce_end, end_job, next_queued
+from shared.logs import bind_context
 from shared.memory import estimate_tokens
 from shared.models import Conversation, Job, Turn
 from shared.providers import Cancelled, CancelToken, ModelError, ModelReply, ModelRequest
 from shared.storage import StorageUnavailable, turn_key
 from shared.tasks import Dispatcher
-from worker.lease import Claim, EndWatcher, Heartbeat, claim, release
+from worker import metrics
+from worker.lease import Claim, EndWatcher, Heartbeat, claim, release, renew
 from worker.window import load_window, save_window
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,12 @@ class Outcome:
     """What became of a delivery: `done`, `skipped` (nothing to do) or `busy` (try later)."""
     status: str
     retry_after: float = 0.0
+    ended: str = "succeeded"  # for `done`: how the job ended
+
+
+def _queue_seconds(held: Claim) -> float | None:
+    """Time from submit to the first claim; None for a retried job."""
+    return (datetime.now(timezone.utc) - held.created_at).total_seconds() if held.attempt == 1 else None
 
 
 def run_turn(services: Services, job_id: str, runtime: Runtime) -> Outcome:
@@ -55,12 +65,18 @@ def run_turn(services: Services, job_id: str, runtime: Runtime) -> Outcome:
             return _why_not_claimed(services, job_uuid)
     except TRANSIENT as error:
         log.warning("job %s: cannot claim yet, will retry: %s", job_id, error)
+        metrics.retry("transient")
         return Outcome("busy", retry_after=RETRY_SECONDS)
+    bind_context(conversation_id=held.conversation_id, user_id=held.user_id)
     token = runtime.watch(held.job_id)
     try:
-        return _run_claimed(services, held, runtime, token)
+        outcome = _run_claimed(services, held, runtime, token)
+        if outcome.status == "done":
+            metrics.job_finished(outcome.ended, _queue_seconds(held))
+        return outcome
     except Cancelled:
         log.info("job %s was cancelled while running", job_id)
+        metrics.job_finished("cancelled", _queue_seconds(held))
         return Outcome("done")
     except TRANSIENT as error:
         # A backing service is down: hand the job back and let the task retry later.
@@ -69,10 +85,12 @@ def run_turn(services: Services, job_id: str, runtime: Runtime) -> Outcome:
             release(services, held)
         except TRANSIENT:
             pass  # the lease runs out on its own
+        metrics.retry("transient")
         return Outcome("busy", retry_after=RETRY_SECONDS)
     except Exception:
         log.exception("job %s failed unexpectedly", job_id)
         _finish_failed(services, held, runtime, "internal", "Parley failed to process this message.")
+        metrics.job_finished("failed", _queue_seconds(held))
         return Outcome("done")
     finally:
         runtime.forget(held.job_id)
@@ -95,7 +113,7 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
     if not context:
         _finish_failed(services, held, runtime, "context_too_long",
                        "The message alone is longer than the context window (MAX_CONTEXT_TOKENS).")
-        return Outcome("done")
+        return Outcome("done", ended="failed")
 
     settings = services.settings
     request = ModelRequest(system=conversation.system or settings.default_system_prompt,
@@ -103,20 +121,28 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
                            max_tokens=settings.max_tokens, temperature=settings.temperature,
                            on_text=lambda text: live.add("message.delta", {"text": text}),
                            on_reset=lambda: live.add("message.reset", {"reason": "retry"}), cancel=token)
+    started = time.monotonic()
     try:
         with Heartbeat(services, held, token):
             reply = services.provider.complete(request)
     except ModelError as error:
+        metrics.model_call(time.monotonic() - started, outcome=error.kind)
         _finish_failed(services, held, runtime, error.kind, error.message)
-        return Outcome("done")
+        return Outcome("done", ended="failed")
+    metrics.model_call(time.monotonic() - started, reply.prompt_tokens, reply.output_tokens)
     if token.cancelled:
         raise Cancelled()
 
     seq = conversation.turn_count + 1
     log_key = turn_key(conversation.s3_file_location, seq)
+    # Fence: a claim lost meanwhile (cancelled, deleted, taken over) must not write this
+    # seq, which is the next turn's or the new holder's, and may already be committed.
+    if not renew(services, held):
+        return Outcome("skipped")
     services.store.put(log_key, _log_entry(held, seq, user_tokens, reply))
     ended = _commit_turn(services, held, seq, log_key, user_tokens, reply)
     if ended is _LOST:
+        _drop_log_if_deleted(services, conversation)
         return Outcome("skipped")
     memory.update_memory("assistant", reply.text, reply.output_tokens)
     memory.turn_seq = seq
@@ -149,6 +175,13 @@ class LiveEvents:
 
 
 _LOST = object()  # the claim was taken over or the conversation deleted meanwhile
+
+
+def _drop_log_if_deleted(services: Services, conversation: Conversation) -> None:
+    """Deleted after the fence: the entry just written would outlive its conversation."""
+    with services.sessions() as session:
+        if session.get(Conversation, conversation.conversation_id) is None:
+            services.store.delete_prefix(conversation.s3_file_location)
 
 
 def _why_not_claimed(services: Services, job_id: uuid.UUID) -> Outcome:
