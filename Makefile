@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install clean user compose-tool
+.PHONY: run test bench install clean user compose-tool
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ run: $(STAMP)
 
 test: $(STAMP) compose-tool
 	$(PY) -m pytest
+
+# Figures, not tests: the whole stack on this machine, one table, bench/results.json.
+# BENCH_ARGS="--quick" for a smoke run, "--scenario 1" for one scenario.
+bench: $(STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache

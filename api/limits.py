@@ -42,7 +42,7 @@ def _storage_uri(redis_url: str) -> str:
 
 def _too_many_requests(limit: RequestLimit):
     try:
-        retry_after = max(1, math.ceil(limit.reset_at - time.time()))
+        retry_after = max(1, math.ceil(limit.window.reset_time - time.time()))
     except Exception:  # the counter's store went away between the hit and now
         retry_after = RETRY_FALLBACK_SECONDS
     return envelope(429, "rate_limited", f"Too many requests: at most {limit.limit.amount} a minute per key.",
@@ -65,8 +65,8 @@ def init_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
         # Redis down: count in this process's memory until Redis answers again (re-probed
         # with backoff), and let any other limiter failure through, logged: a broken
         # limiter must not turn requests into 500s.
-        in_memory_fallback=[ApplicationLimit(per_key)], in_memory_fallback_enabled=True,
-        swallow_errors=True, on_breach=_too_many_requests, headers_enabled=False,
+        in_memory_fallback=[ApplicationLimit(per_key, key_function=rate_limit_key)],
+        in_memory_fallback_enabled=True, swallow_errors=True, on_breach=_too_many_requests, headers_enabled=False,
     )
     limiter.request_filter(_is_public)
     return limiter

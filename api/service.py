@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError, not_found
+from api.limits import enforce_token_quota
 from shared.bootstrap import Services
 from shared.jobs import end_job, job_to_dict, next_queued
 from shared.models import ACTIVE_STATUSES, FINAL_STATUSES, Conversation, Job, Turn, User
@@ -120,6 +121,7 @@ def submit_message(services: Services, session: Session, user: User, conversatio
         existing = session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == idempotency_key))
         if existing is not None:
             return _same_request(existing, conversation_id, content), False
+    enforce_token_quota(services, user)
     if callback_url is not None:
         ensure_secret(session, user.id)  # deliveries are signed with it; also locks the user's row
     else:

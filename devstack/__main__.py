@@ -40,9 +40,23 @@ def dev_key(env: dict, var_dir: Path) -> str:
             key = issue_key(session, get_or_create_user(session, "dev"))
     finally:
         engine.dispose()
-    key_file.write_text(key + "\n")
-    key_file.chmod(0o600)
+    write_private(key_file, key + "\n")
     return key
+
+
+def write_private(path: Path, text: str) -> None:
+    """A file only its owner can read, from its first byte."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(text)
+    path.chmod(0o600)  # a file that already existed keeps its old mode otherwise
+
+
+def flower(python: str, port: int, password: str, env: dict) -> tuple[str, dict]:
+    """Flower's command and environment: loopback only, behind basic auth. Flower shows
+    every task and can revoke them. The password travels in the environment
+    (FLOWER_BASIC_AUTH), not the command line, which any local user can read."""
+    return (f"{python} -m celery -A worker.celery_app flower --address=127.0.0.1 --port={port}",
+            {**env, "FLOWER_BASIC_AUTH": f"parley:{password}"})
 
 
 def metrics_port(env: dict, settings: Settings, offset: int) -> dict:
@@ -85,7 +99,7 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, cwd=ROOT, check=True)
         key = dev_key(env, var_dir)
         flower_password = secrets.token_urlsafe(12)
-        (var_dir / "flower-password").write_text(flower_password + "\n")
+        write_private(var_dir / "flower-password", flower_password + "\n")
 
         manager.add_process("api", f"{python} -m gunicorn -c api/gunicorn_conf.py -b 127.0.0.1:{settings.port} "
                                    "api.wsgi:app", env=env, cwd=ROOT)
@@ -99,9 +113,8 @@ def main() -> int:
                                         f"--concurrency 8 -Q parley.webhooks -n webhooks@%h -l INFO",
                             env={**metrics_port(env, settings, workers), "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true"},
                             cwd=ROOT)
-        manager.add_process("flower", f"{python} -m celery -A worker.celery_app flower --address=127.0.0.1 "
-                                      f"--port={settings.flower_port} --basic-auth=parley:{flower_password}",
-                            env=env, cwd=ROOT)
+        flower_command, flower_env = flower(python, settings.flower_port, flower_password, env)
+        manager.add_process("flower", flower_command, env=flower_env, cwd=ROOT)
         print(f"\n  API     http://127.0.0.1:{settings.port}\n"
               f"  Flower  http://127.0.0.1:{settings.flower_port}  (user parley, password in var/flower-password)\n"
               f"  API key {key}  (saved in var/dev-api-key)\n"

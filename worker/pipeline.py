@@ -16,6 +16,7 @@ from shared.logs import bind_context
 from shared.memory import estimate_tokens
 from shared.models import Conversation, Job, Turn
 from shared.providers import Cancelled, CancelToken, ModelError, ModelReply, ModelRequest
+from shared.quotas import TokenQuota
 from shared.storage import StorageUnavailable, turn_key
 from shared.tasks import Dispatcher
 from worker import metrics
@@ -144,11 +145,23 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
     if ended is _LOST:
         _drop_log_if_deleted(services, conversation)
         return Outcome("skipped")
+    _count_quota(services, held, reply)
     memory.update_memory("assistant", reply.text, reply.output_tokens)
     memory.turn_seq = seq
     save_window(services, held.conversation_id, memory)
     announce_end(services.events, runtime.dispatcher, *ended)
     return Outcome("done")
+
+
+def _count_quota(services: Services, held: Claim, reply: ModelReply) -> None:
+    """MODEL_TOKENS_PER_DAY counts everything the model read or wrote; usage_daily is the ledger."""
+    if not services.settings.model_tokens_per_day:
+        return
+    try:
+        TokenQuota(services.redis, services.settings.model_tokens_per_day).record(
+            held.user_id, reply.prompt_tokens + reply.output_tokens)
+    except redis.RedisError as error:
+        log.warning("job %s: token quota not counted, Redis failed: %s", held.job_id, error)
 
 
 class LiveEvents:

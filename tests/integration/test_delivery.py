@@ -273,3 +273,23 @@ def test_usage_per_day_survives_deleting_the_conversation(client, make_user):
     empty = client.get("/v1/usage?from=2020-01-01&to=2020-01-31", headers=headers).get_json()
     assert empty["totals"]["turns"] == 0 and empty["days"] == []
     assert client.get("/v1/usage?from=2020-02-01&to=2020-01-01", headers=headers).status_code == 400
+
+
+def test_daily_token_quota_stops_new_messages(stack, client, make_user):
+    from dataclasses import replace
+
+    from api import create_app
+    from shared.quotas import TokenQuota
+    from shared.users import authenticate
+
+    headers = make_user()
+    with stack.services.sessions() as session:
+        user_id = authenticate(session, headers["Authorization"].split()[1]).id
+    capped = stack.settings.model_copy(update={"model_tokens_per_day": 100})
+    capped_client = create_app(capped, replace(stack.services, settings=capped)).test_client()
+    conversation_id = new_conversation(client, headers)
+    assert submit(capped_client, headers, conversation_id, "within the quota")["status"] == "queued"
+    TokenQuota(stack.services.redis, 100).record(user_id, 150)  # what capped workers count after turns
+    response = capped_client.post(f"/v1/conversations/{conversation_id}/messages", json={"content": "more"},
+                                  headers=headers)
+    assert response.status_code == 429 and int(response.headers["Retry-After"]) > 0

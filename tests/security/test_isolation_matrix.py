@@ -114,7 +114,8 @@ def world(stack, app) -> World:
     revoke(stack, revoked)
     headers = {"owner": bearer(owner), "other": bearer(other), "no_key": {},
                "malformed": {"Authorization": "Bearer not-a-key"}, "revoked": bearer(revoked)}
-    conversation_id = client.post("/v1/conversations", json={"name": "owned"}, headers=headers["owner"]).get_json()["id"]
+    created = client.post("/v1/conversations", json={"name": "owned"}, headers=headers["owner"])
+    conversation_id = created.get_json()["id"]
     job = finished_job(client, headers["owner"], conversation_id, "owner's secret plans")
     return World(client, stack, owner_name, headers, conversation_id, job["id"])
 

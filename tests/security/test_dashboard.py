@@ -1,0 +1,119 @@
+"""Flower never runs open, and what it shows of a task (its arguments) is a job id only.
+
+docker-compose.yml's Flower (loopback port, required credentials) is checked in
+tests/unit/test_compose.py; this covers `make run`'s Flower and the task messages.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+import shlex
+import subprocess
+import sys
+import threading
+
+import requests
+
+from devstack.__main__ import flower
+from shared.config import ROOT
+from shared.tasks import make_celery
+from tests.security.support import WAIT, WebhookReceiver, bearer, new_key
+
+UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+JOB_ID_ONLY = re.compile(rf"[\[(]'{UUID}',?[\])]")  # ['<job id>'] as Celery's events show it
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_make_run_flower_is_loopback_only_with_the_password_off_the_command_line():
+    command, env = flower("python", 5555, "s3cret-pw", {"PATH": "/bin"})
+    assert "--address=127.0.0.1" in command.split()
+    assert "s3cret-pw" not in command and "--basic-auth" not in command, "ps shows every command line"
+    assert env["FLOWER_BASIC_AUTH"] == "parley:s3cret-pw" and env["PATH"] == "/bin"
+
+
+def test_make_run_flower_refuses_requests_without_the_password(stack):
+    password, port = secrets.token_urlsafe(12), free_port()
+    command, env = flower(shlex.quote(sys.executable), port, password, stack.env)
+    process = subprocess.Popen(shlex.split(command), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    listening, lines = threading.Event(), []
+
+    def read() -> None:
+        for line in process.stderr:
+            lines.append(line)
+            if "Visit me at" in line:
+                listening.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert listening.wait(60), "flower did not start:\n" + "".join(lines[-20:])
+        base = f"http://127.0.0.1:{port}"
+        for path in ("/", "/tasks", "/api/tasks", "/api/workers"):
+            assert requests.get(base + path, timeout=10).status_code == 401, path
+            assert requests.get(base + path, auth=("parley", "wrong"), timeout=10).status_code == 401, path
+        assert requests.get(base + "/", auth=("parley", password), timeout=10).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+class TaskEvents:
+    """Celery's task events, the ones Flower shows, read off the stack's broker."""
+
+    def __init__(self, stack):
+        self.celery = make_celery(stack.settings, "parley-test-events")
+        self.events, self.changed = [], threading.Condition()
+        self.connection = self.celery.connection_for_read()
+        self.receiver = self.celery.events.Receiver(self.connection, handlers={"*": self._on_event})
+        self.thread = threading.Thread(target=self.receiver.capture, kwargs={"wakeup": False}, daemon=True)
+        self.thread.start()
+        # The receiver subscribes inside its loop: probe until a probe comes back.
+        with self.celery.events.default_dispatcher() as dispatcher:
+            for _ in range(100):
+                dispatcher.send("parley-probe")
+                if self.wait_for(lambda e: e["type"] == "parley-probe", timeout=0.2):
+                    return
+        raise AssertionError("the event receiver never started")
+
+    def _on_event(self, event: dict) -> None:
+        with self.changed:
+            self.events.append(event)
+            self.changed.notify_all()
+
+    def wait_for(self, predicate, timeout: float = WAIT) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: any(predicate(e) for e in self.events), timeout)
+
+    def close(self) -> None:
+        self.receiver.should_stop = True
+        self.thread.join(10)
+        self.connection.release()
+
+
+def test_tasks_carry_a_job_id_and_nothing_else(stack, client):
+    headers, receiver, events = bearer(new_key(stack)), WebhookReceiver(), TaskEvents(stack)
+    try:
+        conversation_id = client.post("/v1/conversations", json={}, headers=headers).get_json()["id"]
+        jobs = [client.post(f"/v1/conversations/{conversation_id}/messages", headers=headers,
+                            json={"content": f"turn {n}", "callback_url": receiver.url}).get_json()["job"]["id"]
+                for n in range(2)]  # the second is sent by the worker when the first ends
+        for job_id in jobs:
+            assert client.get(f"/v1/jobs/{job_id}?wait={WAIT}", headers=headers).get_json()["status"] == "succeeded"
+            for kind in ("task-sent", "task-received"):
+                assert events.wait_for(lambda e: e["type"] == kind and job_id in e.get("args", "")), (kind, job_id)
+        assert receiver.arrived.wait(WAIT), "the webhook was delivered"
+        assert events.wait_for(lambda e: e["type"] == "task-received" and e.get("name") == "parley.deliver_webhook")
+    finally:
+        events.close()
+        receiver.close()
+    shown = [e for e in events.events if "args" in e or "kwargs" in e]
+    assert {e["name"] for e in shown} >= {"parley.reply", "parley.deliver_webhook"}
+    for event in shown:
+        assert JOB_ID_ONLY.fullmatch(event["args"]) and event["kwargs"] == "{}", event
