@@ -32,7 +32,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--api-processes", type=int, default=2, help="gunicorn processes (API_PROCESSES)")
     parser.add_argument("--api-threads", type=int, default=400, help="threads per gunicorn process (API_THREADS)")
     parser.add_argument("--profile", action="store_true",
-                        help="py-spy the API and worker processes during the throughput scenario")
+                        help="py-spy the API and worker processes during scenarios 1 and 4")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, profiles)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     return parser.parse_args(argv)
@@ -62,8 +62,13 @@ def main(argv: list[str] | None = None) -> int:
             module = importlib.import_module(f"bench.scenarios.{SCENARIOS[number]}")
             began = time.monotonic()
             print(f"bench: scenario {number} ({SCENARIOS[number]})…", flush=True)
+            stack.problems()  # what earlier scenarios logged is theirs
             result = module.run(stack, args.quick)
             result.figures["seconds"] = round(time.monotonic() - began, 1)
+            problems = stack.problems()
+            if problems:
+                result.figures["logged_problems"] = dict(problems.most_common(10))
+                result.show("warnings logged", "; ".join(f"{n}x {text}" for text, n in problems.most_common(3)))
             results.append(result)
     finally:
         stack.stop()

@@ -16,7 +16,7 @@ class TurnFailed(RuntimeError):
 def _job_of(response: httpx2.Response) -> dict:
     if response.status_code not in (200, 202):
         raise TurnFailed(f"{response.request.method} {response.request.url.path}: "
-                         f"{response.status_code} {response.text[:300]}")
+                         f"{response.status_code} {response.text[:300].strip()}")
     body = response.json()
     return body.get("job", body)
 

@@ -7,12 +7,15 @@ in-process pipeline runs against the very same database, Redis and folder.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx2
@@ -35,6 +38,9 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+_UUID_OR_NUMBER = re.compile(r"[0-9a-f]{8}-[0-9a-f-]{27}|\d+")
 
 
 class Child:
@@ -79,6 +85,21 @@ class Child:
                 self.process.kill()
                 self.process.wait()
 
+    def problems(self) -> Counter:
+        """Warnings and errors logged since the last call, by message with ids and numbers blanked."""
+        found = Counter()
+        with open(self.log_path, errors="replace") as log:
+            log.seek(getattr(self, "_read_to", 0))
+            for line in log:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get("level") in ("warning", "error", "critical"):
+                    found[f"{self.name}: " + _UUID_OR_NUMBER.sub("…", str(record.get("event", "")))[:160]] += 1
+            self._read_to = log.tell()
+        return found
+
     def tree(self) -> list[psutil.Process]:
         """This process and its children (gunicorn's workers)."""
         try:
@@ -89,6 +110,9 @@ class Child:
 
 
 class BenchStack:
+    # What gunicorn and celery load; an experiment may point these at a patched module.
+    api_app, worker_app = "api.wsgi:app", "worker.celery_app"
+
     def __init__(self, base: Path, api_processes: int = 2, api_threads: int = 400):
         self.base, self.logs = base, base / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -124,7 +148,7 @@ class BenchStack:
             self.user = get_or_create_user(session, "bench")
             self.key = issue_key(session, self.user)
         self.api = Child("api", [python, "-m", "gunicorn", "-c", "api/gunicorn_conf.py", "-b",
-                                 self.api_url.removeprefix("http://"), "api.wsgi:app"], self.env, self.logs)
+                                 self.api_url.removeprefix("http://"), self.api_app], self.env, self.logs)
         self.api.wait_ready(self.api_url + "/healthz")
         return self
 
@@ -142,7 +166,7 @@ class BenchStack:
         for n in range(1, processes + 1):
             self.workers.append(Child(
                 f"worker{n}-c{concurrency}",
-                [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "threads",
+                [sys.executable, "-m", "celery", "-A", self.worker_app, "worker", "--pool", "threads",
                  "--concurrency", str(concurrency), "-Q", "parley.turns", "-n", f"bench{n}@%h", "-l", "INFO",
                  "--without-gossip", "--without-mingle"], env, self.logs, ready_line=" ready."))
         for worker in self.workers:
@@ -158,6 +182,13 @@ class BenchStack:
     def model_control(self, delay_ms: int = 0, stream_delay_ms: int = 0, chunk_chars: int = 8) -> None:
         httpx2.post(self.model_url + "/_control", json={"delay_ms": delay_ms, "stream_delay_ms": stream_delay_ms,
                                                          "chunk_chars": chunk_chars}).raise_for_status()
+
+    def problems(self) -> Counter:
+        """Warnings and errors the API and workers logged since the last call."""
+        found = Counter()
+        for child in (self.api, *self.workers):
+            found.update(child.problems())
+        return found
 
     def roles(self) -> dict[str, list[psutil.Process]]:
         """Every process of the stack by what it is, for CPU accounting."""

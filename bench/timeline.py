@@ -16,13 +16,13 @@ from datetime import datetime
 PHASES = ("api before submit", "submit to claim", "claim to commit", "commit to client")
 
 
-def _at(value: str) -> float:
+def at(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
 def phases(job: dict, sent: float, received: float) -> list[float]:
     """The four spans of one turn, in seconds; `sent`/`received` are time.time() values."""
-    created, started, finished = _at(job["created_at"]), _at(job["started_at"]), _at(job["finished_at"])
+    created, started, finished = at(job["created_at"]), at(job["started_at"]), at(job["finished_at"])
     return [created - sent, started - created, finished - started, received - finished]
 
 

@@ -13,6 +13,9 @@ def make_redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(
         url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=15,
         retry_on_timeout=False,
+        # Each open SSE stream and waiting long-poll holds a connection; redis-py's
+        # default cap (100) would refuse streams long before API_THREADS is reached.
+        max_connections=10_000,
     )
 
 

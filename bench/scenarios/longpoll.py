@@ -15,7 +15,7 @@ import time
 from bench.client import Api
 from bench.report import Result, brief, noise, percentile, spread
 from bench.stack import BenchStack
-from bench.timeline import _at
+from bench.timeline import at
 from shared.events import job_id_of
 
 MESSAGE = "Reply when ready."
@@ -74,7 +74,7 @@ def run(stack: BenchStack, quick: bool) -> Result:
                 early += 1
                 continue
             after_publish.append(answered - published)
-            after_finished_at.append(answered_wall - _at(final["finished_at"]))
+            after_finished_at.append(answered_wall - at(final["finished_at"]))
     finally:
         listener.close()
         api.close()

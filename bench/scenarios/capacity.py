@@ -1,0 +1,126 @@
+"""2. In-flight capacity: 200 turns of 200 conversations submitted at once to a
+1,000 ms model and one worker process (threads pool): wall time over 1 s, and the
+worker's peak RSS.
+
+Each conversation has its own user, as 200 people chatting would. Two rounds: the
+first also pays for opening threads and connections; the second is the check. A
+third round sends the same 200 turns as one user (one API key), whose submits
+queue on that user's row lock (the in-flight cap); it is shown, not checked.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+
+import psutil
+
+from bench import seed
+from bench.client import AsyncApi
+from bench.report import Result, brief, spread
+from bench.stack import BenchStack
+from bench.timeline import at
+
+MODEL_DELAY_MS = 1000
+MESSAGE = "Think about it for a second."
+
+
+class PeakRss:
+    """Samples a process's RSS every 20 ms; also reads the kernel's high-water mark (VmHWM)."""
+
+    def __init__(self, pid: int):
+        self.process, self.peak = psutil.Process(pid), 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def high_water(self) -> int:
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class Round:
+    wall: float
+    turns: list[float]
+    failed: list[str]
+    spans: dict  # when the last job was created, started and finished, seconds after the first submit
+
+    def describe(self) -> str:
+        return (f"wall {self.wall:.2f} s; turns {brief(self.turns)}; last job created / started / finished at "
+                f"{self.spans['last_created_s']:.2f} / {self.spans['last_started_s']:.2f} / "
+                f"{self.spans['last_finished_s']:.2f} s")
+
+
+async def one_round(clients: list[AsyncApi], conversations: list[str]) -> Round:
+    """Every conversation's turn at once, each through its user's client."""
+    sent = time.time()
+    started = time.perf_counter()
+    turns = await asyncio.gather(*(api.turn(c, MESSAGE) for api, c in zip(clients, conversations)),
+                                 return_exceptions=True)
+    wall = time.perf_counter() - started
+    done = [turn for turn in turns if not isinstance(turn, BaseException)]
+    spans = {f"last_{name}_s": round(max((at(job[f"{name}_at"]) for job, _ in done), default=sent) - sent, 3)
+             for name in ("created", "started", "finished")}
+    return Round(wall, [seconds for _, seconds in done],
+                 [str(turn).strip() for turn in turns if isinstance(turn, BaseException)], spans)
+
+
+async def rounds(stack: BenchStack, conversations: list[str], keys: list[str], own: list[str]) -> list[Round]:
+    """Two rounds of `conversations` (each through its user's key), then `own` (all the bench user's)."""
+    clients = {key: AsyncApi(stack.api_url, key, connections=4) for key in set(keys)}
+    one_user = AsyncApi(stack.api_url, stack.key, connections=2 * len(own) + 10)
+    try:
+        many = [await one_round([clients[key] for key in keys], conversations) for _ in range(2)]
+        return many + [await one_round([one_user] * len(own), own)]
+    finally:
+        for client in (*clients.values(), one_user):
+            await client.close()
+
+
+def run(stack: BenchStack, quick: bool) -> Result:
+    turns = 40 if quick else 200
+    concurrency = turns + 20
+    worker = stack.use_workers(1, concurrency)[0]
+    stack.model_control(delay_ms=MODEL_DELAY_MS)
+    users = [stack.new_user(f"capacity-{n}") for n in range(turns)]
+    conversations = [seed.conversations(stack.services, user, 1, "capacity")[0] for user, _ in users]
+    own = seed.conversations(stack.services, stack.user, turns, "capacity-one-user")
+    rss = PeakRss(worker.process.pid)
+    idle_rss = psutil.Process(worker.process.pid).memory_info().rss
+    try:
+        cold, warm, one_user = asyncio.run(rounds(stack, conversations, [key for _, key in users], own))
+    finally:
+        rss.stop()
+    high_water = rss.high_water()
+    failed = cold.failed + warm.failed + one_user.failed
+    result = Result(2, "in-flight capacity", config={"turns": turns, "model_delay_ms": MODEL_DELAY_MS,
+                                                     "worker": f"1 process, threads pool x{concurrency}"})
+    result.check("wall time / 1 s", warm.wall / (MODEL_DELAY_MS / 1000), "<=", 1.5)
+    result.check("failed turns", len(failed), "<=", 0)
+    result.check("worker peak RSS", max(rss.peak, high_water) / 2**20, "<=", 400, " MB")
+    result.show("first round (threads, connections opened)", cold.describe())
+    result.show("second round", warm.describe())
+    result.show(f"one user's {turns} turns (not checked)", one_user.describe())
+    if failed:
+        result.show("first failure", failed[0][:300])
+    result.show("worker RSS", f"idle {idle_rss / 2**20:.0f} MB, peak sampled {rss.peak / 2**20:.0f} MB, "
+                f"VmHWM {high_water / 2**20:.0f} MB")
+    result.figures.update(
+        rounds={name: {"wall_s": round(r.wall, 3), "turns": spread(r.turns), "spans": r.spans, "failed": len(r.failed)}
+                for name, r in (("cold", cold), ("warm", warm), ("one_user", one_user))},
+        failures=failed[:20], idle_rss_mb=round(idle_rss / 2**20, 1), sampled_peak_rss_mb=round(rss.peak / 2**20, 1),
+        vmhwm_mb=round(high_water / 2**20, 1))
+    return result

@@ -1,0 +1,88 @@
+"""4. Throughput: turns per second at saturation with a 0 ms model, and where the time goes.
+
+Closed-loop clients, each its own user and conversation (a user's submits take
+that user's row lock, so one user's turns cannot show the system's rate), each
+submitting and long-polling turn after turn. Over the measured window every
+process's CPU time is read: the API, the workers, PostgreSQL, Redis (queue,
+cache, events), the offline model and this driver, and whatever else ran on the
+machine meanwhile (other people's jobs: noise).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench import seed, timeline
+from bench.client import AsyncApi
+from bench.cpu import CpuWindow
+from bench.profile import Profiler
+from bench.report import Result, brief, spread
+from bench.stack import BenchStack
+
+MESSAGE = "Quick question."
+WORKERS = (2, 16)  # processes, threads each: one process per core
+
+
+async def client(api: AsyncApi, conversation: str, until: float, window: tuple[float, float], done: list) -> None:
+    while time.perf_counter() < until:
+        sent = time.time()
+        job, seconds = await api.turn(conversation, MESSAGE)
+        finished = time.perf_counter()
+        if window[0] <= finished <= window[1]:
+            done.append((seconds, timeline.phases(job, sent, time.time())))
+
+
+async def load(stack: BenchStack, users: list, warmup: float, seconds: float, on_start, on_stop) -> list:
+    apis = [AsyncApi(stack.api_url, key, connections=4) for _, key in users]
+    conversations = [seed.conversations(stack.services, user, 1, "load")[0] for user, _ in users]
+    begin = time.perf_counter() + warmup
+    window, done = (begin, begin + seconds), []
+    tasks = [asyncio.create_task(client(api, c, window[1], window, done)) for api, c in zip(apis, conversations)]
+    await asyncio.sleep(warmup)
+    on_start()
+    await asyncio.sleep(seconds)
+    on_stop()
+    await asyncio.gather(*tasks)
+    for api in apis:
+        await api.close()
+    return done
+
+
+def run(stack: BenchStack, quick: bool) -> Result:
+    stack.use_workers(*WORKERS)
+    stack.model_control(delay_ms=0)
+    clients, warmup, seconds = (16, 2, 5) if quick else (48, 3, 20)
+    users = [stack.new_user(f"load-{n}") for n in range(clients)]
+    window, cpu, profiles = CpuWindow(stack.roles), {}, {}
+    profiler = Profiler(stack.base / "profiles") if stack.profile else None
+
+    def on_start():
+        window.start()
+        if profiler:
+            profiler.start_stack(stack, "throughput")
+
+    def on_stop():
+        cpu.update(window.stop())
+        if profiler:
+            profiles.update(profiler.results())
+
+    done = asyncio.run(load(stack, users, warmup, seconds, on_start, on_stop))
+    rate = len(done) / seconds
+    per_turn = {role: round(value / max(1, len(done)) * 1000, 2) for role, value in cpu.items()}
+    pipeline = sum(per_turn[role] for role in ("api", "worker", "postgres", "redis"))
+    result = Result(4, "throughput", config={"clients": clients, "seconds": seconds, "model_delay_ms": 0,
+                                             "workers": f"{WORKERS[0]} processes x {WORKERS[1]} threads",
+                                             "api": f"{stack.api_processes} processes x {stack.api_threads} threads"})
+    result.check("turns per second", rate, ">=", 200, "/s")
+    result.show("turn latency at saturation", brief([s for s, _ in done]))
+    result.show("CPU ms per turn", ", ".join(f"{role} {value:g}" for role, value in per_turn.items()))
+    result.show("pipeline CPU per turn", f"{pipeline:.1f} ms (API + workers + PostgreSQL + Redis): at most "
+                f"{2000 / pipeline:.0f} turns/s on 2 cores if the model and the driver ran elsewhere")
+    result.show("phases p50 under load", timeline.describe(timeline.medians([p for _, p in done])))
+    result.figures.update(turns=len(done), latency=spread([s for s, _ in done]), cpu_ms_per_turn=per_turn,
+                          pipeline_cpu_ms_per_turn=round(pipeline, 2),
+                          phases_p50_ms=timeline.medians([p for _, p in done]))
+    if profiler:
+        result.figures["profiles"] = profiles
+        result.show("profiles", f"{stack.base / 'profiles'} (py-spy --gil, raw collapsed stacks)")
+    return result

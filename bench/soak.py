@@ -1,0 +1,189 @@
+"""A bounded soak: chat load with random faults for N minutes, then the consistency check.
+
+    python -m bench.soak --minutes 5 [--workers 3] [--clients 6] [--seed 1]
+
+Runs the fault tests' stack (tests/faults/stack.py: embedded PostgreSQL and Valkey,
+moto S3 behind a switchable proxy, the offline model, Celery worker processes, the
+API in this process). Clients submit messages to a few conversations and now and
+then cancel one, while every few seconds one fault strikes: a worker SIGKILLed or
+SIGTERMed (and replaced), Redis killed and restarted empty, object storage cut off,
+PostgreSQL restarted, the model slowed down. Then the load stops, every service
+comes back, every job must end, and `worker.check` must find nothing; each
+conversation's turns must also be its succeeded jobs in submit order.
+Exit status 0 only if all of that holds. Not part of `make test`.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import select
+
+from shared.models import FINAL_STATUSES, Job, Turn
+from tests.faults.stack import FaultStack, wait_until
+from worker.check import check
+from worker.retry import LONGEST_RETRY_SECONDS
+
+
+class Load:
+    """Client threads: submit to a random conversation, sometimes cancel what they sent."""
+
+    def __init__(self, stack: FaultStack, clients: int, conversations: int, rng: random.Random):
+        self.stack, self.rng = stack, rng
+        self.user = stack.new_user()
+        client = stack.app.test_client()
+        self.conversations = [client.post("/v1/conversations", json={}, headers=self.user).get_json()["id"]
+                              for _ in range(conversations)]
+        self.accepted: list[str] = []
+        self.statuses: Counter = Counter()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(clients)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _run(self, n: int) -> None:
+        client, rng, sent = self.stack.app.test_client(), random.Random(self.rng.random()), 0
+        while not self._stop.is_set():
+            conversation_id = rng.choice(self.conversations)
+            response = client.post(f"/v1/conversations/{conversation_id}/messages",
+                                   json={"content": f"client {n} message {sent}"}, headers=self.user)
+            self.statuses[f"submit {response.status_code}"] += 1
+            sent += 1
+            if response.status_code == 202:
+                job_id = response.get_json()["job"]["id"]
+                self.accepted.append(job_id)
+                if rng.random() < 0.05:
+                    cancelled = client.post(f"/v1/jobs/{job_id}/cancel", headers=self.user)
+                    self.statuses[f"cancel {cancelled.status_code}"] += 1
+            self._stop.wait(rng.uniform(0.05, 0.4))
+
+
+def inject(stack: FaultStack, rng: random.Random, say) -> None:
+    """One random fault, held for a few seconds where it is an outage."""
+    fault = rng.choice(["kill worker", "stop worker", "kill redis", "stop storage", "restart postgres",
+                        "slow model"])
+    outage = rng.uniform(1, 6)
+    say(f"fault: {fault}" + ("" if "worker" in fault else f" for {outage:.1f}s"))
+    if fault in ("kill worker", "stop worker"):
+        victim = rng.choice(stack.use_workers(1))
+        if fault == "kill worker":
+            victim.kill()
+        else:
+            victim.terminate()
+        stack.workers.remove(victim)
+        stack.start_workers(1)
+    elif fault == "kill redis":
+        stack.valkey.kill()
+        time.sleep(outage)
+        stack.valkey.start()
+    elif fault == "stop storage":
+        stack.s3.stop()
+        time.sleep(outage)
+        stack.s3.start()
+    elif fault == "restart postgres":
+        stack.postgres.stop()
+        time.sleep(outage)
+        stack.postgres.start()
+    else:
+        stack.model_control(stream_delay_ms=int(outage * 1000))
+        time.sleep(outage)
+        stack.model_control(stream_delay_ms=0)
+
+
+def out_of_order(stack: FaultStack, conversations: list[str]) -> list[str]:
+    """Conversations whose turns are not their succeeded jobs in submit order."""
+    wrong = []
+    with stack.services.sessions() as session:
+        for conversation_id in conversations:
+            key = uuid.UUID(conversation_id)
+            turns = session.scalars(select(Turn.job_id).where(Turn.conversation_id == key).order_by(Turn.seq)).all()
+            succeeded = session.scalars(select(Job.id).where(Job.conversation_id == key, Job.status == "succeeded")
+                                        .order_by(Job.position)).all()
+            if turns != succeeded:
+                wrong.append(conversation_id)
+    return wrong
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, required=True, help="how long the load and the faults run")
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=6)
+    parser.add_argument("--conversations", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=None, help="repeat a run's sequence of faults")
+    args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
+    logging.getLogger("parley").setLevel(logging.ERROR)  # the API's warnings while services are down
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng, started = random.Random(seed), time.monotonic()
+
+    def say(message: str) -> None:
+        print(f"[{time.monotonic() - started:7.1f}s] {message}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="parley-soak-") as base:
+        stack = FaultStack(Path(base))
+        stack.model.httpd.handle_error = lambda *_: None  # model calls cut off by a killed worker
+        try:
+            stack.start_workers(args.workers)
+            load = Load(stack, args.clients, args.conversations, rng)
+            say(f"seed {seed}: {args.workers} workers, {args.clients} clients, {args.conversations} conversations")
+            load.start()
+            deadline = started + args.minutes * 60
+            while time.monotonic() < deadline:
+                time.sleep(rng.uniform(2, 8))
+                inject(stack, rng, say)
+            load.stop()
+            stack.restore()
+            stack.use_workers(args.workers)
+            say(f"load stopped: {dict(load.statuses)}; waiting for every job to end")
+            try:
+                ended = wait_until(lambda: _all_final(stack), 120 + LONGEST_RETRY_SECONDS, interval=1,
+                                   what="every job to end")
+            except AssertionError as error:
+                say(f"{error}; the checker says:")
+                print("\n".join(check(stack.services, grace=0).lines()))
+                return 1
+            say(f"jobs: {dict(Counter(job.status for job in ended))}")
+            for error, count in Counter(str(job.error) for job in ended if job.status == "failed").items():
+                say(f"  failed x{count}: {error}")
+            for job in ended:
+                if job.status == "failed":
+                    say(f"  DEBUG {job.id} attempts={job.attempts} takeovers={job.takeovers} worker={job.worker} created={job.created_at} started={job.started_at} finished={job.finished_at}")
+            import shutil; shutil.copytree(base, "/tmp/soakdebug", dirs_exist_ok=True, ignore=shutil.ignore_patterns("pg", "valkey"))
+            report = check(stack.services)
+            for line in report.lines():
+                print(line)
+            disordered = out_of_order(stack, load.conversations)
+            for conversation_id in disordered:
+                print(f"out_of_order conversation {conversation_id}")
+            lost = set(load.accepted) - {str(job.id) for job in ended}
+            for job_id in sorted(lost):
+                print(f"lost job {job_id}")
+            return 1 if report.findings or disordered or lost else 0
+        finally:
+            stack.close()
+
+
+def _all_final(stack: FaultStack) -> list[Job] | None:
+    with stack.services.sessions() as session:
+        jobs = session.scalars(select(Job)).all()
+    return jobs if all(job.status in FINAL_STATUSES for job in jobs) else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
