@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import logging
 import random
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -73,7 +75,7 @@ class Load:
             self._stop.wait(rng.uniform(0.05, 0.4))
 
 
-def inject(stack: FaultStack, rng: random.Random, say) -> None:
+def inject(stack: FaultStack, rng: random.Random, say, problems: list[str]) -> None:
     """One random fault, held for a few seconds where it is an outage."""
     fault = rng.choice(["kill worker", "stop worker", "kill redis", "stop storage", "restart postgres",
                         "slow model"])
@@ -84,7 +86,11 @@ def inject(stack: FaultStack, rng: random.Random, say) -> None:
         if fault == "kill worker":
             victim.kill()
         else:
-            victim.terminate()
+            try:
+                victim.terminate()
+            except subprocess.TimeoutExpired:  # killed by terminate() meanwhile
+                say(f"worker {victim.name} did not stop within 60 s of SIGTERM")
+                problems.append(f"slow_shutdown worker {victim.name}")
         stack.workers.remove(victim)
         stack.start_workers(1)
     elif fault == "kill redis":
@@ -126,57 +132,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--conversations", type=int, default=8)
     parser.add_argument("--seed", type=int, default=None, help="repeat a run's sequence of faults")
+    parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it (worker logs)")
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
     logging.getLogger("parley").setLevel(logging.ERROR)  # the API's warnings while services are down
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
-    rng, started = random.Random(seed), time.monotonic()
+    started = time.monotonic()
 
     def say(message: str) -> None:
         print(f"[{time.monotonic() - started:7.1f}s] {message}", flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="parley-soak-") as base:
-        stack = FaultStack(Path(base))
-        stack.model.httpd.handle_error = lambda *_: None  # model calls cut off by a killed worker
-        try:
-            stack.start_workers(args.workers)
-            load = Load(stack, args.clients, args.conversations, rng)
-            say(f"seed {seed}: {args.workers} workers, {args.clients} clients, {args.conversations} conversations")
-            load.start()
-            deadline = started + args.minutes * 60
-            while time.monotonic() < deadline:
-                time.sleep(rng.uniform(2, 8))
-                inject(stack, rng, say)
-            load.stop()
-            stack.restore()
-            stack.use_workers(args.workers)
-            say(f"load stopped: {dict(load.statuses)}; waiting for every job to end")
-            try:
-                ended = wait_until(lambda: _all_final(stack), 120 + LONGEST_RETRY_SECONDS, interval=1,
-                                   what="every job to end")
-            except AssertionError as error:
-                say(f"{error}; the checker says:")
-                print("\n".join(check(stack.services, grace=0).lines()))
-                return 1
-            say(f"jobs: {dict(Counter(job.status for job in ended))}")
-            for error, count in Counter(str(job.error) for job in ended if job.status == "failed").items():
-                say(f"  failed x{count}: {error}")
-            for job in ended:
-                if job.status == "failed":
-                    say(f"  DEBUG {job.id} attempts={job.attempts} takeovers={job.takeovers} worker={job.worker} created={job.created_at} started={job.started_at} finished={job.finished_at}")
-            import shutil; shutil.copytree(base, "/tmp/soakdebug", dirs_exist_ok=True, ignore=shutil.ignore_patterns("pg", "valkey"))
-            report = check(stack.services)
-            for line in report.lines():
-                print(line)
-            disordered = out_of_order(stack, load.conversations)
-            for conversation_id in disordered:
-                print(f"out_of_order conversation {conversation_id}")
-            lost = set(load.accepted) - {str(job.id) for job in ended}
-            for job_id in sorted(lost):
-                print(f"lost job {job_id}")
-            return 1 if report.findings or disordered or lost else 0
-        finally:
-            stack.close()
+    base = args.keep or Path(tempfile.mkdtemp(prefix="parley-soak-"))
+    stack = FaultStack(base)
+    stack.model.httpd.handle_error = lambda *_: None  # model calls cut off by a killed worker
+    try:
+        say(f"seed {seed}: {args.workers} workers, {args.clients} clients, {args.conversations} conversations")
+        problems = soak(stack, args, random.Random(seed), say)
+    finally:
+        stack.close()
+        if args.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+    for problem in problems:
+        print(problem)
+    say("PASS" if not problems else f"FAIL: {len(problems)} problems")
+    return 1 if problems else 0
+
+
+def soak(stack: FaultStack, args: argparse.Namespace, rng: random.Random, say) -> list[str]:
+    """Load and faults for the given minutes, then everything must settle cleanly."""
+    problems: list[str] = []
+    stack.start_workers(args.workers)
+    load = Load(stack, args.clients, args.conversations, rng)
+    load.start()
+    deadline = time.monotonic() + args.minutes * 60
+    while time.monotonic() < deadline:
+        time.sleep(rng.uniform(2, 8))
+        inject(stack, rng, say, problems)
+    load.stop()
+    stack.restore()
+    stack.use_workers(args.workers)
+    say(f"load stopped: {dict(load.statuses)}; waiting for every job to end")
+    try:
+        ended = wait_until(lambda: _all_final(stack), 120 + LONGEST_RETRY_SECONDS, interval=1,
+                           what="every job to end")
+    except AssertionError as error:
+        return [*problems, str(error), *check(stack.services, grace=0).lines()]
+    say(f"jobs: {dict(Counter(job.status for job in ended))}")
+    # The offline model never fails and no message is too long: every failure is a fault's doing.
+    problems += [f"failed job {job.id}: {job.error}" for job in ended if job.status == "failed"]
+    report = check(stack.services)
+    for line in report.lines():
+        print(line)
+    problems += [finding.line() for finding in report.findings]
+    problems += [f"out_of_order conversation {c}" for c in out_of_order(stack, load.conversations)]
+    problems += [f"lost job {j}" for j in sorted(set(load.accepted) - {str(job.id) for job in ended})]
+    return problems
 
 
 def _all_final(stack: FaultStack) -> list[Job] | None:

@@ -89,11 +89,10 @@ class S3LogStore:
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
 
     def _call(self, method: str, **kwargs):
-        from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, \
-            EndpointConnectionError, ReadTimeoutError, ConnectTimeoutError
+        from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
         try:
             return getattr(self.client, method)(Bucket=self.bucket, **kwargs)
-        except (BotoConnectionError, EndpointConnectionError, ReadTimeoutError, ConnectTimeoutError) as error:
+        except (BotoConnectionError, HTTPClientError) as error:  # refused, reset, timed out
             raise StorageUnavailable(str(error)) from error
         except ClientError as error:
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -105,13 +104,17 @@ class S3LogStore:
         self._call("put_object", Key=self.prefix + key, Body=encode(entry), ContentType="application/json")
 
     def get(self, key: str) -> dict | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError, HTTPClientError
         try:
-            body = self._call("get_object", Key=self.prefix + key)["Body"].read()
+            response = self._call("get_object", Key=self.prefix + key)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
             raise
+        try:
+            body = response["Body"].read()
+        except HTTPClientError as error:  # the connection broke or stalled mid-body
+            raise StorageUnavailable(str(error)) from error
         return json.loads(body)
 
     def _pages(self, prefix: str) -> Iterable[dict]:

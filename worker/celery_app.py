@@ -16,6 +16,7 @@ from shared.tasks import REPLY_TASK, WEBHOOK_TASK, Dispatcher, make_celery
 from worker import observability
 from worker.lease import EndWatcher
 from worker.pipeline import Runtime, run_turn
+from worker.retry import backoff
 from worker.sweeper import Sweeper
 from worker.webhooks import deliver
 
@@ -23,6 +24,7 @@ settings = load_settings()
 observability.install(settings)  # JSON logs with job and request ids; metrics on WORKER_METRICS_PORT
 app = make_celery(settings, "parley-worker")
 app.set_default()
+app.conf.worker_consumer = "worker.consumer:ResilientConsumer"  # survives a lost broker
 
 log = logging.getLogger("parley.worker")
 _services: Services | None = None
@@ -69,7 +71,7 @@ def reply(self: Task, job_id: str) -> None:
     runtime = Runtime(dispatcher, worker=self.request.hostname, watcher=_watcher)
     outcome = run_turn(services(), job_id, runtime)
     if outcome.status == "busy":
-        raise self.retry(countdown=outcome.retry_after)
+        raise self.retry(countdown=backoff(outcome.retry_after, self.request.retries))
 
 
 @shared_task(name=WEBHOOK_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)

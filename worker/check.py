@@ -3,8 +3,9 @@
 One line per finding, then a summary; exit status 1 if there is any finding.
 
   stuck_job     a job that is not final and should be: running with a lease that ran
-                out more than GRACE ago, or first in its conversation and waiting for
-                longer than QUEUED_GRACE_SECONDS + GRACE
+                out more than GRACE ago, or first in its conversation and still queued
+                GRACE after the sweeper should have re-sent it (QUEUED_GRACE_SECONDS
+                after it could run, plus the longest retry delay if it was handed back)
   missing_turn  a succeeded job without its turn
   stray_turn    a turn whose job did not succeed (or no longer exists)
   counters      a conversation whose turn_count disagrees with its turns (count, last seq)
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 
 from shared.bootstrap import Services
+from worker.retry import LONGEST_RETRY_SECONDS
 
 _LOG_KEY = re.compile(r"^(?P<prefix>.+/)turns/(?P<seq>\d+)\.json$")
 
@@ -40,7 +42,7 @@ _STUCK = text("""
         OR (j.status = 'queued'
             AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.conversation_id = j.conversation_id
                              AND e.position < j.position AND e.status IN ('queued', 'running'))
-            AND greatest(j.created_at, j.started_at,
+            AND greatest(j.created_at, j.lease_expires_at + make_interval(secs => :retry_wait),
                          (SELECT max(e.finished_at) FROM jobs e WHERE e.conversation_id = j.conversation_id
                              AND e.position < j.position))
                 < now() - make_interval(secs => :queued_grace + :grace))
@@ -106,7 +108,8 @@ def check(services: Services, grace: float | None = None, read_entries: bool = T
     grace = 3 * settings.sweep_interval_seconds if grace is None else grace
     report = Report()
     with services.engine.connect() as db:
-        for row in db.execute(_STUCK, {"grace": grace, "queued_grace": settings.queued_grace_seconds}):
+        for row in db.execute(_STUCK, {"grace": grace, "queued_grace": settings.queued_grace_seconds,
+                                       "retry_wait": LONGEST_RETRY_SECONDS}):
             report.add("stuck_job", row.id, f"{row.status} (attempt {row.attempts}), "
                        f"{'lease ran out' if row.status == 'running' else 'ready to run'} "
                        f"{max(0, int(row.overdue))}s ago")

@@ -18,11 +18,12 @@ log = logging.getLogger("parley.worker")
 # job of its conversation is still waiting or running: turns keep submit order.
 _CLAIM = text("""
     UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = :worker,
+           takeovers = takeovers + (CASE WHEN status = 'running' THEN 1 ELSE 0 END),
            started_at = coalesce(started_at, now()),
            lease_expires_at = now() + make_interval(secs => :lease)
      WHERE id = :id
        AND (status = 'queued'
-            OR (status = 'running' AND lease_expires_at < now() AND attempts < :max_attempts))
+            OR (status = 'running' AND lease_expires_at < now() AND takeovers + 1 < :max_attempts))
        AND NOT EXISTS (SELECT 1 FROM jobs earlier
                         WHERE earlier.conversation_id = jobs.conversation_id
                           AND earlier.position < jobs.position

@@ -71,7 +71,8 @@ def run_turn(services: Services, job_id: str, runtime: Runtime) -> Outcome:
     bind_context(conversation_id=held.conversation_id, user_id=held.user_id)
     token = runtime.watch(held.job_id)
     try:
-        outcome = _run_claimed(services, held, runtime, token)
+        with Heartbeat(services, held, token):  # from the claim on: a window rebuild can outlast a lease
+            outcome = _run_claimed(services, held, runtime, token)
         if outcome.status == "done":
             metrics.job_finished(outcome.ended, _queue_seconds(held))
         return outcome
@@ -124,8 +125,7 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
                            on_reset=lambda: live.add("message.reset", {"reason": "retry"}), cancel=token)
     started = time.monotonic()
     try:
-        with Heartbeat(services, held, token):
-            reply = services.provider.complete(request)
+        reply = services.provider.complete(request)
     except ModelError as error:
         metrics.model_call(time.monotonic() - started, outcome=error.kind)
         _finish_failed(services, held, runtime, error.kind, error.message)

@@ -12,15 +12,20 @@ from shared.bootstrap import Services
 from shared.jobs import announce_end, end_job, next_queued
 from shared.models import Job
 from shared.tasks import Dispatcher
+from worker.retry import LONGEST_RETRY_SECONDS
 
 log = logging.getLogger("parley.sweeper")
 
-# Head-of-conversation jobs still queued after the grace period, and running
-# jobs whose lease expired. Running jobs that used every attempt are failed
-# instead; a queued one is always re-sent (its claim does not spend a takeover).
+# Head-of-conversation jobs still queued after the grace period (since they were
+# submitted, or since their task's longest retry delay after they were handed
+# back: see lease.py and retry.py), and running jobs whose lease expired. Running
+# jobs whose workers died MAX_JOB_ATTEMPTS times are failed instead; a queued one
+# is always re-sent (its claim does not spend a takeover).
 _ORPHANS = text("""
-    SELECT id, status, attempts FROM jobs j
-     WHERE ((status = 'queued' AND created_at < now() - make_interval(secs => :grace)
+    SELECT id, status, takeovers FROM jobs j
+     WHERE ((status = 'queued'
+             AND coalesce(lease_expires_at + make_interval(secs => :retry_wait), created_at)
+                 < now() - make_interval(secs => :grace)
              AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.conversation_id = j.conversation_id
                               AND e.position < j.position AND e.status IN ('queued', 'running')))
         OR (status = 'running' AND lease_expires_at < now()))
@@ -40,10 +45,10 @@ def sweep_once(services: Services, dispatcher: Dispatcher) -> int:
     max_attempts, sent = services.settings.max_job_attempts, 0
     grace = {"grace": services.settings.queued_grace_seconds}
     with services.engine.begin() as connection:
-        rows = connection.execute(_ORPHANS, grace).all()
+        rows = connection.execute(_ORPHANS, {**grace, "retry_wait": LONGEST_RETRY_SECONDS}).all()
         webhooks = connection.execute(_DUE_WEBHOOKS, grace).scalars().all()
     for row in rows:
-        if row.status == "running" and row.attempts >= max_attempts:
+        if row.status == "running" and row.takeovers + 1 >= max_attempts:  # its workers died that often
             _give_up(services, dispatcher, row.id)
             continue
         dispatcher.turn(row.id)
@@ -62,10 +67,11 @@ def _give_up(services: Services, dispatcher: Dispatcher, job_id) -> None:
             return
         if session.scalar(select(Job.lease_expires_at >= func.now()).where(Job.id == job_id)):
             return  # renewed meanwhile
+        runs = job.takeovers + 1
         end_job(session, job, "failed", error={
-            "type": "internal", "message": f"The reply could not be completed after {job.attempts} attempts."})
+            "type": "internal", "message": f"The reply could not be completed after {runs} attempts."})
         next_job = next_queued(session, job.conversation_id)
-    log.warning("job %s failed after %s attempts", job_id, job.attempts)
+    log.warning("job %s failed: its worker stopped %s times", job_id, runs)
     announce_end(services.events, dispatcher, job, next_job)
 
 

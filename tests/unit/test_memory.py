@@ -259,3 +259,57 @@ def test_property_incremental_equals_rebuilt(turns, trailing, budget):
     assert rebuilt_from_window.to_json() == incremental.to_json()
     assert fed_window_only.to_json() == incremental.to_json()
     assert rebuilt_from_all.get_current_context() == incremental.get_current_context()
+
+
+# ------------------------------------------------ any sequence of messages
+
+roles = st.sampled_from(["user", "assistant"])
+any_messages = st.lists(st.tuples(roles, texts, st.integers(min_value=0, max_value=60)), max_size=25)
+
+
+def merged(messages: list[Message]) -> list[dict]:
+    """What the Messages API gets: leading assistant messages dropped, runs of one role joined."""
+    while messages and messages[0].role == "assistant":
+        messages = messages[1:]
+    context: list[dict] = []
+    for m in messages:
+        if context and context[-1]["role"] == m.role:
+            context[-1] = {"role": m.role, "content": context[-1]["content"] + "\n\n" + m.content}
+        else:
+            context.append({"role": m.role, "content": m.content})
+    return context
+
+
+@PROPS
+@given(raw=any_messages, budget=budgets)
+def test_property_any_sequence_gives_the_newest_fitting_suffix_as_a_valid_window(raw, budget):
+    """Roles in any order (a reply failed, a turn was cancelled), zero-token and
+    over-budget messages: after every update the window is the newest suffix that
+    fits, and its context is valid for the Messages API."""
+    messages = [Message(role, f"{i}:{text}", tokens) for i, (role, text, tokens) in enumerate(raw)]
+    memory = ConversationMemory(budget)
+    for i, m in enumerate(messages):
+        memory.update_memory(m.role, m.content, tokens=m.tokens)
+        suffix = longest_fitting_suffix(messages[: i + 1], budget)
+        assert memory.messages == suffix
+        assert memory.total_tokens == sum(s.tokens for s in suffix) <= budget
+        context = memory.get_current_context()
+        assert context == merged(suffix)
+        roles_ = [item["role"] for item in context]
+        assert roles_[:1] in ([], ["user"])
+        assert all(a != b for a, b in zip(roles_, roles_[1:]))
+        if m.role == "user" and suffix:  # what the pipeline sends ends with the new user message
+            assert context[-1]["role"] == "user" and context[-1]["content"].endswith(m.content)
+
+
+@PROPS
+@given(raw=any_messages, budget=budgets, data=st.data())
+def test_property_replaying_any_suffix_that_holds_the_window_rebuilds_it(raw, budget, data):
+    """worker.window.rebuild_window replays only the newest turns (up to one that
+    does not fit): any suffix of the history holding the window rebuilds it exactly,
+    for any budget (a changed MAX_CONTEXT_TOKENS rebuilds too)."""
+    messages = [Message(role, f"{i}:{text}", tokens) for i, (role, text, tokens) in enumerate(raw)]
+    window = longest_fitting_suffix(messages, budget)
+    start = data.draw(st.integers(min_value=0, max_value=len(messages) - len(window)), label="start")
+    replayed = ConversationMemory(budget, messages=messages[start:], turn_seq=7)
+    assert replayed.to_json() == feed(ConversationMemory(budget, turn_seq=7), messages).to_json()
