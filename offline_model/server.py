@@ -11,7 +11,7 @@ from typing import Any
 
 from offline_model.wire import (
     ANTHROPIC_ERRORS, BEDROCK_ERRORS, FAULTS, PromptCache, anthropic_blocks, bedrock_blocks,
-    event_stream_message, reply_text,
+    estimate_tokens, event_stream_message, reply_text,
 )
 
 MAX_RECORDED = 1000
@@ -22,8 +22,18 @@ class BadRequest(Exception):
     """Raised for a request the real API would reject with invalid_request_error."""
 
 
-def _estimate_tokens(text: str) -> int:
-    return max(1, (len(text) + 3) // 4)
+def _prompt_tokens(messages: list[dict], system_text: str) -> int:
+    """What the model would count as input: each message plus a little framing, and the system."""
+    tokens = sum(estimate_tokens(_text_of(m["content"])) + 4 for m in messages)
+    return tokens + (estimate_tokens(system_text) if system_text else 0)
+
+
+def _paced(reply: str, settings: dict) -> tuple[list[str], float]:
+    """The reply in `chunk_chars` pieces and the pause between them: stream_delay_ms is
+    the total time, spread evenly over the gaps between deltas."""
+    size = settings["chunk_chars"]
+    chunks = [reply[i : i + size] for i in range(0, len(reply), size)]
+    return chunks, settings["stream_delay_ms"] / 1000 / max(1, len(chunks) - 1)
 
 
 def _text_of(content: Any) -> str:
@@ -215,9 +225,7 @@ class Handler(BaseHTTPRequestHandler):
             return
 
         reply = reply_text(messages, _text_of)
-        input_tokens = sum(_estimate_tokens(_text_of(m["content"])) + 4 for m in messages)
-        if body.get("system"):
-            input_tokens += _estimate_tokens(_text_of(body["system"]))
+        input_tokens = _prompt_tokens(messages, _text_of(body.get("system")))
         with self.server.lock:
             usage = self.server.cache.usage(anthropic_blocks(body, _text_of), input_tokens)
         message = {
@@ -228,7 +236,7 @@ class Handler(BaseHTTPRequestHandler):
             "content": [{"type": "text", "text": reply}],
             "stop_reason": "end_turn",
             "stop_sequence": None,
-            "usage": {**usage, "output_tokens": _estimate_tokens(reply)},
+            "usage": {**usage, "output_tokens": estimate_tokens(reply)},
         }
         headers = {"request-id": f"req_offline_{number}"}
         if body.get("stream"):
@@ -240,11 +248,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(status, {"type": "error", "error": {"type": kind, "message": message}}, headers)
 
     def _stream(self, message: dict, settings: dict, headers: dict, fail_midway: bool = False) -> None:
-        reply = message["content"][0]["text"]
-        size = settings["chunk_chars"]
-        chunks = [reply[i : i + size] for i in range(0, len(reply), size)]
-        # stream_delay_ms is the total time, spread evenly over the gaps between deltas.
-        gap = settings["stream_delay_ms"] / 1000 / max(1, len(chunks) - 1)
+        chunks, gap = _paced(message["content"][0]["text"], settings)
 
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -309,11 +313,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         reply = reply_text(messages, _text_of)
         system_text = "".join(b.get("text", "") for b in body.get("system") or [])
-        input_tokens = sum(_estimate_tokens(_text_of(m["content"])) + 4 for m in messages)
-        input_tokens += _estimate_tokens(system_text) if system_text else 0
+        input_tokens = _prompt_tokens(messages, system_text)
         with self.server.lock:
             cached = self.server.cache.usage(bedrock_blocks(body), input_tokens)
-        output_tokens = _estimate_tokens(reply)
+        output_tokens = estimate_tokens(reply)
         usage = {"inputTokens": cached["input_tokens"], "outputTokens": output_tokens,
                  "totalTokens": input_tokens + output_tokens,
                  "cacheReadInputTokens": cached["cache_read_input_tokens"],
@@ -322,9 +325,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"output": {"message": {"role": "assistant", "content": [{"text": reply}]}},
                                   "stopReason": "end_turn", "usage": usage, "metrics": {"latencyMs": 1}})
             return
-        size = settings["chunk_chars"]
-        chunks = [reply[i : i + size] for i in range(0, len(reply), size)]
-        gap = settings["stream_delay_ms"] / 1000 / max(1, len(chunks) - 1)
+        chunks, gap = _paced(reply, settings)
         self.send_response(200)
         self.send_header("Content-Type", "application/vnd.amazon.eventstream")
         self.send_header("Transfer-Encoding", "chunked")
@@ -354,6 +355,4 @@ class Handler(BaseHTTPRequestHandler):
 
     def _event(self, payload: dict) -> None:
         """Write one SSE event as its own HTTP chunk and flush it to the client right away."""
-        data = f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode()
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.wfile.flush()
+        self._chunk(f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode())
