@@ -21,6 +21,7 @@ from shared.storage import StorageUnavailable, turn_key
 from shared.tasks import Dispatcher
 from worker import metrics
 from worker.lease import Claim, EndWatcher, Heartbeat, claim, release, renew
+from worker.live import LiveEvents
 from worker.window import load_window, save_window
 
 log = logging.getLogger(__name__)
@@ -162,29 +163,6 @@ def _count_quota(services: Services, held: Claim, reply: ModelReply) -> None:
             held.user_id, reply.prompt_tokens + reply.output_tokens)
     except redis.RedisError as error:
         log.warning("job %s: token quota not counted, Redis failed: %s", held.job_id, error)
-
-
-class LiveEvents:
-    """The job's events as it runs. Best effort: if Redis is down the turn still
-    completes (readers fall back to PostgreSQL); if the job already ended
-    elsewhere, the turn stops."""
-
-    def __init__(self, services: Services, job_id: uuid.UUID, token: CancelToken):
-        self.events, self.job_id, self.token = services.events, job_id, token
-        self.broken = False
-
-    def add(self, type_: str, data: dict) -> None:
-        if self.broken:
-            return
-        try:
-            number = self.events.add(self.job_id, type_, data)
-        except redis.RedisError as error:
-            log.warning("job %s: live events stopped, Redis failed: %s", self.job_id, error)
-            self.broken = True
-            return
-        if number is None:  # the job has its final event: cancelled meanwhile
-            self.token.cancel()
-            raise Cancelled()
 
 
 _LOST = object()  # the claim was taken over or the conversation deleted meanwhile
