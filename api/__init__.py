@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app.register_api(health.blueprint)
     app.register_api(conversations.blueprint)
+    app.register_api(conversations.models_blueprint)
     app.register_api(jobs.blueprint)
     app.register_api(seed.blueprint)
     app.register_api(webhooks.blueprint)

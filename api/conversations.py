@@ -1,4 +1,4 @@
-"""/v1/conversations: create, list, read, rename, delete, and post messages."""
+"""/v1/conversations: create, list, read, change, delete, and post messages; /v1/models."""
 from __future__ import annotations
 
 from flask import jsonify, make_response
@@ -24,6 +24,7 @@ def conversation_to_dict(conversation: Conversation) -> dict:
         "id": str(conversation.conversation_id),
         "name": conversation.conversation_name,
         "system": conversation.system,
+        "model": conversation.model or services().settings.default_model,
         "message_count": conversation.message_count,
         "input_tokens": conversation.input_tokens,
         "output_tokens": conversation.output_tokens,
@@ -40,15 +41,22 @@ def _check_text(field: str, value: str | None, limit: int, status: int = 400) ->
                        f"{field}: longer than {limit} characters.")
 
 
-@blueprint.post("", responses={201: schemas.Conversation})
-def create(body: schemas.ConversationIn):
-    """Start a conversation."""
-    user = require_user()
+def _check_fields(body: schemas.ConversationIn | schemas.ConversationPatch) -> None:
     settings = services().settings
     _check_text("name", body.name, settings.max_name_chars)
     _check_text("system", body.system, settings.max_system_chars, status=413)
+    if body.model is not None and body.model not in settings.model_choices:
+        raise ApiError(400, "invalid_request", f"model: {body.model!r} is not offered here; "
+                       f"choose one of {', '.join(sorted(settings.model_choices))} (GET /v1/models).")
+
+
+@blueprint.post("", responses={201: schemas.Conversation})
+def create(body: schemas.ConversationIn):
+    """Start a conversation, optionally with its own system prompt and model."""
+    user = require_user()
+    _check_fields(body)
     with services().sessions.begin() as session:
-        conversation = create_conversation(session, user, body.name, body.system)
+        conversation = create_conversation(session, user, body.name, body.system, body.model)
         payload = conversation_to_dict(conversation)
     return payload, 201
 
@@ -74,13 +82,15 @@ def read(path: schemas.ConversationPath):
 
 
 @blueprint.patch("/<conversation_id>", responses={200: schemas.Conversation, 404: schemas.ErrorEnvelope})
-def rename(path: schemas.ConversationPath, body: schemas.ConversationPatch):
-    """Rename a conversation."""
+def update(path: schemas.ConversationPath, body: schemas.ConversationPatch):
+    """Rename a conversation, or change its system prompt or model (from the next message on)."""
     user = require_user()
-    _check_text("name", body.name, services().settings.max_name_chars)
+    _check_fields(body)
     with services().sessions.begin() as session:
         conversation = own_conversation(session, user, path.conversation_id, lock=True)
-        conversation.conversation_name = body.name
+        for field, column in (("name", "conversation_name"), ("system", "system"), ("model", "model")):
+            if field in body.model_fields_set:
+                setattr(conversation, column, getattr(body, field))
         session.flush()
         session.refresh(conversation)
         return conversation_to_dict(conversation)
@@ -116,3 +126,16 @@ def post_message(path: schemas.ConversationPath, body: schemas.MessageIn, header
     response = make_response(jsonify(job=payload), 202)
     response.headers.update(location)
     return response
+
+
+models_blueprint = APIBlueprint("models", __name__, url_prefix="/v1/models", abp_tags=[Tag(name="conversations")],
+                                abp_security=[{"bearer": []}],
+                                abp_responses={401: schemas.ErrorEnvelope, 503: schemas.ErrorEnvelope})
+
+
+@models_blueprint.get("", responses={200: schemas.ModelList})
+def models():
+    """The models a conversation may choose (ALLOWED_MODELS) and the default."""
+    require_user()
+    settings = services().settings
+    return {"default": settings.default_model, "data": sorted(settings.model_choices)}

@@ -20,13 +20,20 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
+MODEL_FIELD = "a model id from GET /v1/models; null for the deployment's default"
+
+
 class ConversationIn(Strict):
     name: str | None = None
     system: str | None = None
+    model: str | None = Field(None, description=MODEL_FIELD)
 
 
 class ConversationPatch(Strict):
-    name: str
+    """Only the fields sent change; `system` and `model` apply from the next message on."""
+    name: str | None = None
+    system: str | None = None
+    model: str | None = Field(None, description=MODEL_FIELD)
 
 
 class MessageIn(Strict):
@@ -65,6 +72,7 @@ class Conversation(BaseModel):
     id: str
     name: str | None
     system: str | None
+    model: str = Field(description="the model that answers this conversation")
     message_count: int
     input_tokens: int
     output_tokens: int
@@ -72,6 +80,11 @@ class Conversation(BaseModel):
     cache_read_input_tokens: int = 0
     created_at: str
     updated_at: str
+
+
+class ModelList(BaseModel):
+    default: str
+    data: list[str]
 
 
 class Message(BaseModel):
@@ -122,6 +135,7 @@ class Reply(BaseModel):
     role: Literal["assistant"]
     content: str
     model: str
+    stop_reason: str | None = Field(None, description="end_turn, or max_tokens when the reply was cut at MAX_TOKENS")
     usage: Usage
 
 

@@ -43,10 +43,11 @@ def own_job(session: Session, user: User, job_id: str) -> Job:
     return job
 
 
-def create_conversation(session: Session, user: User, name: str | None, system: str | None) -> Conversation:
+def create_conversation(session: Session, user: User, name: str | None, system: str | None,
+                        model: str | None = None) -> Conversation:
     conversation_id = uuid.uuid4()
     conversation = Conversation(
-        conversation_id=conversation_id, user_id=user.id, conversation_name=name, system=system,
+        conversation_id=conversation_id, user_id=user.id, conversation_name=name, system=system, model=model,
         s3_file_location=conversation_prefix(user.id, conversation_id))
     session.add(conversation)
     session.flush()

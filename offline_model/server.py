@@ -224,7 +224,7 @@ class Handler(BaseHTTPRequestHandler):
         if self._fault_before_output(fault, ANTHROPIC_ERRORS, self._send_anthropic_error):
             return
 
-        reply = reply_text(messages, _text_of)
+        reply, stop_reason = reply_text(messages, _text_of, body.get("max_tokens"))
         input_tokens = _prompt_tokens(messages, _text_of(body.get("system")))
         with self.server.lock:
             usage = self.server.cache.usage(anthropic_blocks(body, _text_of), input_tokens)
@@ -234,7 +234,7 @@ class Handler(BaseHTTPRequestHandler):
             "role": "assistant",
             "model": body.get("model"),
             "content": [{"type": "text", "text": reply}],
-            "stop_reason": "end_turn",
+            "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": {**usage, "output_tokens": estimate_tokens(reply)},
         }
@@ -267,6 +267,7 @@ class Handler(BaseHTTPRequestHandler):
             self.server.streams["completed"] += 1
 
     def _stream_events(self, message: dict, chunks: list[str], gap: float, fail_midway: bool) -> None:
+        stop_reason = message["stop_reason"]
         start = {**message, "content": [], "stop_reason": None,
                  "usage": {**message["usage"], "output_tokens": 1}}
         self._event({"type": "message_start", "message": start})
@@ -284,7 +285,7 @@ class Handler(BaseHTTPRequestHandler):
                          "delta": {"type": "text_delta", "text": chunk}})
         self._event({"type": "content_block_stop", "index": 0})
         self._event({"type": "message_delta",
-                     "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                     "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                      "usage": {"output_tokens": message["usage"]["output_tokens"]}})
         self._event({"type": "message_stop"})
         self.wfile.write(b"0\r\n\r\n")
@@ -311,7 +312,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self._fault_before_output(fault, BEDROCK_ERRORS, self._send_bedrock_error):
             return
-        reply = reply_text(messages, _text_of)
+        reply, stop_reason = reply_text(messages, _text_of, (body.get("inferenceConfig") or {}).get("maxTokens"))
         system_text = "".join(b.get("text", "") for b in body.get("system") or [])
         input_tokens = _prompt_tokens(messages, system_text)
         with self.server.lock:
@@ -323,7 +324,7 @@ class Handler(BaseHTTPRequestHandler):
                  "cacheWriteInputTokens": cached["cache_creation_input_tokens"]}
         if not streaming:
             self._send_json(200, {"output": {"message": {"role": "assistant", "content": [{"text": reply}]}},
-                                  "stopReason": "end_turn", "usage": usage, "metrics": {"latencyMs": 1}})
+                                  "stopReason": stop_reason, "usage": usage, "metrics": {"latencyMs": 1}})
             return
         chunks, gap = _paced(reply, settings)
         self.send_response(200)
@@ -332,7 +333,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         frames = [("messageStart", {"role": "assistant"})]
         frames += [("contentBlockDelta", {"delta": {"text": chunk}, "contentBlockIndex": 0}) for chunk in chunks]
-        frames += [("contentBlockStop", {"contentBlockIndex": 0}), ("messageStop", {"stopReason": "end_turn"}),
+        frames += [("contentBlockStop", {"contentBlockIndex": 0}), ("messageStop", {"stopReason": stop_reason}),
                    ("metadata", {"usage": usage, "metrics": {"latencyMs": 1}})]
         for i, (kind, payload) in enumerate(frames):
             if fault == "overloaded_midstream" and i == len(frames) // 2:

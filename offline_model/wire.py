@@ -36,8 +36,12 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
-def reply_text(messages: list[dict], text_of) -> str:
-    return f'offline model: received {len(messages)} messages; last: "{text_of(messages[-1]["content"])}"'
+def reply_text(messages: list[dict], text_of, max_tokens: int | None = None) -> tuple[str, str]:
+    """The canned reply and its stop reason; cut at `max_tokens`, as a model's would be."""
+    text = f'offline model: received {len(messages)} messages; last: "{text_of(messages[-1]["content"])}"'
+    if isinstance(max_tokens, int) and max_tokens > 0 and estimate_tokens(text) > max_tokens:
+        return text[: max_tokens * 4], "max_tokens"
+    return text, "end_turn"
 
 
 class PromptCache:

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     bedrock_endpoint_url: str | None = None
     allowed_models: str = ""  # comma-separated ids a conversation may choose besides the default
     max_tokens: int = Field(1024, ge=1, le=64000)
-    temperature: float | None = Field(None, ge=0, le=1)
+    temperature: float | None = Field(None, ge=0, le=1)  # Bedrock only; see _no_sampling_on_anthropic
     model_timeout_seconds: float = Field(120.0, gt=0, le=600)
     model_max_retries: int = Field(4, ge=0, le=10)
     model_retry_budget_seconds: float = Field(300.0, ge=0, le=3600)
@@ -46,6 +46,10 @@ class Settings(BaseSettings):
 
     # Memory and limits.
     max_context_tokens: int = Field(8000, ge=16, le=1_000_000)
+    # What happens to messages that fall out of the window: dropped, or folded into a
+    # rolling summary (made by the model) that is sent ahead of the window.
+    context_strategy: Literal["truncate", "summarize"] = "truncate"
+    summary_max_tokens: int = Field(512, ge=16, le=8192)
     max_message_chars: int = Field(32_000, ge=1, le=1_000_000)
     max_request_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_name_chars: int = Field(200, ge=1, le=10_000)
@@ -118,6 +122,15 @@ class Settings(BaseSettings):
         if self.task_soft_time_limit_seconds <= longest:
             raise ValueError(f"TASK_SOFT_TIME_LIMIT_SECONDS: must exceed MODEL_RETRY_BUDGET_SECONDS + "
                              f"MODEL_TIMEOUT_SECONDS ({longest:g}), the longest a reply can take")
+        return self
+
+    @model_validator(mode="after")
+    def _no_sampling_on_anthropic(self) -> "Settings":
+        # API version 2026-10-21 (anthropic SDK 2.x) answers 400 to any sampling parameter,
+        # so a TEMPERATURE here would fail every turn; say so at start-up instead.
+        if self.llm_provider == "anthropic" and self.temperature is not None:
+            raise ValueError("TEMPERATURE: the Anthropic API no longer accepts sampling parameters "
+                             "(API version 2026-10-21); unset it, or use LLM_PROVIDER=bedrock")
         return self
 
     @property

@@ -19,32 +19,41 @@ class Message:
     role: str
     content: str
     tokens: int
+    seq: int = 0  # the turn it belongs to; 0 where unknown
 
 
 class ConversationMemory:
     """The newest messages of a conversation whose tokens sum to at most `max_tokens`.
 
     `turn_seq` is the last turn folded in, so a cached window can be checked
-    against the conversation before it is trusted.
+    against the conversation before it is trusted. `prompt_overhead` is what the
+    model counts beyond the messages (system prompt, framing) for the prompt
+    identified by `overhead_key`; with it a reply's reported input size tells the
+    exact size of the message just sent (see `measure_last`).
     """
 
-    def __init__(self, max_tokens: int, messages: list[Message] | None = None, turn_seq: int = 0):
+    def __init__(self, max_tokens: int, messages: list[Message] | None = None, turn_seq: int = 0,
+                 prompt_overhead: int | None = None, overhead_key: str | None = None):
         self.max_tokens = max_tokens
         self.messages: list[Message] = []
         self.total_tokens = 0
         self.turn_seq = turn_seq
+        self.prompt_overhead, self.overhead_key = prompt_overhead, overhead_key
         for message in messages or []:
             self._append(message)
 
-    def update_memory(self, role: str, content: str, tokens: int | None = None) -> None:
+    def update_memory(self, role: str, content: str, tokens: int | None = None, seq: int = 0) -> None:
         """Add a message and drop the oldest ones that no longer fit."""
         if role not in ("user", "assistant"):
             raise ValueError(f"role must be user or assistant, not {role!r}")
-        self._append(Message(role, content, tokens if tokens is not None else estimate_tokens(content)))
+        self._append(Message(role, content, tokens if tokens is not None else estimate_tokens(content), seq))
 
     def _append(self, message: Message) -> None:
         self.messages.append(message)
         self.total_tokens += message.tokens
+        self._trim()
+
+    def _trim(self) -> None:
         drop = 0
         while self.total_tokens > self.max_tokens and drop < len(self.messages):
             self.total_tokens -= self.messages[drop].tokens
@@ -52,12 +61,39 @@ class ConversationMemory:
         if drop:
             del self.messages[:drop]
 
+    def _first_sent(self) -> int:
+        return next((i for i, m in enumerate(self.messages) if m.role == "user"), len(self.messages))
+
+    def sent_messages(self) -> list[Message]:
+        """The messages `get_current_context` sends (a leading assistant message is not)."""
+        return self.messages[self._first_sent():]
+
+    def measure_last(self, prompt_tokens: int, prompt_key: str) -> int:
+        """Size the newest message (just sent) by what the model counted, and return it.
+
+        `prompt_tokens` is the whole input the model reported for the request sent
+        from this window; `prompt_key` identifies its system prompt. Every other
+        message's size is already what the model counted for it, so the rest of
+        the count is the newest message's, once the overhead for this system
+        prompt is known. The first request with a system prompt learns that
+        overhead, keeping the newest message's estimate.
+        """
+        last = self.messages[-1]
+        earlier = sum(m.tokens for m in self.sent_messages()) - last.tokens
+        measured = prompt_tokens - earlier - (self.prompt_overhead or 0)
+        if self.overhead_key != prompt_key or self.prompt_overhead is None or measured < 1:
+            self.prompt_overhead, self.overhead_key = max(0, prompt_tokens - earlier - last.tokens), prompt_key
+            return last.tokens
+        self.messages[-1] = Message(last.role, last.content, measured, last.seq)
+        self.total_tokens += measured - last.tokens
+        self._trim()
+        return measured
+
     def get_current_context(self) -> list[dict]:
         """The window as Messages API messages: from the first user message on,
         with consecutive same-role messages merged so roles alternate."""
-        start = next((i for i, m in enumerate(self.messages) if m.role == "user"), len(self.messages))
         context: list[dict] = []
-        for message in self.messages[start:]:
+        for message in self.sent_messages():
             if context and context[-1]["role"] == message.role:
                 context[-1] = {"role": message.role, "content": context[-1]["content"] + "\n\n" + message.content}
             else:
@@ -68,13 +104,16 @@ class ConversationMemory:
         return json.dumps({
             "max_tokens": self.max_tokens,
             "turn_seq": self.turn_seq,
+            "prompt_overhead": self.prompt_overhead,
+            "overhead_key": self.overhead_key,
             "messages": [asdict(m) for m in self.messages],
         }, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> "ConversationMemory":
         data = json.loads(raw)
-        return cls(data["max_tokens"], [Message(**m) for m in data["messages"]], data["turn_seq"])
+        return cls(data["max_tokens"], [Message(**m) for m in data["messages"]], data["turn_seq"],
+                   data.get("prompt_overhead"), data.get("overhead_key"))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ConversationMemory) and self.to_json() == other.to_json()

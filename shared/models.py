@@ -62,6 +62,9 @@ class Conversation(Base):
     cache_creation_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cache_read_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     model: Mapped[str | None] = mapped_column(Text, nullable=True)  # one of ALLOWED_MODELS; default if None
+    # CONTEXT_STRATEGY=summarize: the model's summary of turns 1..summary_seq.
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+    summary_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _now_column()
 

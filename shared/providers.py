@@ -9,7 +9,7 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
 log = logging.getLogger("parley.model")
@@ -26,6 +26,7 @@ class ModelReply:
     output_tokens: int
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    stop_reason: str | None = None  # end_turn; max_tokens when MAX_TOKENS cut the reply
 
     @property
     def usage(self) -> dict:
@@ -83,7 +84,10 @@ class ModelRequest:
     messages: list[dict]
     model: str
     max_tokens: int
-    temperature: float | None = None
+    temperature: float | None = None  # Bedrock only: the Anthropic API (2026-10-21) refuses sampling parameters
+    # The rolling summary of earlier turns (CONTEXT_STRATEGY=summarize), sent after the system prompt.
+    summary: str | None = None
+    max_retries: int | None = None  # fewer retries than the policy's, for a call that must stay short
     on_text: Callable[[str], None] | None = field(default=None, compare=False)
     # Called before a retry when text of the failed attempt was already passed to on_text.
     on_reset: Callable[[], None] | None = field(default=None, compare=False)
@@ -124,6 +128,8 @@ class RetryingProvider:
 
     def complete(self, request: ModelRequest) -> ModelReply:
         cancel = request.cancel or CancelToken()
+        max_retries = min(self.policy.max_retries, self.policy.max_retries if request.max_retries is None
+                          else request.max_retries)
         started, retry = time.monotonic(), 0
         while True:
             emitted = False
@@ -134,12 +140,11 @@ class RetryingProvider:
                 if request.on_text:
                     request.on_text(text)
 
-            attempt = ModelRequest(request.system, request.messages, request.model, request.max_tokens,
-                                   request.temperature, on_text, None, cancel)
+            attempt = replace(request, on_text=on_text, on_reset=None, cancel=cancel)
             try:
                 return self.inner.complete(attempt)
             except ModelError as error:
-                if not error.retryable or retry >= self.policy.max_retries:
+                if not error.retryable or retry >= max_retries:
                     raise
                 delay = self.policy.delay(retry, error.retry_after)
                 if time.monotonic() - started + delay > self.policy.budget_seconds:
@@ -178,8 +183,8 @@ class AnthropicProvider:
                   "messages": _anthropic_messages(request.messages)}
         if request.system:
             params["system"] = [{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}]
-        if request.temperature is not None:
-            params["temperature"] = request.temperature
+        if request.summary:
+            params["system"] = [*params.get("system", []), {"type": "text", "text": summary_block(request.summary)}]
         cancel = request.cancel or CancelToken()
         try:
             with self.client.messages.stream(**params) as stream:
@@ -201,7 +206,12 @@ class AnthropicProvider:
         text = "".join(block.text for block in final.content if block.type == "text")
         usage = final.usage
         return ModelReply(text, final.model, usage.input_tokens, usage.output_tokens,
-                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0)
+                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0,
+                          final.stop_reason)
+
+
+def summary_block(summary: str) -> str:
+    return f"Summary of the earlier part of this conversation (its messages are no longer shown):\n{summary}"
 
 
 def _cache_marks(messages: list[dict]) -> set[int]:
@@ -263,10 +273,12 @@ class BedrockProvider:
                   "inferenceConfig": {"maxTokens": request.max_tokens}}
         if request.system:
             params["system"] = [{"text": request.system}, {"cachePoint": {"type": "default"}}]
+        if request.summary:
+            params["system"] = [*params.get("system", []), {"text": summary_block(request.summary)}]
         if request.temperature is not None:
             params["inferenceConfig"]["temperature"] = request.temperature
         cancel = request.cancel or CancelToken()
-        parts, usage = [], {}
+        parts, usage, stop_reason = [], {}, None
         try:
             stream = self.client.converse_stream(**params)["stream"]
             cancel.on_cancel(stream.close)
@@ -278,6 +290,8 @@ class BedrockProvider:
                     parts.append(text)
                     if text and request.on_text:
                         request.on_text(text)
+                elif "messageStop" in event:
+                    stop_reason = event["messageStop"].get("stopReason")
                 elif "metadata" in event:
                     usage = event["metadata"].get("usage", {})
         except Cancelled:
@@ -291,7 +305,7 @@ class BedrockProvider:
                 raise Cancelled() from error
             raise
         return ModelReply("".join(parts), request.model, usage.get("inputTokens", 0), usage.get("outputTokens", 0),
-                          usage.get("cacheWriteInputTokens", 0), usage.get("cacheReadInputTokens", 0))
+                          usage.get("cacheWriteInputTokens", 0), usage.get("cacheReadInputTokens", 0), stop_reason)
 
 
 def _bedrock_messages(messages: list[dict]) -> list[dict]:

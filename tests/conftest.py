@@ -23,6 +23,8 @@ from shared.users import get_or_create_user, issue_key
 
 # Small enough that a few long messages overflow it.
 TEST_CONTEXT_TOKENS = 300
+# Models a conversation may choose besides the default (ALLOWED_MODELS).
+ALLOWED_TEST_MODELS = ("claude-haiku-4-5", "claude-opus-4-1")
 # Secrets are distinctive strings, so tests/security can prove no log or response carries them.
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "aws-secret-7c41e9d05b",
            "AWS_DEFAULT_REGION": "us-east-1"}
@@ -90,7 +92,8 @@ def stack(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "DATABASE_", "REDIS_", "STORAGE_"))}
     env.update(AWS_ENV, DATABASE_URL=postgres.url, REDIS_URL=valkey.url, STORAGE_URL=f"s3://{bucket}/logs",
                S3_ENDPOINT_URL=s3_url, ANTHROPIC_BASE_URL=model.url, ANTHROPIC_API_KEY=ANTHROPIC_TEST_KEY,
-               MAX_CONTEXT_TOKENS=str(TEST_CONTEXT_TOKENS), MODEL_MAX_RETRIES="2", CHAT_WAIT_SECONDS="20",
+               MAX_CONTEXT_TOKENS=str(TEST_CONTEXT_TOKENS), ALLOWED_MODELS=",".join(ALLOWED_TEST_MODELS),
+               MODEL_MAX_RETRIES="2", CHAT_WAIT_SECONDS="20",
                VAR_DIR=str(base / "var"), PYTHONUNBUFFERED="1", SWEEP_INTERVAL_SECONDS="0.5",
                QUEUED_GRACE_SECONDS="1", JOB_LEASE_SECONDS="5", SSE_PING_SECONDS="0.5",
                WEBHOOK_ALLOW_PRIVATE_ADDRESSES="true", WEBHOOK_BACKOFF_SECONDS="0.2",

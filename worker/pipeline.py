@@ -1,6 +1,7 @@
 """The turn pipeline: one job becomes one turn. Plain Python; Celery only calls it."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -8,20 +9,21 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import redis
-from sqlalchemy import exc as sql_errors, func, select, text
+from sqlalchemy import exc as sql_errors, func, select
 
 from shared.bootstrap import Services
 from shared.jobs import announce_end, end_job, next_queued
 from shared.logs import bind_context
-from shared.memory import estimate_tokens
+from shared.memory import ConversationMemory, estimate_tokens
 from shared.models import Conversation, Job, Turn
 from shared.providers import Cancelled, CancelToken, ModelError, ModelReply, ModelRequest
-from shared.quotas import TokenQuota
 from shared.storage import StorageUnavailable, turn_key
 from shared.tasks import Dispatcher
 from worker import metrics
 from worker.lease import Claim, EndWatcher, Heartbeat, claim, release, renew
 from worker.live import LiveEvents
+from worker.summary import summary_for_turn
+from worker.usage import add_daily_usage, count_quota
 from worker.window import load_window, save_window
 
 log = logging.getLogger(__name__)
@@ -110,19 +112,26 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
     live.add("job.started", {"attempt": held.attempt})
 
     memory = load_window(services, conversation)
-    user_tokens = estimate_tokens(held.content)
-    memory.update_memory("user", held.content, user_tokens)
+    seq = conversation.turn_count + 1
+    memory.update_memory("user", held.content, estimate_tokens(held.content), seq=seq)
     context = memory.get_current_context()
     if not context:
         _finish_failed(services, held, runtime, "context_too_long",
                        "The message alone is longer than the context window (MAX_CONTEXT_TOKENS).")
         return Outcome("done", ended="failed")
-
     settings = services.settings
-    request = ModelRequest(system=conversation.system or settings.default_system_prompt,
-                           messages=context, model=conversation.model or settings.default_model,
-                           max_tokens=settings.max_tokens, temperature=settings.temperature,
-                           on_text=lambda text: live.add("message.delta", {"text": text}),
+    model = conversation.model or settings.default_model
+    if model not in settings.model_choices:
+        _finish_failed(services, held, runtime, "invalid_request",
+                       f"This conversation's model {model!r} is no longer offered; choose another with "
+                       f"PATCH /v1/conversations/{conversation.conversation_id} (see GET /v1/models).")
+        return Outcome("done", ended="failed")
+    summary = (summary_for_turn(services, conversation, memory, held.user_id, model, token)
+               if settings.context_strategy == "summarize" else None)
+
+    request = ModelRequest(system=conversation.system or settings.default_system_prompt, messages=context,
+                           model=model, max_tokens=settings.max_tokens, temperature=settings.temperature,
+                           summary=summary, on_text=lambda text: live.add("message.delta", {"text": text}),
                            on_reset=lambda: live.add("message.reset", {"reason": "retry"}), cancel=token)
     started = time.monotonic()
     try:
@@ -134,35 +143,30 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
     metrics.model_call(time.monotonic() - started, reply.prompt_tokens, reply.output_tokens)
     if token.cancelled:
         raise Cancelled()
+    user_tokens = memory.measure_last(reply.prompt_tokens, _prompt_key(request))
 
-    seq = conversation.turn_count + 1
     log_key = turn_key(conversation.s3_file_location, seq)
     # Fence: a claim lost meanwhile (cancelled, deleted, taken over) must not write this
     # seq, which is the next turn's or the new holder's, and may already be committed.
     if not renew(services, held):
         return Outcome("skipped")
-    services.store.put(log_key, _log_entry(held, seq, user_tokens, reply))
+    services.store.put(log_key, _log_entry(held, seq, user_tokens, reply, memory))
     ended = _commit_turn(services, held, seq, log_key, user_tokens, reply)
     if ended is _LOST:
         _drop_log_if_deleted(services, conversation)
         return Outcome("skipped")
-    _count_quota(services, held, reply)
-    memory.update_memory("assistant", reply.text, reply.output_tokens)
+    count_quota(services, held.user_id, reply)
+    memory.update_memory("assistant", reply.text, reply.output_tokens, seq=seq)
     memory.turn_seq = seq
     save_window(services, held.conversation_id, memory)
     announce_end(services.events, runtime.dispatcher, *ended)
     return Outcome("done")
 
 
-def _count_quota(services: Services, held: Claim, reply: ModelReply) -> None:
-    """MODEL_TOKENS_PER_DAY counts everything the model read or wrote; usage_daily is the ledger."""
-    if not services.settings.model_tokens_per_day:
-        return
-    try:
-        TokenQuota(services.redis, services.settings.model_tokens_per_day).record(
-            held.user_id, reply.prompt_tokens + reply.output_tokens)
-    except redis.RedisError as error:
-        log.warning("job %s: token quota not counted, Redis failed: %s", held.job_id, error)
+def _prompt_key(request: ModelRequest) -> str:
+    """What, besides the messages, the model counted in a request's input size."""
+    parts = (request.model, request.system or "", request.summary or "")
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
 _LOST = object()  # the claim was taken over or the conversation deleted meanwhile
@@ -186,7 +190,7 @@ def _why_not_claimed(services: Services, job_id: uuid.UUID) -> Outcome:
     return Outcome("busy", retry_after=max(1.0, remaining))
 
 
-def _log_entry(held: Claim, seq: int, user_tokens: int, reply: ModelReply) -> dict:
+def _log_entry(held: Claim, seq: int, user_tokens: int, reply: ModelReply, memory: ConversationMemory) -> dict:
     now = datetime.now(timezone.utc).isoformat()
     return {
         "seq": seq,
@@ -198,6 +202,8 @@ def _log_entry(held: Claim, seq: int, user_tokens: int, reply: ModelReply) -> di
              "created_at": now, "model": reply.model},
         ],
         "usage": reply.usage,
+        # What the model counted beyond the messages, so a rebuilt window measures as the cached one did.
+        "prompt_overhead": {"tokens": memory.prompt_overhead, "key": memory.overhead_key},
     }
 
 
@@ -215,24 +221,11 @@ def _commit_turn(services, held: Claim, seq: int, log_key: str, user_tokens: int
         for name, value in reply.usage.items():
             setattr(conversation, name, getattr(conversation, name) + value)
         conversation.updated_at = func.now()
-        session.execute(_ADD_USAGE, {"user_id": held.user_id, **reply.usage})
+        add_daily_usage(session, held.user_id, reply, turns=1)
         end_job(session, job, "succeeded", reply={
-            "role": "assistant", "content": reply.text, "model": reply.model, "usage": reply.usage})
+            "role": "assistant", "content": reply.text, "model": reply.model, "stop_reason": reply.stop_reason,
+            "usage": reply.usage})
         return job, next_queued(session, held.conversation_id)
-
-
-# The user's tokens today (UTC), kept apart from conversations so deleting one keeps its usage.
-_ADD_USAGE = text("""
-    INSERT INTO usage_daily AS u (user_id, day, turns, input_tokens, output_tokens,
-                                  cache_creation_input_tokens, cache_read_input_tokens)
-    VALUES (:user_id, (now() AT TIME ZONE 'utc')::date, 1, :input_tokens, :output_tokens,
-            :cache_creation_input_tokens, :cache_read_input_tokens)
-    ON CONFLICT (user_id, day) DO UPDATE SET
-        turns = u.turns + 1, input_tokens = u.input_tokens + excluded.input_tokens,
-        output_tokens = u.output_tokens + excluded.output_tokens,
-        cache_creation_input_tokens = u.cache_creation_input_tokens + excluded.cache_creation_input_tokens,
-        cache_read_input_tokens = u.cache_read_input_tokens + excluded.cache_read_input_tokens
-""")
 
 
 def _finish_failed(services: Services, held: Claim, runtime: Runtime, kind: str, message: str) -> None:

@@ -21,7 +21,8 @@ def load_window(services: Services, conversation: Conversation) -> ConversationM
     except redis.RedisError as error:
         log.warning("window cache unavailable, rebuilding: %s", error)
         cached = None
-    if cached is not None and cached.turn_seq == conversation.turn_count and cached.max_tokens == budget:
+    if (cached is not None and cached.turn_seq == conversation.turn_count and cached.max_tokens == budget
+            and all(message.seq for message in cached.messages)):  # windows cached before turns were numbered
         return cached
     return rebuild_window(services, conversation)
 
@@ -49,7 +50,9 @@ def rebuild_window(services: Services, conversation: Conversation) -> Conversati
         if entry is None:
             raise LookupError(f"log entry {row.log_key} of turn {row.seq} is missing")
         for message in entry["messages"]:
-            memory.update_memory(message["role"], message["content"], message["tokens"])
+            memory.update_memory(message["role"], message["content"], message["tokens"], seq=row.seq)
+        overhead = entry.get("prompt_overhead") or {}
+        memory.prompt_overhead, memory.overhead_key = overhead.get("tokens"), overhead.get("key")
     return memory
 
 

@@ -152,8 +152,17 @@ def test_delay_control_makes_calls_wait(server, client):
     assert [r["messages"] for r in recorded] == [CONVERSATION]
 
     requests.post(f"{server.url}/_control", json={"delay_ms": 0}, timeout=5)
-    message = client.with_options(timeout=5).messages.create(model=MODEL, max_tokens=8, messages=CONVERSATION)
+    message = client.with_options(timeout=5).messages.create(model=MODEL, max_tokens=64, messages=CONVERSATION)
     assert message.content[0].text == EXPECTED_TEXT
+
+
+def test_reply_stops_at_max_tokens(server, client):
+    """As a model's would: the reply is cut at max_tokens and says so."""
+    cut = client.messages.create(model=MODEL, max_tokens=3, messages=CONVERSATION)
+    assert cut.stop_reason == "max_tokens" and cut.usage.output_tokens == 3
+    assert EXPECTED_TEXT.startswith(cut.content[0].text) and cut.content[0].text != EXPECTED_TEXT
+    with client.messages.stream(model=MODEL, max_tokens=3, messages=CONVERSATION) as stream:
+        assert stream.get_final_message().stop_reason == "max_tokens"
 
 
 def test_control_rejects_bad_values(server):

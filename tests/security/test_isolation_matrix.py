@@ -93,6 +93,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/jobs/<job_id>/events"): Row(at("/v1/jobs/{j}/events"), 200, 404),
     ("POST", "/v1/jobs/<job_id>/cancel"): Row(at("/v1/jobs/{j}/cancel"), 409, 404),  # the job has ended
     ("GET", "/v1/usage"): Row(at("/v1/usage"), 200, 200),
+    ("GET", "/v1/models"): Row(at("/v1/models"), 200, 200),
     ("GET", "/v1/webhook-secret"): Row(at("/v1/webhook-secret"), 200, 200),
     ("POST", "/v1/webhook-secret/rotate"): Row(at("/v1/webhook-secret/rotate"), 200, 200),
     ("POST", "/new_chat"): Row(at("/new_chat"), 201, 201),

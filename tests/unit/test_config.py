@@ -153,6 +153,8 @@ def test_load_settings_exits_2_with_one_line(clean_env, capsys):
 @pytest.mark.parametrize("name, value, expected", [
     ("MAX_CONTEXT_TOKENS", "abc", "valid integer"),
     ("PORT", "70000", "65535"),
+    ("TEMPERATURE", "0.5", "no longer accepts sampling parameters"),
+    ("CONTEXT_STRATEGY", "forget", "'truncate' or 'summarize'"),
 ])
 def test_startup_failure_prints_one_line_and_exits_2(name, value, expected):
     result = subprocess.run(
@@ -178,3 +180,9 @@ def test_storage_url_file_with_host_is_rejected(clean_env):
     clean_env.setenv("STORAGE_URL", "file://var/logs")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_temperature_is_a_bedrock_setting(clean_env):
+    clean_env.setenv("TEMPERATURE", "0.3")
+    clean_env.setenv("LLM_PROVIDER", "bedrock")
+    assert Settings(_env_file=None).temperature == 0.3

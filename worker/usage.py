@@ -1,0 +1,44 @@
+"""Counting what the model read and wrote: the per-user daily ledger and the token quota."""
+from __future__ import annotations
+
+import logging
+import uuid
+
+import redis
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from shared.bootstrap import Services
+from shared.providers import ModelReply
+from shared.quotas import TokenQuota
+
+log = logging.getLogger(__name__)
+
+# The user's tokens today (UTC), kept apart from conversations so deleting one keeps its usage.
+_ADD_USAGE = text("""
+    INSERT INTO usage_daily AS u (user_id, day, turns, input_tokens, output_tokens,
+                                  cache_creation_input_tokens, cache_read_input_tokens)
+    VALUES (:user_id, (now() AT TIME ZONE 'utc')::date, :turns, :input_tokens, :output_tokens,
+            :cache_creation_input_tokens, :cache_read_input_tokens)
+    ON CONFLICT (user_id, day) DO UPDATE SET
+        turns = u.turns + excluded.turns, input_tokens = u.input_tokens + excluded.input_tokens,
+        output_tokens = u.output_tokens + excluded.output_tokens,
+        cache_creation_input_tokens = u.cache_creation_input_tokens + excluded.cache_creation_input_tokens,
+        cache_read_input_tokens = u.cache_read_input_tokens + excluded.cache_read_input_tokens
+""")
+
+
+def add_daily_usage(session: Session, user_id: uuid.UUID, reply: ModelReply, turns: int) -> None:
+    """Add a model call to the user's ledger for today; `turns` is 1 for a reply, 0 for a summary."""
+    session.execute(_ADD_USAGE, {"user_id": user_id, "turns": turns, **reply.usage})
+
+
+def count_quota(services: Services, user_id: uuid.UUID, reply: ModelReply) -> None:
+    """MODEL_TOKENS_PER_DAY counts everything the model read or wrote."""
+    if not services.settings.model_tokens_per_day:
+        return
+    try:
+        TokenQuota(services.redis, services.settings.model_tokens_per_day).record(
+            user_id, reply.prompt_tokens + reply.output_tokens)
+    except redis.RedisError as error:
+        log.warning("user %s: token quota not counted, Redis failed: %s", user_id, error)
