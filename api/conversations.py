@@ -25,6 +25,8 @@ def conversation_to_dict(conversation: Conversation) -> dict:
         "name": conversation.conversation_name,
         "system": conversation.system,
         "model": conversation.model or services().settings.default_model,
+        "summary": ({"text": conversation.summary, "through_message": 2 * conversation.summary_seq}
+                    if conversation.summary else None),
         "message_count": conversation.message_count,
         "input_tokens": conversation.input_tokens,
         "output_tokens": conversation.output_tokens,

@@ -68,11 +68,18 @@ class EventsQuery(Strict):
     after: int | None = Field(None, ge=0, le=10**15, description="resume after this event id")
 
 
+class Summary(BaseModel):
+    text: str
+    through_message: int = Field(description="the summary covers messages 1 to this seq")
+
+
 class Conversation(BaseModel):
     id: str
     name: str | None
     system: str | None
     model: str = Field(description="the model that answers this conversation")
+    summary: Summary | None = Field(None, description="CONTEXT_STRATEGY=summarize: what the model is told "
+                                    "about messages that no longer fit its context window")
     message_count: int
     input_tokens: int
     output_tokens: int

@@ -1,7 +1,8 @@
 """Start the stack in the foreground; Ctrl-C stops every process it started.
 
 Unset DATABASE_URL / REDIS_URL / STORAGE_URL get the embedded defaults; with no
-ANTHROPIC_API_KEY the offline model serves the real Messages API locally.
+ANTHROPIC_API_KEY the offline model serves the real Messages API locally (and with
+LLM_PROVIDER=bedrock but no AWS credentials, Bedrock's Converse API).
 Processes are supervised by honcho (a Foreman clone).
 """
 from __future__ import annotations
@@ -26,6 +27,25 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def offline_model_env(settings: Settings, url: str, aws_credentials: bool) -> dict:
+    """Settings that point the configured provider at the offline model, when it has
+    nowhere real to go: the Anthropic API without a key or base URL, or Bedrock
+    without an endpoint and without AWS credentials. Empty if it has."""
+    if settings.llm_provider == "bedrock":
+        if settings.bedrock_endpoint_url or aws_credentials:
+            return {}
+        # botocore signs every request; the offline model ignores the signature.
+        return {"BEDROCK_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "offline", "AWS_SECRET_ACCESS_KEY": "offline"}
+    if settings.anthropic_api_key or settings.anthropic_base_url:
+        return {}
+    return {"ANTHROPIC_BASE_URL": url}
+
+
+def aws_credentials_found() -> bool:
+    import boto3
+    return boto3.Session().get_credentials() is not None
 
 
 def dev_key(env: dict, var_dir: Path) -> str:
@@ -91,9 +111,9 @@ def main() -> int:
             embedded.append(EmbeddedValkey(var_dir / "valkey"))
             env["REDIS_URL"] = embedded[-1].url
         env.setdefault("STORAGE_URL", str(var_dir / "storage"))
-        if not settings.anthropic_api_key and not settings.anthropic_base_url:
-            model_port = free_port()
-            env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{model_port}"
+        model_port = free_port()
+        if offline := offline_model_env(settings, f"http://127.0.0.1:{model_port}", aws_credentials_found()):
+            env.update(offline)
             manager.add_process("model", f"{python} -m offline_model --port {model_port}", env=env, cwd=ROOT)
 
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, cwd=ROOT, check=True)

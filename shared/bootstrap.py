@@ -46,7 +46,8 @@ def bootstrap(settings: Settings, *, provider: ModelProvider | None = None, with
         settings=settings, engine=engine, sessions=make_sessions(engine), redis=client,
         windows=WindowCache(client, settings.window_cache_ttl_seconds), 
         events=JobEvents(client, settings.events_ttl_seconds),
-        store=make_log_store(storage_url(settings), settings.s3_endpoint_url), provider=provider,
+        store=make_log_store(storage_url(settings), settings.s3_endpoint_url, settings.s3_credentials),
+        provider=provider,
     )
 
 

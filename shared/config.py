@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     broker_url: str | None = None  # defaults to REDIS_URL
     storage_url: str | None = None
     s3_endpoint_url: str | None = None
+    # The bucket's own credentials (MinIO's in compose), so they never reach Bedrock;
+    # unset, S3 uses the AWS credential chain like everything else.
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
     var_dir: Path = ROOT / "var"
 
     # Model.
@@ -132,6 +136,17 @@ class Settings(BaseSettings):
             raise ValueError("TEMPERATURE: the Anthropic API no longer accepts sampling parameters "
                              "(API version 2026-10-21); unset it, or use LLM_PROVIDER=bedrock")
         return self
+
+    @model_validator(mode="after")
+    def _s3_credentials_in_pairs(self) -> "Settings":
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
+            missing = "S3_SECRET_ACCESS_KEY" if self.s3_access_key_id else "S3_ACCESS_KEY_ID"
+            raise ValueError(f"{missing}: not set, but its pair is; set both or neither")
+        return self
+
+    @property
+    def s3_credentials(self) -> tuple[str, str] | None:
+        return (self.s3_access_key_id, self.s3_secret_access_key) if self.s3_access_key_id else None
 
     @property
     def default_model(self) -> str:

@@ -262,7 +262,7 @@ class BedrockProvider:
         from botocore.config import Config
 
         self.client = boto3.client(
-            "bedrock-runtime", region_name=region, endpoint_url=endpoint_url,
+            "bedrock-runtime", region_name=region, endpoint_url=endpoint_url or None,
             config=Config(read_timeout=timeout, connect_timeout=min(timeout, 10),
                           retries={"total_max_attempts": 1, "mode": "standard"}))
 

@@ -144,14 +144,18 @@ class S3LogStore:
         self._call("head_bucket")
 
 
-def make_log_store(storage_url: str, s3_endpoint_url: str | None = None) -> LogStore:
+def make_log_store(storage_url: str, s3_endpoint_url: str | None = None,
+                   s3_credentials: tuple[str, str] | None = None) -> LogStore:
+    """`s3_credentials` (key id, secret) are the bucket's own, e.g. MinIO's beside Bedrock's;
+    without them boto3's credential chain is used."""
     if storage_url.startswith("s3://"):
         import boto3
         from botocore.config import Config
 
         parsed = urlparse(storage_url)
+        key_id, secret = s3_credentials or (None, None)
         client = boto3.client(
-            "s3", endpoint_url=s3_endpoint_url,
+            "s3", endpoint_url=s3_endpoint_url or None, aws_access_key_id=key_id, aws_secret_access_key=secret,
             config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"},
                           max_pool_connections=50),
         )

@@ -1,4 +1,5 @@
-"""`make run`'s stack from nothing: embedded services, the seed's curl commands, Ctrl-C."""
+"""`make run`'s stack from nothing: embedded services, the seed's curl commands, Ctrl-C;
+with the Anthropic API or Bedrock (both served by the offline model when there are no credentials)."""
 from __future__ import annotations
 
 import json
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import psutil
 import psycopg
+import pytest
 
-from shared.config import ROOT
+from shared.config import ROOT, Settings
 
 UNSET = ("DATABASE_URL", "REDIS_URL", "BROKER_URL", "STORAGE_URL", "S3_ENDPOINT_URL", "ANTHROPIC_API_KEY",
          "ANTHROPIC_BASE_URL")
@@ -28,10 +30,10 @@ def free_port() -> int:
 class Stack:
     """The launcher as a child process; events fire as its output shows each part is up."""
 
-    def __init__(self, var_dir: Path, port: int):
-        env = {k: v for k, v in os.environ.items() if k not in UNSET}
+    def __init__(self, var_dir: Path, port: int, **settings: str):
+        env = {k: v for k, v in os.environ.items() if k not in UNSET and not k.startswith("AWS_")}
         env.update(VAR_DIR=str(var_dir), PORT=str(port), FLOWER_PORT=str(free_port()), WORKER_CONCURRENCY="4",
-                   PYTHONUNBUFFERED="1")
+                   PYTHONUNBUFFERED="1", **settings)
         self.lines: list[str] = []
         self.api_up, self.worker_up, self.key_shown = threading.Event(), threading.Event(), threading.Event()
         self.process = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=ROOT, env=env, text=True,
@@ -58,9 +60,15 @@ def curl(*args: str) -> dict:
     return json.loads(out.stdout)
 
 
-def test_make_run_serves_a_conversation_and_stops_cleanly(tmp_path):
+# A fresh machine: no AWS credentials anywhere, and no instance metadata service to ask.
+NO_AWS = {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
+          "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "bedrock"])
+def test_make_run_serves_a_conversation_and_stops_cleanly(tmp_path, provider):
     port = free_port()
-    stack = Stack(tmp_path / "var", port)
+    stack = Stack(tmp_path / "var", port, LLM_PROVIDER=provider, **NO_AWS)
     try:
         stack.wait_ready()
         key = (tmp_path / "var" / "dev-api-key").read_text().strip()
@@ -81,6 +89,8 @@ def test_make_run_serves_a_conversation_and_stops_cleanly(tmp_path):
         # The log is in the local folder, the rows in the embedded PostgreSQL.
         logs = list((tmp_path / "var" / "storage").rglob("*.json"))
         assert len(logs) == 1 and conversation_id in str(logs[0])
+        answered_by = json.loads(logs[0].read_text())["messages"][1]["model"]
+        assert answered_by == (Settings(_env_file=None).bedrock_model_id if provider == "bedrock" else "claude-sonnet-4-5")
         socket_dir = (tmp_path / "var" / "postgres" / "postmaster.pid").read_text().splitlines()[4]
         with psycopg.connect(host=socket_dir, dbname="postgres", user="postgres") as db:
             row = db.execute("SELECT message_count FROM conversations WHERE conversation_id = %s",

@@ -194,6 +194,18 @@ def test_s3_objects_live_under_the_configured_prefix(moto_url, prefix):
     assert head["ContentType"] == "application/json"
 
 
+def test_s3_uses_the_buckets_own_credentials(moto_url, prefix, monkeypatch):
+    """S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY sign the bucket's requests; the AWS chain
+    (Bedrock's) can hold other keys, or none."""
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    store = make_log_store(f"s3://{BUCKET}/{S3_PREFIX}", s3_endpoint_url=moto_url,
+                           s3_credentials=("minio-user", "minio-secret"))
+    store.put(turn_key(prefix, 1), entry())
+    assert store.get(turn_key(prefix, 1)) == entry()
+
+
 def test_s3_list_keys_follows_pagination(moto_url, prefix):
     # More than one list_objects_v2 page (1000 keys) would be slow; force small pages instead.
     store = make_log_store(f"s3://{BUCKET}/{S3_PREFIX}", s3_endpoint_url=moto_url)

@@ -14,7 +14,7 @@ from shared.bootstrap import make_provider
 from shared.memory import estimate_tokens
 from shared.models import Conversation, Job, Turn, User
 from shared.tasks import Dispatcher, make_celery
-from shared.users import get_or_create_user
+from shared.users import get_or_create_user, issue_key
 from tests.conftest import ALLOWED_TEST_MODELS, TEST_CONTEXT_TOKENS
 from tests.integration.helpers import new_conversation, say, submit, wait_job
 from tests.integration.test_turns import model_requests
@@ -125,10 +125,12 @@ def summarizing(stack):
     runtime = Runtime(Dispatcher(make_celery(settings, "parley-test")))
     with services.sessions.begin() as session:
         user = get_or_create_user(session, f"summary-{uuid.uuid4().hex[:8]}")
+        headers = {"Authorization": f"Bearer {issue_key(session, user)}"}
     user_id = user.id
 
     class Talk:
         def __init__(self):
+            self.headers = headers
             from api.service import create_conversation
             with services.sessions.begin() as session:
                 owner = session.get(User, user_id)
@@ -158,7 +160,7 @@ def filler(n: int) -> str:
     return f"Tell me about topic {n}: " + "the weather, the sea and the light. " * 3
 
 
-def test_summary_keeps_what_fell_out_of_the_window(stack, summarizing):
+def test_summary_keeps_what_fell_out_of_the_window(stack, client, summarizing):
     talk = summarizing()
     requests.delete(f"{stack.model.url}/_requests", timeout=5)
     assert talk.say(FACT).status == "succeeded"
@@ -185,6 +187,9 @@ def test_summary_keeps_what_fell_out_of_the_window(stack, summarizing):
                                                 + Turn.cache_read_input_tokens)
                                          .where(Turn.conversation_id == talk.conversation_id)))
     assert row.input_tokens + row.cache_creation_input_tokens + row.cache_read_input_tokens > turn_input
+    # The owner can read what the model is told about the older messages.
+    shown = client.get(f"/v1/conversations/{talk.conversation_id}", headers=talk.headers).get_json()["summary"]
+    assert shown == {"text": row.summary, "through_message": 2 * row.summary_seq}
 
 
 def test_a_failed_summary_does_not_fail_the_turn(stack, summarizing, model_faults):

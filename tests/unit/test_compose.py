@@ -300,3 +300,10 @@ def test_app_command_runs_in_the_image(resolved, name):
         assert not dockerignored(path), f"{name}: {path} is excluded from the image by .dockerignore"
     for module in modules:
         assert module_exists(module), f"{name}: module {module} not in the repo"
+
+
+def test_bucket_credentials_never_reach_bedrock():
+    """MinIO's keys go in S3_*; the AWS_* chain, which Bedrock signs with, is the caller's own."""
+    shared = COMPOSE["x-parley-env"]
+    assert "MINIO_ROOT_USER" in shared["S3_ACCESS_KEY_ID"] and "MINIO_ROOT_PASSWORD" in shared["S3_SECRET_ACCESS_KEY"]
+    assert not any("MINIO" in str(value) for name, value in shared.items() if name.startswith("AWS_"))
