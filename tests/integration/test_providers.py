@@ -127,3 +127,25 @@ def test_retry_after_is_honoured():
 def _aws_region(monkeypatch):
     if "AWS_DEFAULT_REGION" not in os.environ:
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def test_summary_follows_the_cached_system_prompt_and_stop_reason_is_reported(provider, server):
+    requests.delete(f"{server.url}/_requests", timeout=5)
+    system = f"Be brief. {uuid.uuid4()}"
+    request = ModelRequest(system, [{"role": "user", "content": "hi"}], "claude-test", 3, summary="They met in Oslo.")
+    reply = provider.complete(request)
+    assert reply.stop_reason == "max_tokens" and reply.output_tokens == 3
+    sent = requests.get(f"{server.url}/_requests", timeout=5).json()["requests"][-1]["system"]
+    texts = [block["text"] for block in sent if "text" in block]
+    assert texts[0] == system and "They met in Oslo." in texts[1]
+    # The cache breakpoint sits on the system prompt, before the summary, which changes now and then.
+    marked = [i for i, block in enumerate(sent) if "cache_control" in block or "cachePoint" in block]
+    assert marked == ([1] if "cachePoint" in sent[1] else [0])  # Bedrock: a cachePoint block after it
+
+
+def test_one_call_only_when_the_request_allows_no_retries(provider, server):
+    faults(server, "server_error")
+    with pytest.raises(ModelError) as failed:
+        ask(provider, max_retries=0)
+    assert failed.value.kind == "model_unavailable"
+    assert ask(provider)[0].text.startswith("offline model")  # the fault was used up by that one call
