@@ -14,6 +14,8 @@ from offline_model.wire import (
     estimate_tokens, event_stream_message, reply_text,
 )
 
+MIDSTREAM_FAULTS = ("overloaded_midstream", "cut_midstream")
+
 MAX_RECORDED = 1000
 _CONTROL_KEYS = ("delay_ms", "chunk_chars", "stream_delay_ms")
 
@@ -206,8 +208,7 @@ class Handler(BaseHTTPRequestHandler):
             self.server.stopping.wait(600)
             return True
         if fault == "disconnect":
-            self.close_connection = True
-            self.connection.shutdown(2)
+            self._cut()
             return True
         if fault in errors:
             status, kind, message = errors[fault]
@@ -240,14 +241,14 @@ class Handler(BaseHTTPRequestHandler):
         }
         headers = {"request-id": f"req_offline_{number}"}
         if body.get("stream"):
-            self._stream(message, settings, headers, fail_midway=fault == "overloaded_midstream")
+            self._stream(message, settings, headers, midway=fault if fault in MIDSTREAM_FAULTS else None)
         else:
             self._send_json(200, message, headers)
 
     def _send_anthropic_error(self, status: int, kind: str, message: str, headers: dict) -> None:
         self._send_json(status, {"type": "error", "error": {"type": kind, "message": message}}, headers)
 
-    def _stream(self, message: dict, settings: dict, headers: dict, fail_midway: bool = False) -> None:
+    def _stream(self, message: dict, settings: dict, headers: dict, midway: str | None = None) -> None:
         chunks, gap = _paced(message["content"][0]["text"], settings)
 
         self.send_response(200)
@@ -258,7 +259,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         try:
-            self._stream_events(message, chunks, gap, fail_midway)
+            if not self._stream_events(message, chunks, gap, midway):
+                return
         except ConnectionError:
             with self.server.lock:
                 self.server.streams["aborted"] += 1
@@ -266,7 +268,8 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.streams["completed"] += 1
 
-    def _stream_events(self, message: dict, chunks: list[str], gap: float, fail_midway: bool) -> None:
+    def _stream_events(self, message: dict, chunks: list[str], gap: float, midway: str | None) -> bool:
+        """Write the stream; False if it was cut on purpose before the end."""
         stop_reason = message["stop_reason"]
         start = {**message, "content": [], "stop_reason": None,
                  "usage": {**message["usage"], "output_tokens": 1}}
@@ -275,12 +278,15 @@ class Handler(BaseHTTPRequestHandler):
         for i, chunk in enumerate(chunks):
             if i and gap:
                 self.server.stopping.wait(gap)
-            if fail_midway and i == len(chunks) // 2:
+            if midway and i == len(chunks) // 2:
+                if midway == "cut_midstream":  # the connection drops: no error, no end
+                    self._cut()
+                    return False
                 # An error after output has started, as the API sends it: an SSE error event.
                 self._event({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
-                return
+                return True
             self._event({"type": "content_block_delta", "index": 0,
                          "delta": {"type": "text_delta", "text": chunk}})
         self._event({"type": "content_block_stop", "index": 0})
@@ -290,6 +296,7 @@ class Handler(BaseHTTPRequestHandler):
         self._event({"type": "message_stop"})
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+        return True
 
     # -- Bedrock Converse / ConverseStream ----------------------------------
 
@@ -336,6 +343,9 @@ class Handler(BaseHTTPRequestHandler):
         frames += [("contentBlockStop", {"contentBlockIndex": 0}), ("messageStop", {"stopReason": stop_reason}),
                    ("metadata", {"usage": usage, "metrics": {"latencyMs": 1}})]
         for i, (kind, payload) in enumerate(frames):
+            if fault == "cut_midstream" and i == len(frames) // 2:
+                self._cut()
+                return
             if fault == "overloaded_midstream" and i == len(frames) // 2:
                 self._chunk(event_stream_message("serviceUnavailableException", {"message": "Model is overloaded."},
                                                  message_type="exception"))
@@ -349,6 +359,12 @@ class Handler(BaseHTTPRequestHandler):
     def _send_bedrock_error(self, status: int, kind: str, message: str, headers: dict) -> None:
         self._send_json(status, {"message": message}, {"x-amzn-ErrorType": f"{kind}:http://internal.amazon.com/",
                                                        **headers})
+
+    def _cut(self) -> None:
+        """Drop the connection where it is, as a failing network would."""
+        self.close_connection = True
+        self.wfile.flush()
+        self.connection.shutdown(2)
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))

@@ -8,8 +8,8 @@ import json
 import struct
 
 # Faults a test can queue through /_control {"faults": [...]}; each request takes the next.
-FAULTS = ("rate_limited", "overloaded", "server_error", "overloaded_midstream", "context_too_long",
-          "invalid_request", "auth", "hang", "disconnect")
+FAULTS = ("rate_limited", "overloaded", "server_error", "overloaded_midstream", "cut_midstream",
+          "context_too_long", "invalid_request", "auth", "hang", "disconnect")
 
 # (HTTP status, Anthropic error type, message) for faults answered before any output.
 ANTHROPIC_ERRORS = {

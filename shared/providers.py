@@ -157,6 +157,10 @@ class RetryingProvider:
                 retry += 1
 
 
+def _connection_lost() -> ModelError:
+    return ModelError("model_unavailable", "The connection to the model service broke off.", retryable=True)
+
+
 def _retry_after(headers) -> float | None:
     try:
         return float(headers.get("retry-after")) if headers and headers.get("retry-after") else None
@@ -175,7 +179,10 @@ class AnthropicProvider:
     def __init__(self, api_key: str, base_url: str | None, timeout: float):
         import anthropic
 
+        import httpx2
+
         self._anthropic = anthropic
+        self._transport_errors = httpx2.TransportError
         self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
     def complete(self, request: ModelRequest) -> ModelReply:
@@ -202,6 +209,8 @@ class AnthropicProvider:
                 raise Cancelled() from error
             if isinstance(error, self._anthropic.APIError):
                 raise _classify_anthropic(self._anthropic, error) from error
+            if isinstance(error, self._transport_errors):  # the SDK lets a connection lost mid-stream through
+                raise _connection_lost() from error
             raise
         text = "".join(block.text for block in final.content if block.type == "text")
         usage = final.usage
@@ -268,6 +277,7 @@ class BedrockProvider:
 
     def complete(self, request: ModelRequest) -> ModelReply:
         from botocore.exceptions import BotoCoreError, ClientError
+        from urllib3.exceptions import HTTPError
 
         params = {"modelId": request.model, "messages": _bedrock_messages(request.messages),
                   "inferenceConfig": {"maxTokens": request.max_tokens}}
@@ -303,6 +313,8 @@ class BedrockProvider:
         except Exception as error:
             if cancel.cancelled:
                 raise Cancelled() from error
+            if isinstance(error, HTTPError):  # urllib3's, from an event stream cut short
+                raise _connection_lost() from error
             raise
         return ModelReply("".join(parts), request.model, usage.get("inputTokens", 0), usage.get("outputTokens", 0),
                           usage.get("cacheWriteInputTokens", 0), usage.get("cacheReadInputTokens", 0), stop_reason)

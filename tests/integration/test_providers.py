@@ -149,3 +149,10 @@ def test_one_call_only_when_the_request_allows_no_retries(provider, server):
         ask(provider, max_retries=0)
     assert failed.value.kind == "model_unavailable"
     assert ask(provider)[0].text.startswith("offline model")  # the fault was used up by that one call
+
+
+def test_a_stream_cut_half_way_resets_and_retries(provider, server):
+    faults(server, "cut_midstream")
+    reply, deltas, resets = ask(provider, "a long enough message to be cut in the middle")
+    assert len(resets) == 1 and resets[0] > 0
+    assert "".join(deltas[resets[0]:]) == reply.text
