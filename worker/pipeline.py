@@ -114,25 +114,11 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
     memory = load_window(services, conversation)
     seq = conversation.turn_count + 1
     memory.update_memory("user", held.content, estimate_tokens(held.content), seq=seq)
-    context = memory.get_current_context()
-    if not context:
-        _finish_failed(services, held, runtime, "context_too_long",
-                       "The message alone is longer than the context window (MAX_CONTEXT_TOKENS).")
+    try:
+        request = _model_request(services, conversation, memory, held, live, token)
+    except ModelError as refused:  # nothing was sent
+        _finish_failed(services, held, runtime, refused.kind, refused.message)
         return Outcome("done", ended="failed")
-    settings = services.settings
-    model = conversation.model or settings.default_model
-    if model not in settings.model_choices:
-        _finish_failed(services, held, runtime, "invalid_request",
-                       f"This conversation's model {model!r} is no longer offered; choose another with "
-                       f"PATCH /v1/conversations/{conversation.conversation_id} (see GET /v1/models).")
-        return Outcome("done", ended="failed")
-    summary = (summary_for_turn(services, conversation, memory, held.user_id, model, token)
-               if settings.context_strategy == "summarize" else None)
-
-    request = ModelRequest(system=conversation.system or settings.default_system_prompt, messages=context,
-                           model=model, max_tokens=settings.max_tokens, temperature=settings.temperature,
-                           summary=summary, on_text=lambda text: live.add("message.delta", {"text": text}),
-                           on_reset=lambda: live.add("message.reset", {"reason": "retry"}), cancel=token)
     started = time.monotonic()
     try:
         reply = services.provider.complete(request)
@@ -161,6 +147,26 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
     save_window(services, held.conversation_id, memory)
     announce_end(services.events, runtime.dispatcher, *ended)
     return Outcome("done")
+
+
+def _model_request(services: Services, conversation: Conversation, memory: ConversationMemory, held: Claim,
+                   live: LiveEvents, token: CancelToken) -> ModelRequest:
+    """What to ask the model for this turn; a ModelError if it cannot be asked at all."""
+    context = memory.get_current_context()
+    if not context:
+        raise ModelError("context_too_long",
+                         "The message alone is longer than the context window (MAX_CONTEXT_TOKENS).")
+    settings = services.settings
+    model = conversation.model or settings.default_model
+    if model not in settings.model_choices:
+        raise ModelError("invalid_request", f"This conversation's model {model!r} is no longer offered; choose "
+                         f"another with PATCH /v1/conversations/{conversation.conversation_id} (see GET /v1/models).")
+    summary = (summary_for_turn(services, conversation, memory, held.user_id, model, token)
+               if settings.context_strategy == "summarize" else None)
+    return ModelRequest(system=conversation.system or settings.default_system_prompt, messages=context,
+                        model=model, max_tokens=settings.max_tokens, temperature=settings.temperature,
+                        summary=summary, on_text=lambda text: live.add("message.delta", {"text": text}),
+                        on_reset=lambda: live.add("message.reset", {"reason": "retry"}), cancel=token)
 
 
 def _prompt_key(request: ModelRequest) -> str:
