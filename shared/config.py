@@ -122,10 +122,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _task_outlives_model_calls(self) -> "Settings":
-        longest = self.model_retry_budget_seconds + self.model_timeout_seconds
+        # A reply's retries and last call; with summarize, one more call (the summary's) before it.
+        calls = 2 if self.context_strategy == "summarize" else 1
+        longest = self.model_retry_budget_seconds + calls * self.model_timeout_seconds
         if self.task_soft_time_limit_seconds <= longest:
             raise ValueError(f"TASK_SOFT_TIME_LIMIT_SECONDS: must exceed MODEL_RETRY_BUDGET_SECONDS + "
-                             f"MODEL_TIMEOUT_SECONDS ({longest:g}), the longest a reply can take")
+                             f"{calls} × MODEL_TIMEOUT_SECONDS ({longest:g}), the longest a turn's model calls "
+                             f"can take")
         return self
 
     @model_validator(mode="after")

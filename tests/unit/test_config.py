@@ -186,3 +186,13 @@ def test_temperature_is_a_bedrock_setting(clean_env):
     clean_env.setenv("TEMPERATURE", "0.3")
     clean_env.setenv("LLM_PROVIDER", "bedrock")
     assert Settings(_env_file=None).temperature == 0.3
+
+
+def test_a_task_must_outlive_its_model_calls(clean_env):
+    clean_env.setenv("MODEL_RETRY_BUDGET_SECONDS", "300")
+    clean_env.setenv("MODEL_TIMEOUT_SECONDS", "120")
+    clean_env.setenv("TASK_SOFT_TIME_LIMIT_SECONDS", "500")
+    assert Settings(_env_file=None).task_soft_time_limit_seconds == 500
+    clean_env.setenv("CONTEXT_STRATEGY", "summarize")  # one more call, the summary's, may come first
+    with pytest.raises(ValidationError, match="TASK_SOFT_TIME_LIMIT_SECONDS: must exceed .* \\(540\\)"):
+        Settings(_env_file=None)
