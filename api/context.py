@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from celery import Celery
 from flask import current_app, g, request
 
+from api.auth import key_owner
 from api.errors import ApiError
+from api.waits import JobEndWaits
 from shared.bootstrap import Services
 from shared.models import User
 from shared.logs import bind_context, context_value
 from shared.tasks import Dispatcher
-from shared.users import authenticate
 
 log = logging.getLogger("parley.api")
 
@@ -25,6 +26,10 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/metrics"})
 class ApiContext:
     services: Services
     celery: Celery
+    waits: JobEndWaits = field(init=False)  # long-polls share one subscription
+
+    def __post_init__(self) -> None:
+        self.waits = JobEndWaits(self.services.events)
 
     def dispatch(self, job_id: object) -> None:
         """Send a turn to the workers. The job row is already committed, so a
@@ -55,8 +60,7 @@ def require_user() -> User:
     scheme, _, key = values[0].partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise ApiError(401, "unauthorized", "Send `Authorization: Bearer <key>`.")
-    with services().sessions() as session:
-        user = authenticate(session, key.strip())
+    user = key_owner(services().engine, key.strip())
     if user is None:
         raise ApiError(401, "unauthorized", "Invalid or revoked API key.")
     g.user = user

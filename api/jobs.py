@@ -25,7 +25,7 @@ def wait_for_job(user: User, job_id: str, wait: float) -> dict:
 
     job = current()
     if wait > 0 and not is_final(job["status"]):
-        services().events.wait_finished(job["id"], wait, lambda: is_final(current()["status"]))
+        ctx().waits.wait(job["id"], wait, lambda: is_final(current()["status"]))
         job = current()
     return job
 

@@ -61,7 +61,10 @@ def init_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
     limiter = Limiter(
         rate_limit_key, app=app, application_limits=[per_key], strategy="fixed-window",
         storage_uri=_storage_uri(settings.require("redis_url")),
-        storage_options={"socket_connect_timeout": 2, "socket_timeout": 2}, key_prefix="parley",
+        # max_connections: as in shared/cache.py, redis-py's default cap (100) would make
+        # a burst of requests over 100 threads fail the limiter ("Too many connections").
+        storage_options={"socket_connect_timeout": 2, "socket_timeout": 2, "max_connections": 10_000},
+        key_prefix="parley",
         # Redis down: count in this process's memory until Redis answers again (re-probed
         # with backoff), and let any other limiter failure through, logged: a broken
         # limiter must not turn requests into 500s.

@@ -7,7 +7,23 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class Strict(BaseModel):
+_REQUEST_SCHEMAS: dict[type, dict] = {}
+
+
+class Request(BaseModel):
+    """A request's body, query, path or header model. flask-openapi3 asks for its JSON
+    schema on every request (0.3-0.4 ms each, measured); it never changes, so build it once."""
+
+    @classmethod
+    def model_json_schema(cls, *args, **kwargs) -> dict:
+        if args or kwargs:
+            return super().model_json_schema(*args, **kwargs)
+        if cls not in _REQUEST_SCHEMAS:
+            _REQUEST_SCHEMAS[cls] = super().model_json_schema()
+        return _REQUEST_SCHEMAS[cls]
+
+
+class Strict(Request):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -43,15 +59,15 @@ class MessageIn(Strict):
     callback_url: str | None = Field(None, description="POSTed the final job, signed; see /v1/webhook-secret")
 
 
-class IdempotencyHeader(BaseModel):
+class IdempotencyHeader(Request):
     idempotency_key: str | None = Field(None, alias="Idempotency-Key", max_length=200, pattern=r"^[^\x00]*$")
 
 
-class ConversationPath(BaseModel):
+class ConversationPath(Request):
     conversation_id: str
 
 
-class JobPath(BaseModel):
+class JobPath(Request):
     job_id: str
 
 
@@ -210,7 +226,7 @@ class NewChatOut(BaseModel):
     conversation_id: str
 
 
-class SeedConversationQuery(BaseModel):
+class SeedConversationQuery(Request):
     conversation_id: str | None = None
 
 

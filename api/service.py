@@ -142,8 +142,11 @@ def submit_message(services: Services, session: Session, user: User, conversatio
     if busy is not None and on_busy == "reject":
         raise ApiError(409, "conversation_busy", "This conversation has a message waiting or running; "
                        "retry when it ends, or send with on_busy=enqueue.")
+    # Every column given or server-set: the INSERT's RETURNING fills the rest, no reload needed.
     job = Job(id=uuid.uuid4(), user_id=user.id, conversation_id=conversation_id, status="queued",
-              request={"content": content}, idempotency_key=idempotency_key, callback_url=callback_url)
+              request={"content": content}, idempotency_key=idempotency_key, callback_url=callback_url,
+              reply=None, error=None, started_at=None, finished_at=None, lease_expires_at=None, worker=None,
+              webhook_status=None, webhook_next_at=None)
     session.add(job)
     try:
         session.flush()
@@ -153,7 +156,6 @@ def submit_message(services: Services, session: Session, user: User, conversatio
         if existing is None:
             raise
         return _same_request(existing, conversation_id, content), False
-    session.refresh(job)
     _add_event(services, job, "job.queued")  # before the commit, so it precedes anything a worker adds
     session.commit()
     return job, busy is None

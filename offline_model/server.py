@@ -97,6 +97,8 @@ class Handler(BaseHTTPRequestHandler):
 
     server: OfflineHTTPServer
     protocol_version = "HTTP/1.1"  # keep-alive, like the real API; streams use chunked encoding
+    # TCP_NODELAY: a stream's small writes must not wait ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         if os.environ.get("OFFLINE_MODEL_LOG") == "1":

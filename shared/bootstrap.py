@@ -36,15 +36,15 @@ def storage_url(settings: Settings) -> str:
 
 
 def bootstrap(settings: Settings, *, provider: ModelProvider | None = None, with_model: bool = False,
-              pool_size: int = 10) -> Services:
+              pool_size: int = 10, max_overflow: int | None = None) -> Services:
     """Build the services. The API passes with_model=False: it never calls the model."""
-    engine = make_engine(settings.sqlalchemy_url, pool_size=pool_size)
+    engine = make_engine(settings.sqlalchemy_url, pool_size=pool_size, max_overflow=max_overflow)
     client = make_redis(settings.require("redis_url"))
     if provider is None and with_model:
         provider = make_provider(settings)
     return Services(
         settings=settings, engine=engine, sessions=make_sessions(engine), redis=client,
-        windows=WindowCache(client, settings.window_cache_ttl_seconds), 
+        windows=WindowCache(client, settings.window_cache_ttl_seconds),
         events=JobEvents(client, settings.events_ttl_seconds),
         store=make_log_store(storage_url(settings), settings.s3_endpoint_url, settings.s3_credentials),
         provider=provider,

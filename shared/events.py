@@ -9,29 +9,34 @@ cancelled while the model was still talking.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 
 import redis
+
+from shared.deltas import DeltaBatcher
 
 FINAL_EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
 # While a job is live its events are kept this long at most; a finished job's
 # for `events_ttl`.
 LIVE_TTL_SECONDS = 24 * 3600
 
-# KEYS: stream, final marker, finished channel. ARGV: type, data, final?, ttl.
-# Returns the new event number, or false if the job already had its final event.
+# KEYS: stream, final marker, finished channel. ARGV: type, final?, ttl, then each
+# event's data (several events of one type in one call). Returns the last new event's
+# number, or false if the job already had its final event.
 _APPEND = """
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return false
 end
-local id = redis.call('XADD', KEYS[1], '0-*', 'type', ARGV[1], 'data', ARGV[2])
-if ARGV[3] == '1' then
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[4])
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
+local id
+for i = 4, #ARGV do
+  id = redis.call('XADD', KEYS[1], '0-*', 'type', ARGV[1], 'data', ARGV[i])
+end
+if ARGV[2] == '1' then
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
   redis.call('PUBLISH', KEYS[3], ARGV[1])
 else
-  redis.call('EXPIRE', KEYS[1], ARGV[4], 'NX')
+  redis.call('EXPIRE', KEYS[1], ARGV[3], 'NX')
 end
 return tonumber(string.sub(id, 3))
 """
@@ -69,19 +74,32 @@ def job_id_of(channel: bytes) -> str:
 
 
 class JobEvents:
-    """Append, read and await a job's events."""
+    """Append and read a job's events (long-polls await ends in api/waits.py)."""
 
     def __init__(self, client: redis.Redis, events_ttl: int):
         self.client, self.events_ttl = client, events_ttl
-        self._append = client.register_script(_APPEND)
+        self._script = client.register_script(_APPEND)
+        self._deltas = DeltaBatcher(lambda job, datas: self._append(job, "message.delta", datas))
 
     def add(self, job_id: object, type_: str, data: dict | None = None) -> int | None:
-        """Append an event; None if the job already ended (nothing is added after the end)."""
+        """Append an event; None if the job already ended (nothing is added after the end).
+
+        A `message.delta` may be held for a moment and appended with the job's next
+        ones (see shared/deltas.py; it returns 0 then); any other event of the job
+        appends the held ones first.
+        """
+        job = str(job_id)
+        if type_ == "message.delta":
+            return self._deltas.add(job, data or {})
+        self._deltas.flush(job)
+        return self._append(job, type_, [data or {}])
+
+    def _append(self, job: str, type_: str, datas: list[dict]) -> int | None:
         final = type_ in FINAL_EVENTS
-        return self._append(
-            keys=[_stream_key(job_id), _final_key(job_id), _finished_channel(job_id)],
-            args=[type_, json.dumps(data or {}, separators=(",", ":")), "1" if final else "0",
-                  self.events_ttl if final else LIVE_TTL_SECONDS])
+        return self._script(
+            keys=[_stream_key(job), _final_key(job), _finished_channel(job)],
+            args=[type_, "1" if final else "0", self.events_ttl if final else LIVE_TTL_SECONDS,
+                  *(json.dumps(data, separators=(",", ":")) for data in datas)])
 
     def ended(self, job_id: object) -> str | None:
         """The final event's type, once the job has one."""
@@ -100,24 +118,6 @@ class JobEvents:
             entries = reply[0][1] if reply else []
         return [Event(int(raw_id.split(b"-")[1]), fields[b"type"].decode(), json.loads(fields[b"data"]))
                 for raw_id, fields in entries]
-
-    def wait_finished(self, job_id: object, timeout: float, is_final) -> None:
-        """Return when `is_final()` holds, the job's final event is added, or `timeout` passes.
-
-        Subscribes before the first check, so an end between the check and the
-        wait is not missed.
-        """
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        try:
-            pubsub.subscribe(_finished_channel(job_id))
-            if is_final():
-                return
-            deadline = time.monotonic() + timeout
-            while (remaining := deadline - time.monotonic()) > 0:
-                if pubsub.get_message(timeout=min(remaining, 5.0)) is not None:
-                    return
-        finally:
-            pubsub.close()
 
     def subscribe_all_finished(self):
         """A pub/sub subscribed to every job's end; the caller closes it."""

@@ -34,11 +34,19 @@ _watcher: EndWatcher | None = None
 dispatcher = Dispatcher(app)
 
 
+# A turn holds a connection only for its short transactions, never while the model
+# answers, so a few are plenty for any number of threads; one per thread would pass
+# PostgreSQL's max_connections (100 by default) once a pool grows past ~50 threads.
+DB_POOL_SIZE, DB_MAX_OVERFLOW = 20, 10
+
+
 def services() -> Services:
     global _services
     with _services_lock:
         if _services is None:
-            _services = bootstrap(settings, with_model=True, pool_size=settings.worker_concurrency + 2)
+            _services = bootstrap(settings, with_model=True,
+                                  pool_size=min(settings.worker_concurrency + 2, DB_POOL_SIZE),
+                                  max_overflow=DB_MAX_OVERFLOW)
         return _services
 
 

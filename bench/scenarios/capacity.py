@@ -10,17 +10,19 @@ queue on that user's row lock (the in-flight cap); it is shown, not checked.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from dataclasses import dataclass
 
 import psutil
 
-from bench import seed
+from bench import seed, timeline
 from bench.client import AsyncApi
+from bench.cpu import CpuWindow
+from bench.profile import Profiler
 from bench.report import Result, brief, spread
 from bench.stack import BenchStack
-from bench.timeline import at
 
 MODEL_DELAY_MS = 1000
 MESSAGE = "Think about it for a second."
@@ -57,11 +59,13 @@ class Round:
     turns: list[float]
     failed: list[str]
     spans: dict  # when the last job was created, started and finished, seconds after the first submit
+    phases: list[list[float]]  # each turn's spans (bench.timeline.PHASES)
 
     def describe(self) -> str:
         return (f"wall {self.wall:.2f} s; turns {brief(self.turns)}; last job created / started / finished at "
                 f"{self.spans['last_created_s']:.2f} / {self.spans['last_started_s']:.2f} / "
-                f"{self.spans['last_finished_s']:.2f} s")
+                f"{self.spans['last_finished_s']:.2f} s; phases p50 "
+                f"{timeline.describe(timeline.medians(self.phases)) if self.phases else '-'}")
 
 
 async def one_round(clients: list[AsyncApi], conversations: list[str]) -> Round:
@@ -72,19 +76,24 @@ async def one_round(clients: list[AsyncApi], conversations: list[str]) -> Round:
                                  return_exceptions=True)
     wall = time.perf_counter() - started
     done = [turn for turn in turns if not isinstance(turn, BaseException)]
-    spans = {f"last_{name}_s": round(max((at(job[f"{name}_at"]) for job, _ in done), default=sent) - sent, 3)
+    spans = {f"last_{name}_s": round(max((timeline.at(job[f"{name}_at"]) for job, _ in done), default=sent) - sent, 3)
              for name in ("created", "started", "finished")}
     return Round(wall, [seconds for _, seconds in done],
-                 [str(turn).strip() for turn in turns if isinstance(turn, BaseException)], spans)
+                 [str(turn).strip() for turn in turns if isinstance(turn, BaseException)], spans,
+                 [timeline.phases(job, sent, sent + seconds) for job, seconds in done])
 
 
-async def rounds(stack: BenchStack, conversations: list[str], keys: list[str], own: list[str]) -> list[Round]:
+async def rounds(stack: BenchStack, conversations: list[str], keys: list[str], own: list[str],
+                 on_warm_start, on_warm_stop) -> list[Round]:
     """Two rounds of `conversations` (each through its user's key), then `own` (all the bench user's)."""
     clients = {key: AsyncApi(stack.api_url, key, connections=4) for key in set(keys)}
     one_user = AsyncApi(stack.api_url, stack.key, connections=2 * len(own) + 10)
     try:
-        many = [await one_round([clients[key] for key in keys], conversations) for _ in range(2)]
-        return many + [await one_round([one_user] * len(own), own)]
+        cold = await one_round([clients[key] for key in keys], conversations)
+        on_warm_start()
+        warm = await one_round([clients[key] for key in keys], conversations)
+        on_warm_stop()
+        return [cold, warm, await one_round([one_user] * len(own), own)]
     finally:
         for client in (*clients.values(), one_user):
             await client.close()
@@ -98,10 +107,24 @@ def run(stack: BenchStack, quick: bool) -> Result:
     users = [stack.new_user(f"capacity-{n}") for n in range(turns)]
     conversations = [seed.conversations(stack.services, user, 1, "capacity")[0] for user, _ in users]
     own = seed.conversations(stack.services, stack.user, turns, "capacity-one-user")
+    window, cpu, profiles = CpuWindow(stack.roles), {}, {}
+    profiler = Profiler(stack.base / "profiles") if stack.profile else None
+
+    def on_warm_start():
+        window.start()
+        if profiler:
+            profiler.start_stack(stack, "capacity")
+
+    def on_warm_stop():
+        cpu.update(window.stop())
+        if profiler:
+            profiles.update(profiler.results())
+
     rss = PeakRss(worker.process.pid)
     idle_rss = psutil.Process(worker.process.pid).memory_info().rss
     try:
-        cold, warm, one_user = asyncio.run(rounds(stack, conversations, [key for _, key in users], own))
+        cold, warm, one_user = asyncio.run(rounds(stack, conversations, [key for _, key in users], own,
+                                                  on_warm_start, on_warm_stop))
     finally:
         rss.stop()
     high_water = rss.high_water()
@@ -114,13 +137,21 @@ def run(stack: BenchStack, quick: bool) -> Result:
     result.show("first round (threads, connections opened)", cold.describe())
     result.show("second round", warm.describe())
     result.show(f"one user's {turns} turns (not checked)", one_user.describe())
+    per_turn = {role: round(seconds / turns * 1000, 2) for role, seconds in cpu.items()}
+    busy = sum(value for role, value in per_turn.items() if role in stack.roles())  # not idle, not others
+    result.show("CPU ms per turn, second round", ", ".join(f"{role} {value:g}" for role, value in per_turn.items()))
+    result.show("CPU bound", f"{busy:.1f} ms of CPU per turn x {turns} turns on {os.cpu_count()} cores = "
+                f"{busy * turns / 1000 / os.cpu_count():.2f} s, if nothing waited (target wall: 1.5 s)")
     if failed:
         result.show("first failure", failed[0][:300])
     result.show("worker RSS", f"idle {idle_rss / 2**20:.0f} MB, peak sampled {rss.peak / 2**20:.0f} MB, "
                 f"VmHWM {high_water / 2**20:.0f} MB")
     result.figures.update(
-        rounds={name: {"wall_s": round(r.wall, 3), "turns": spread(r.turns), "spans": r.spans, "failed": len(r.failed)}
+        rounds={name: {"wall_s": round(r.wall, 3), "turns": spread(r.turns), "spans": r.spans,
+                       "phases_p50_ms": timeline.medians(r.phases) if r.phases else None, "failed": len(r.failed)}
                 for name, r in (("cold", cold), ("warm", warm), ("one_user", one_user))},
         failures=failed[:20], idle_rss_mb=round(idle_rss / 2**20, 1), sampled_peak_rss_mb=round(rss.peak / 2**20, 1),
-        vmhwm_mb=round(high_water / 2**20, 1))
+        vmhwm_mb=round(high_water / 2**20, 1), cpu_ms_per_turn=per_turn)
+    if profiler:
+        result.figures["profiles"] = profiles
     return result

@@ -10,12 +10,14 @@ b. 500 idle open SSE streams while scenario 1's HTTP turns run: the turns' p50
 from __future__ import annotations
 
 import asyncio
+import json
+import statistics
 import threading
 import time
 
 import httpx2
 
-from bench import seed
+from bench import seed, timeline
 from bench.client import Api, AsyncApi
 from bench.report import Result, brief, noise, percentile, spread
 from bench.scenarios.overhead import measure
@@ -40,8 +42,12 @@ def model_first_token(http: httpx2.Client, model_url: str, model: str) -> float:
     return first
 
 
-def parley_first_token(api: Api, conversation_id: str) -> float:
-    started = time.perf_counter()
+FIRST_TOKEN_SPANS = ("api before submit", "submit to claim", "claim to first delta")
+
+
+def parley_first_token(api: Api, conversation_id: str) -> tuple[float, list[float]]:
+    """Seconds to the first `message.delta`, and that time split by the job's own timestamps."""
+    sent, started = time.time(), time.perf_counter()
     first = None
     for arrived, event in api.stream_turn(conversation_id, MESSAGE):
         if event.event == "message.delta" and first is None:
@@ -49,27 +55,31 @@ def parley_first_token(api: Api, conversation_id: str) -> float:
         if event.event.startswith("job.") and event.event not in ("job.queued", "job.started"):
             if event.event != "job.succeeded":
                 raise RuntimeError(f"streamed turn ended {event.event}: {event.data[:200]}")
-            return first
+            job = json.loads(event.data)
+            created, claimed = timeline.at(job["created_at"]), timeline.at(job["started_at"])
+            return first, [created - sent, claimed - created, sent + first - claimed]
     raise RuntimeError("the stream ended without a final event")
 
 
-def first_token(stack: BenchStack, samples: int) -> tuple[list[float], list[float]]:
+def first_token(stack: BenchStack, samples: int) -> tuple[list[float], list[float], list[list[float]]]:
     stack.model_control(**MODEL)
     api, http = Api(stack.api_url, stack.key), httpx2.Client(timeout=30)
-    through, direct = [], []
+    through, direct, spans = [], [], []
     model = getattr(stack.settings, "default_model", None) or getattr(stack.settings, "model", "claude-sonnet-4-5")
     try:
         for i in range(samples + 5):
             if i % 10 == 0:
                 conversation = api.new_conversation()
-            parley, own = parley_first_token(api, conversation), model_first_token(http, stack.model_url, model)
+            parley, split = parley_first_token(api, conversation)
+            own = model_first_token(http, stack.model_url, model)
             if i >= 5:
                 through.append(parley)
                 direct.append(own)
+                spans.append(split)
     finally:
         api.close()
         http.close()
-    return through, direct
+    return through, direct, spans
 
 
 class IdleStreams:
@@ -147,7 +157,7 @@ def idle_streams_effect(stack: BenchStack, streams: int, turns: int) -> dict:
 def run(stack: BenchStack, quick: bool) -> Result:
     stack.use_workers(1, stack.settings.worker_concurrency)
     samples, streams, turns = (10, 50, 20) if quick else (100, 500, 150)
-    through, direct = first_token(stack, samples)
+    through, direct, spans = first_token(stack, samples)
     idle = idle_streams_effect(stack, streams, turns)
     without = idle["before"] + idle["after"]
     rise = percentile(idle["during"], 50) / percentile(without, 50) - 1
@@ -162,6 +172,10 @@ def run(stack: BenchStack, quick: bool) -> Result:
     result.check("failed HTTP turns", len(idle["failed_turns"]), "<=", 0)
     result.show("first token through Parley", brief(through))
     result.show("first token from the model", brief(direct))
+    split = {name: round(statistics.median(row[i] for row in spans) * 1000, 2)
+             for i, name in enumerate(FIRST_TOKEN_SPANS)}
+    result.show("first token through Parley, p50 by span", timeline.describe(split) +
+                f" (the model's own first token is {percentile(direct, 50) * 1000:.1f} ms of the last)")
     result.show("turn p50 without / with streams", f"{percentile(without, 50) * 1000:.2f} / "
                 f"{percentile(idle['during'], 50) * 1000:.2f} ms (before {percentile(idle['before'], 50) * 1000:.2f}, "
                 f"after {percentile(idle['after'], 50) * 1000:.2f}); {idle['opened']} of {streams} streams open after "
@@ -171,6 +185,7 @@ def run(stack: BenchStack, quick: bool) -> Result:
     result.show("noise (MAD/median)", f"first token {noise(through)}, model {noise(direct)}, "
                 f"turns without streams {noise(without)}")
     result.figures.update(first_token_parley=spread(through), first_token_model=spread(direct),
+                          first_token_spans_p50_ms=split,
                           turns_without_streams=spread(without), turns_with_streams=spread(idle["during"]),
                           turns_before=spread(idle["before"]), turns_after=spread(idle["after"]),
                           streams_open_seconds=round(idle["open_seconds"], 2), streams_opened=idle["opened"],

@@ -1,0 +1,100 @@
+"""Long-polls sharing one subscription (api/waits.py): they answer when their job ends."""
+from __future__ import annotations
+
+import queue
+import threading
+
+import pytest
+import redis
+
+from api import waits
+from api.waits import JobEndWaits
+
+
+class PubSub:
+    def __init__(self, published: queue.Queue):
+        self.published = published
+
+    def get_message(self, timeout: float):
+        try:
+            return {"channel": f"parley:job:{self.published.get(timeout=timeout)}:finished".encode()}
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        pass
+
+
+class Events:
+    """What JobEndWaits uses of JobEvents. `pubsub_down`: subscribing fails; `down`: everything does."""
+
+    def __init__(self, pubsub_down: bool = False, down: bool = False):
+        self.published: queue.Queue = queue.Queue()
+        self.pubsub_down, self.down = pubsub_down or down, down
+
+    def subscribe_all_finished(self) -> PubSub:
+        if self.pubsub_down:
+            raise redis.ConnectionError("Redis is down")
+        return PubSub(self.published)
+
+    def ended(self, job_id: str) -> str | None:
+        if self.down:
+            raise redis.ConnectionError("Redis is down")
+        return None
+
+
+@pytest.fixture()
+def made():
+    """JobEndWaits of a test, closed after it."""
+    instances = []
+    yield lambda events: instances.append(JobEndWaits(events)) or instances[-1]
+    for instance in instances:
+        instance.close()
+
+
+def waiting(waits_: JobEndWaits, job_id: str, timeout: float, is_final) -> threading.Thread:
+    thread = threading.Thread(target=waits_.wait, args=(job_id, timeout, is_final), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_published_end_answers_its_waiters_only(made):
+    events = Events()
+    waits_ = made(events)
+    first, second = waiting(waits_, "j1", 60, lambda: False), waiting(waits_, "j1", 60, lambda: False)
+    other = waiting(waits_, "j2", 60, lambda: False)
+    while len(waits_._waiting.get("j1", ())) < 2 or "j2" not in waits_._waiting:
+        threading.Event().wait(0.01)
+    events.published.put("j1")
+    first.join(10), second.join(10)
+    assert not first.is_alive() and not second.is_alive() and other.is_alive()
+    events.published.put("j2")
+    other.join(10)
+    assert not other.is_alive() and waits_._waiting == {}
+
+
+def test_a_job_already_final_answers_at_once(made):
+    looked = []
+    made(Events()).wait("j1", 60, lambda: looked.append(1) or True)
+    assert looked == [1]
+
+
+def test_nothing_happening_ends_at_the_timeout(made):
+    made(Events()).wait("j1", 0.1, lambda: False)
+
+
+def test_without_the_subscription_the_row_is_looked_at(made, monkeypatch):
+    monkeypatch.setattr(waits, "DOWN_RECHECK_SECONDS", 0.02)
+    monkeypatch.setattr(waits, "SUBSCRIBE_WAIT_SECONDS", 0.02)
+    ended = threading.Event()
+    thread = waiting(made(Events(pubsub_down=True)), "j1", 60, ended.is_set)
+    ended.set()  # committed, never published
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+
+def test_with_redis_down_a_long_poll_fails_as_unavailable(made, monkeypatch):
+    monkeypatch.setattr(waits, "SUBSCRIBE_WAIT_SECONDS", 0.02)
+    with pytest.raises(redis.ConnectionError):
+        made(Events(down=True)).wait("j1", 60, lambda: False)
