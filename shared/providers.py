@@ -193,15 +193,18 @@ class AnthropicProvider:
         if request.summary:
             params["system"] = [*params.get("system", []), {"type": "text", "text": summary_block(request.summary)}]
         cancel = request.cancel or CancelToken()
+        reply = _StreamedReply()
         try:
-            with self.client.messages.stream(**params) as stream:
+            # The raw event stream, not the SDK's `messages.stream` helper: that one rebuilds
+            # a snapshot of the whole message on every event, which cost the worker ~3 ms of
+            # CPU a reply (measured); only the text and the usage are needed here.
+            with self.client.messages.create(**params, stream=True) as stream:
                 cancel.on_cancel(stream.close)
-                for text in stream.text_stream:
+                for event in stream:
                     if cancel.cancelled:
                         raise Cancelled()
-                    if request.on_text:
+                    if (text := reply.take(event)) and request.on_text:
                         request.on_text(text)
-                final = stream.get_final_message()
         except Cancelled:
             raise
         except Exception as error:
@@ -212,11 +215,48 @@ class AnthropicProvider:
             if isinstance(error, self._transport_errors):  # the SDK lets a connection lost mid-stream through
                 raise _connection_lost() from error
             raise
-        text = "".join(block.text for block in final.content if block.type == "text")
-        usage = final.usage
-        return ModelReply(text, final.model, usage.input_tokens, usage.output_tokens,
-                          usage.cache_creation_input_tokens or 0, usage.cache_read_input_tokens or 0,
-                          final.stop_reason)
+        return reply.finish(request.model)
+
+
+class _StreamedReply:
+    """A Messages API reply read off its stream events."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.model: str | None = None
+        self.usage: dict[str, int] = {}
+        self.stop_reason: str | None = None
+        self.complete = False
+
+    def take(self, event) -> str | None:
+        """Fold one event in; the text it adds, if any."""
+        if event.type == "content_block_delta":
+            if event.delta.type == "text_delta":
+                self.parts.append(event.delta.text)
+                return event.delta.text
+        elif event.type == "message_start":
+            self.model = event.message.model
+            self._count(event.message.usage)
+        elif event.type == "message_delta":  # usage here is cumulative: it replaces message_start's
+            self.stop_reason = event.delta.stop_reason
+            self._count(event.usage)
+        elif event.type == "message_stop":
+            self.complete = True
+        return None
+
+    def _count(self, usage) -> None:
+        for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+            value = getattr(usage, name, None)
+            if value is not None:
+                self.usage[name] = value
+
+    def finish(self, model: str) -> ModelReply:
+        if not self.complete:  # the stream ended without message_stop: the connection was cut
+            raise _connection_lost()
+        usage = self.usage
+        return ModelReply("".join(self.parts), self.model or model, usage.get("input_tokens", 0),
+                          usage.get("output_tokens", 0), usage.get("cache_creation_input_tokens", 0),
+                          usage.get("cache_read_input_tokens", 0), self.stop_reason)
 
 
 def summary_block(summary: str) -> str:
