@@ -313,3 +313,38 @@ def test_property_replaying_any_suffix_that_holds_the_window_rebuilds_it(raw, bu
     start = data.draw(st.integers(min_value=0, max_value=len(messages) - len(window)), label="start")
     replayed = ConversationMemory(budget, messages=messages[start:], turn_seq=7)
     assert replayed.to_json() == feed(ConversationMemory(budget, turn_seq=7), messages).to_json()
+
+
+# ---------------------------------------------------------------- sizes the model counted
+
+
+def test_measure_last_learns_the_overhead_then_sizes_each_new_message():
+    memory = ConversationMemory(1000)
+    memory.update_memory("user", "hello", tokens=2)
+    assert memory.measure_last(prompt_tokens=30, prompt_key="sys") == 2  # first sight: 28 is system + framing
+    memory.update_memory("assistant", "hi there", tokens=5)
+    memory.update_memory("user", "how are you today?", tokens=5)
+    assert memory.measure_last(prompt_tokens=47, prompt_key="sys") == 47 - 28 - (2 + 5)
+    assert [m.tokens for m in memory.messages] == [2, 5, 12] and memory.total_tokens == 19
+    assert ConversationMemory.from_json(memory.to_json()) == memory  # the overhead travels with the window
+
+
+def test_a_new_system_prompt_is_learnt_again():
+    memory = ConversationMemory(1000, prompt_overhead=28, overhead_key="old")
+    memory.update_memory("user", "hello", tokens=2)
+    assert memory.measure_last(prompt_tokens=50, prompt_key="new") == 2
+    assert (memory.prompt_overhead, memory.overhead_key) == (48, "new")
+
+
+def test_a_count_below_what_is_known_keeps_the_estimate():
+    memory = ConversationMemory(1000, prompt_overhead=28, overhead_key="sys")
+    memory.update_memory("user", "hello", tokens=2)
+    assert memory.measure_last(prompt_tokens=0, prompt_key="sys") == 2  # a provider that reports no usage
+
+
+def test_a_measured_message_that_no_longer_fits_drops_the_oldest():
+    memory = ConversationMemory(20, prompt_overhead=10, overhead_key="sys")
+    for role, tokens in (("user", 6), ("assistant", 6), ("user", 4)):
+        memory.update_memory(role, role, tokens=tokens)
+    assert memory.measure_last(prompt_tokens=10 + 12 + 9, prompt_key="sys") == 9
+    assert [m.tokens for m in memory.messages] == [6, 9] and memory.total_tokens == 15
