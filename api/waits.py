@@ -8,14 +8,11 @@ A long-poll still needs Redis to begin: with Redis down it fails (503) as before
 """
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Callable
 
-from shared.events import JobEvents, job_id_of
-
-log = logging.getLogger("parley.api")
+from shared.events import EndSubscription, JobEvents
 
 RECHECK_SECONDS = 5.0
 DOWN_RECHECK_SECONDS = 1.0
@@ -27,17 +24,15 @@ class JobEndWaits:
         self.events = events
         self._waiting: dict[str, set[threading.Event]] = {}
         self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self._tried = threading.Event()  # the first subscribe is done, or failed
-        self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ends = EndSubscription(events, self._ended, "job-end-waits")
+        self._started = False
 
     def wait(self, job_id: str, timeout: float, is_final: Callable[[], bool]) -> None:
         """Return when `is_final()` holds, the job's end is published, or `timeout` passes;
         raises Redis's error if Redis does not answer at the start."""
         deadline = time.monotonic() + timeout
         self._start()
-        self._tried.wait(min(timeout, SUBSCRIBE_WAIT_SECONDS))
+        self._ends.tried.wait(min(timeout, SUBSCRIBE_WAIT_SECONDS))
         ended = threading.Event()
         with self._lock:  # listening before the first look, so an end between the two is not missed
             self._waiting.setdefault(job_id, set()).add(ended)
@@ -46,7 +41,7 @@ class JobEndWaits:
                 return
             while not is_final():
                 remaining = deadline - time.monotonic()
-                recheck = RECHECK_SECONDS if self._subscribed.is_set() else DOWN_RECHECK_SECONDS
+                recheck = RECHECK_SECONDS if self._ends.subscribed.is_set() else DOWN_RECHECK_SECONDS
                 if remaining <= 0 or ended.wait(min(remaining, recheck)):
                     return
         finally:
@@ -59,35 +54,13 @@ class JobEndWaits:
 
     def _start(self) -> None:
         with self._lock:
-            if self._thread is None:  # on first use, never at import (and after gunicorn's fork)
-                self._thread = threading.Thread(target=self._listen, name="job-end-waits", daemon=True)
-                self._thread.start()
+            if not self._started:  # on first use, never at import (and after gunicorn's fork)
+                self._started = True
+                self._ends.start()
 
     def close(self) -> None:
         """Stop listening (within a second); for tests."""
-        self._closed.set()
-
-    def _listen(self) -> None:
-        while not self._closed.is_set():
-            pubsub = None
-            try:
-                pubsub = self.events.subscribe_all_finished()
-                pubsub.get_message(timeout=1.0)  # the psubscribe confirmation: from here on nothing is missed
-                self._subscribed.set()
-                self._tried.set()
-                while not self._closed.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self._ended(job_id_of(message["channel"]))
-            except Exception as error:  # Redis is down: waiting requests look at their rows meanwhile
-                if self._subscribed.is_set():
-                    log.warning("long-poll subscription lost, reconnecting: %s", error)
-                self._subscribed.clear()
-                self._tried.set()
-                self._closed.wait(1.0)
-            finally:
-                if pubsub is not None:
-                    pubsub.close()
+        self._ends.stop()
 
     def _ended(self, job_id: str) -> None:
         with self._lock:

@@ -9,11 +9,16 @@ cancelled while the model was still talking.
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import redis
 
 from shared.deltas import DeltaBatcher
+
+log = logging.getLogger(__name__)
 
 FINAL_EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
 # While a job is live its events are kept this long at most; a finished job's
@@ -124,3 +129,44 @@ class JobEvents:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         pubsub.psubscribe(_finished_channel("*"))
         return pubsub
+
+
+class EndSubscription:
+    """A thread subscribed to every job's end, calling `on_end(job_id)` for each, and
+    subscribing again when Redis drops. `subscribed` is set while the subscription
+    holds; `tried` once the first attempt is over, whichever way it went."""
+
+    def __init__(self, events: JobEvents, on_end: Callable[[str], None], name: str):
+        self.events, self.on_end = events, on_end
+        self.subscribed, self.tried, self._stop = threading.Event(), threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> "EndSubscription":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening, within a second."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            pubsub = None
+            try:
+                pubsub = self.events.subscribe_all_finished()
+                pubsub.get_message(timeout=1.0)  # the psubscribe confirmation: from here on nothing is missed
+                self.subscribed.set()
+                self.tried.set()
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self.on_end(job_id_of(message["channel"]))
+            except Exception as error:  # Redis is down: users of the subscription check rows meanwhile
+                if self.subscribed.is_set():
+                    log.warning("%s: subscription to job ends lost, reconnecting: %s", self._thread.name, error)
+                self.subscribed.clear()
+                self.tried.set()
+                self._stop.wait(1.0)
+            finally:
+                if pubsub is not None:
+                    pubsub.close()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from shared.bootstrap import Services
-from shared.events import job_id_of
+from shared.events import EndSubscription
 from shared.providers import CancelToken
 
 log = logging.getLogger("parley.worker")
@@ -117,18 +117,16 @@ class EndWatcher:
     cancel): its model call is stopped at once."""
 
     def __init__(self, services: Services):
-        self.services = services
         self._tokens: dict[str, CancelToken] = {}
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="end-watcher", daemon=True)
-        self._stop = threading.Event()
+        self._ends = EndSubscription(services.events, self._ended, "end-watcher")  # leases tell while it is down
 
     def start(self) -> "EndWatcher":
-        self._thread.start()
+        self._ends.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
+        self._ends.stop()
 
     def watch(self, job_id: object) -> CancelToken:
         token = CancelToken()
@@ -139,22 +137,6 @@ class EndWatcher:
     def forget(self, job_id: object) -> None:
         with self._lock:
             self._tokens.pop(str(job_id), None)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            pubsub = None
-            try:
-                pubsub = self.services.events.subscribe_all_finished()
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self._ended(job_id_of(message["channel"]))
-            except Exception as error:  # Redis is down: leases still tell, retry shortly
-                log.debug("end watcher reconnecting: %s", error)
-                self._stop.wait(1.0)
-            finally:
-                if pubsub is not None:
-                    pubsub.close()
 
     def _ended(self, job_id: str) -> None:
         with self._lock:
