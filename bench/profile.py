@@ -96,6 +96,28 @@ class Profiler:
         return summaries
 
 
+class Measurement:
+    """CPU seconds by process over a window and, with `--profile`, py-spy summaries of it:
+    `start()`, `stop()`, then read `cpu` and `profiles`."""
+
+    def __init__(self, stack, tag: str):
+        from bench.cpu import CpuWindow
+
+        self.stack, self.tag = stack, tag
+        self.window, self.cpu, self.profiles = CpuWindow(stack.roles), {}, {}
+        self.profiler = Profiler(stack.base / "profiles") if stack.profile else None
+
+    def start(self) -> None:
+        self.window.start()
+        if self.profiler:
+            self.profiler.start_stack(self.stack, self.tag)
+
+    def stop(self) -> None:
+        self.cpu.update(self.window.stop())
+        if self.profiler:
+            self.profiles.update(self.profiler.results())
+
+
 if __name__ == "__main__":  # python -m bench.profile FILE...: summarise raw py-spy files
     for path in sys.argv[1:]:
         summary = summarise(Path(path), top=15)

@@ -19,8 +19,7 @@ import psutil
 
 from bench import seed, timeline
 from bench.client import AsyncApi
-from bench.cpu import CpuWindow
-from bench.profile import Profiler
+from bench.profile import Measurement
 from bench.report import Result, brief, spread
 from bench.stack import BenchStack
 
@@ -107,24 +106,12 @@ def run(stack: BenchStack, quick: bool) -> Result:
     users = [stack.new_user(f"capacity-{n}") for n in range(turns)]
     conversations = [seed.conversations(stack.services, user, 1, "capacity")[0] for user, _ in users]
     own = seed.conversations(stack.services, stack.user, turns, "capacity-one-user")
-    window, cpu, profiles = CpuWindow(stack.roles), {}, {}
-    profiler = Profiler(stack.base / "profiles") if stack.profile else None
-
-    def on_warm_start():
-        window.start()
-        if profiler:
-            profiler.start_stack(stack, "capacity")
-
-    def on_warm_stop():
-        cpu.update(window.stop())
-        if profiler:
-            profiles.update(profiler.results())
-
+    measured = Measurement(stack, "capacity")
     rss = PeakRss(worker.process.pid)
     idle_rss = psutil.Process(worker.process.pid).memory_info().rss
     try:
         cold, warm, one_user = asyncio.run(rounds(stack, conversations, [key for _, key in users], own,
-                                                  on_warm_start, on_warm_stop))
+                                                  measured.start, measured.stop))
     finally:
         rss.stop()
     high_water = rss.high_water()
@@ -137,7 +124,7 @@ def run(stack: BenchStack, quick: bool) -> Result:
     result.show("first round (threads, connections opened)", cold.describe())
     result.show("second round", warm.describe())
     result.show(f"one user's {turns} turns (not checked)", one_user.describe())
-    per_turn = {role: round(seconds / turns * 1000, 2) for role, seconds in cpu.items()}
+    per_turn = {role: round(seconds / turns * 1000, 2) for role, seconds in measured.cpu.items()}
     busy = sum(value for role, value in per_turn.items() if role in stack.roles())  # not idle, not others
     result.show("CPU ms per turn, second round", ", ".join(f"{role} {value:g}" for role, value in per_turn.items()))
     result.show("CPU bound", f"{busy:.1f} ms of CPU per turn x {turns} turns on {os.cpu_count()} cores = "
@@ -152,6 +139,6 @@ def run(stack: BenchStack, quick: bool) -> Result:
                 for name, r in (("cold", cold), ("warm", warm), ("one_user", one_user))},
         failures=failed[:20], idle_rss_mb=round(idle_rss / 2**20, 1), sampled_peak_rss_mb=round(rss.peak / 2**20, 1),
         vmhwm_mb=round(high_water / 2**20, 1), cpu_ms_per_turn=per_turn)
-    if profiler:
-        result.figures["profiles"] = profiles
+    if measured.profiler:
+        result.figures["profiles"] = measured.profiles
     return result

@@ -14,8 +14,7 @@ import time
 
 from bench import seed, timeline
 from bench.client import AsyncApi
-from bench.cpu import CpuWindow
-from bench.profile import Profiler
+from bench.profile import Measurement
 from bench.report import Result, brief, spread
 from bench.stack import BenchStack
 
@@ -53,22 +52,10 @@ def run(stack: BenchStack, quick: bool) -> Result:
     stack.model_control(delay_ms=0)
     clients, warmup, seconds = (16, 2, 5) if quick else (48, 3, 20)
     users = [stack.new_user(f"load-{n}") for n in range(clients)]
-    window, cpu, profiles = CpuWindow(stack.roles), {}, {}
-    profiler = Profiler(stack.base / "profiles") if stack.profile else None
-
-    def on_start():
-        window.start()
-        if profiler:
-            profiler.start_stack(stack, "throughput")
-
-    def on_stop():
-        cpu.update(window.stop())
-        if profiler:
-            profiles.update(profiler.results())
-
-    done = asyncio.run(load(stack, users, warmup, seconds, on_start, on_stop))
+    measured = Measurement(stack, "throughput")
+    done = asyncio.run(load(stack, users, warmup, seconds, measured.start, measured.stop))
     rate = len(done) / seconds
-    per_turn = {role: round(value / max(1, len(done)) * 1000, 2) for role, value in cpu.items()}
+    per_turn = {role: round(value / max(1, len(done)) * 1000, 2) for role, value in measured.cpu.items()}
     pipeline = sum(per_turn[role] for role in ("api", "worker", "postgres", "redis"))
     result = Result(4, "throughput", config={"clients": clients, "seconds": seconds, "model_delay_ms": 0,
                                              "workers": f"{WORKERS[0]} processes x {WORKERS[1]} threads",
@@ -82,7 +69,7 @@ def run(stack: BenchStack, quick: bool) -> Result:
     result.figures.update(turns=len(done), latency=spread([s for s, _ in done]), cpu_ms_per_turn=per_turn,
                           pipeline_cpu_ms_per_turn=round(pipeline, 2),
                           phases_p50_ms=timeline.medians([p for _, p in done]))
-    if profiler:
-        result.figures["profiles"] = profiles
+    if measured.profiler:
+        result.figures["profiles"] = measured.profiles
         result.show("profiles", f"{stack.base / 'profiles'} (py-spy --gil, raw collapsed stacks)")
     return result
