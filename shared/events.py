@@ -17,10 +17,11 @@ from typing import Callable
 import redis
 
 from shared.deltas import DeltaBatcher
+from shared.models import FINAL_STATUSES
 
 log = logging.getLogger(__name__)
 
-FINAL_EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
+FINAL_EVENTS = tuple(f"job.{status}" for status in FINAL_STATUSES)
 # While a job is live its events are kept this long at most; a finished job's
 # for `events_ttl`.
 LIVE_TTL_SECONDS = 24 * 3600

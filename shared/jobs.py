@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.events import JobEvents
-from shared.models import Job
+from shared.models import ACTIVE_STATUSES, Job
 from shared.tasks import Dispatcher
 
 log = logging.getLogger("parley.jobs")
@@ -52,7 +52,7 @@ def next_queued(session: Session, conversation_id: object) -> str | None:
     """The conversation's first waiting job, if none of its jobs is running."""
     row = session.execute(
         select(Job.id, Job.status).where(Job.conversation_id == conversation_id,
-                                         Job.status.in_(("queued", "running")))
+                                         Job.status.in_(ACTIVE_STATUSES))
         .order_by(Job.position).limit(1)).first()
     return str(row.id) if row is not None and row.status == "queued" else None
 

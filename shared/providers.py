@@ -128,8 +128,8 @@ class RetryingProvider:
 
     def complete(self, request: ModelRequest) -> ModelReply:
         cancel = request.cancel or CancelToken()
-        max_retries = min(self.policy.max_retries, self.policy.max_retries if request.max_retries is None
-                          else request.max_retries)
+        max_retries = (self.policy.max_retries if request.max_retries is None
+                       else min(request.max_retries, self.policy.max_retries))
         started, retry = time.monotonic(), 0
         while True:
             emitted = False
@@ -178,7 +178,6 @@ class AnthropicProvider:
 
     def __init__(self, api_key: str, base_url: str | None, timeout: float):
         import anthropic
-
         import httpx2
 
         self._anthropic = anthropic
