@@ -10,7 +10,13 @@ from pathlib import Path
 
 from gunicorn.glogging import Logger
 
+from shared.config import load_settings
+from shared.local_stack import require
 from shared.logs import formatter  # gunicorn puts its working directory (the repo) on sys.path first
+
+# Checked here, in the master, before any worker starts: a bad setting is one line and
+# exit status 2, not a traceback from every worker that gunicorn restarts in a loop.
+require(load_settings(), "database_url", "redis_url")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,7 +25,12 @@ worker_class = "gthread"
 threads = int(os.environ.get("API_THREADS", "32"))
 timeout = 120
 graceful_timeout = 30
-keepalive = 5
+# Idle keep-alive connections are closed after this long. It must outlast the idle
+# timeouts of whatever reuses them (load balancers: 60 s; clients' pools: 5-60 s), so the
+# other side always closes first: a server that closes a connection at the moment a
+# client reuses it turns that request into a reset (ReadError, or a proxy's 502). Idle
+# connections wait in gthread's poller, not in a thread.
+keepalive = 75
 accesslog = None  # the app logs one JSON line per request, with its request id
 
 METRICS_DIR = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -15,8 +15,8 @@ import sys
 
 from sqlalchemy.orm import Session
 
-from shared.config import load_settings
 from shared.db import make_engine, make_sessions, unit_of_work
+from shared.local_stack import tool_settings
 from shared.users import find_keys, find_user, get_or_create_user, issue_key, list_keys, revoke_key
 
 COMMANDS = ("issue", "list", "revoke", "create-user")
@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     actions = {"issue": issue, "list": list_, "revoke": revoke, "create-user": create_user}
     target = args.key.strip() if args.command == "revoke" else _name(parser, args.name)
 
-    engine = make_engine(load_settings().sqlalchemy_url, pool_size=1)
+    # The environment's DATABASE_URL, else the one of a `make run` running beside this.
+    engine = make_engine(tool_settings("database_url").sqlalchemy_url, pool_size=1)
     try:
         with unit_of_work(make_sessions(engine)) as session:
             lines = actions[args.command](session, target)

@@ -17,8 +17,10 @@ from pathlib import Path
 
 from honcho.manager import Manager
 
+from devstack.ports import port_problem
 from shared.config import ROOT, Settings, load_settings
 from shared.db import make_engine, make_sessions, unit_of_work
+from shared.local_stack import config_errors, config_failure, publish, running, withdraw
 from shared.logs import configure_logging
 from shared.users import authenticate, get_or_create_user, issue_key
 
@@ -92,12 +94,30 @@ def worker_metrics(settings: Settings, workers: int) -> str:
     return f"  (workers: ports {settings.worker_metrics_port}..{settings.worker_metrics_port + workers})"
 
 
+def worker_count() -> int:
+    raw = os.environ.get("WORKERS", "1").strip()
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        config_failure(f"WORKERS: must be a whole number from 1 to 64, not {raw!r}")
+    return int(raw)
+
+
 def main() -> int:
+    with config_errors():
+        return run()
+
+
+def run() -> int:
     settings = load_settings()
     configure_logging("WARNING", settings.log_format)
+    workers = worker_count()
     var_dir = settings.var_dir
+    if running(var_dir):  # its PostgreSQL owns var/postgres: a second one would fail half-way
+        config_failure(f"VAR_DIR: another `make run` is using {var_dir}; stop it first, or set VAR_DIR")
+    if problem := port_problem(settings, workers):
+        config_failure(problem)  # before anything starts: nothing to stop
     var_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    published = False
     embedded = []
     manager = Manager()
     python = shlex.quote(sys.executable)
@@ -123,7 +143,6 @@ def main() -> int:
 
         manager.add_process("api", f"{python} -m gunicorn -c api/gunicorn_conf.py -b 127.0.0.1:{settings.port} "
                                    "api.wsgi:app", env=env, cwd=ROOT)
-        workers = int(os.environ.get("WORKERS", "1"))
         for n in range(1, workers + 1):
             manager.add_process(f"worker{n}", f"{python} -m celery -A worker.celery_app worker --pool threads "
                                               f"--concurrency {settings.worker_concurrency} -Q parley.turns "
@@ -139,12 +158,15 @@ def main() -> int:
               f"  Flower  http://127.0.0.1:{settings.flower_port}  (user parley, password in var/flower-password)\n"
               f"  API key {key}  (saved in var/dev-api-key)\n"
               f"  Metrics http://127.0.0.1:{settings.port}/metrics{worker_metrics(settings, workers)}\n", flush=True)
+        published = bool(publish(var_dir, env))  # `make user`, `python -m worker.check` beside this find them
         manager.loop()
         return manager.returncode or 0
     except subprocess.CalledProcessError as error:
         print(f"start-up failed: {error}", file=sys.stderr)
         return 1
     finally:
+        if published:
+            withdraw(var_dir)
         for server in reversed(embedded):
             server.stop()
 

@@ -12,6 +12,7 @@ from celery.signals import worker_ready, worker_shutdown
 
 from shared.bootstrap import Services, bootstrap
 from shared.config import load_settings
+from shared.local_stack import require
 from shared.tasks import REPLY_TASK, WEBHOOK_TASK, Dispatcher, make_celery
 from worker import observability
 from worker.lease import EndWatcher
@@ -20,7 +21,7 @@ from worker.retry import backoff
 from worker.sweeper import Sweeper
 from worker.webhooks import deliver
 
-settings = load_settings()
+settings = require(load_settings(), "database_url", "redis_url")  # else one line and exit 2, no traceback
 observability.install(settings)  # JSON logs with job and request ids; metrics on WORKER_METRICS_PORT
 app = make_celery(settings, "parley-worker")
 app.set_default()

@@ -185,9 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from shared.bootstrap import bootstrap
-    from shared.config import load_settings
+    from shared.local_stack import tool_settings
 
-    services = bootstrap(load_settings())
+    # The environment's services, else those of a `make run` running beside this.
+    services = bootstrap(tool_settings("database_url", "redis_url"))
     try:
         report = check(services, grace=args.grace, read_entries=not args.list_only)
     finally:
