@@ -24,7 +24,7 @@ from shared.users import get_or_create_user, issue_key
 # Small enough that a few long messages overflow it.
 TEST_CONTEXT_TOKENS = 300
 # Models a conversation may choose besides the default (ALLOWED_MODELS).
-ALLOWED_TEST_MODELS = ("claude-haiku-4-5", "claude-opus-4-1")
+ALLOWED_TEST_MODELS = ("claude-haiku-4-5", "claude-opus-4-8")
 # Secrets are distinctive strings, so tests/security can prove no log or response carries them.
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "aws-secret-7c41e9d05b",
            "AWS_DEFAULT_REGION": "us-east-1"}

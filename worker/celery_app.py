@@ -11,6 +11,7 @@ from celery import Task, shared_task
 from celery.signals import worker_ready, worker_shutdown
 
 from shared.bootstrap import Services, bootstrap
+from shared.catalog import require_current_models
 from shared.config import load_settings
 from shared.local_stack import require
 from shared.tasks import REPLY_TASK, WEBHOOK_TASK, Dispatcher, make_celery
@@ -22,6 +23,7 @@ from worker.sweeper import Sweeper
 from worker.webhooks import deliver
 
 settings = require(load_settings(), "database_url", "redis_url")  # else one line and exit 2, no traceback
+require_current_models(settings)  # a retired or unknown MODEL / ALLOWED_MODELS: one line, exit 2
 observability.install(settings)  # JSON logs with job and request ids; metrics on WORKER_METRICS_PORT
 app = make_celery(settings, "parley-worker")
 app.set_default()

@@ -65,7 +65,7 @@ def first_token(stack: BenchStack, samples: int) -> tuple[list[float], list[floa
     stack.model_control(**MODEL)
     api, http = Api(stack.api_url, stack.key), httpx2.Client(timeout=30)
     through, direct, spans = [], [], []
-    model = getattr(stack.settings, "default_model", None) or getattr(stack.settings, "model", "claude-sonnet-4-5")
+    model = getattr(stack.settings, "default_model", None) or stack.settings.model
     try:
         for i in range(samples + 5):
             if i % 10 == 0:

@@ -90,7 +90,7 @@ def test_make_run_serves_a_conversation_and_stops_cleanly(tmp_path, provider):
         logs = list((tmp_path / "var" / "storage").rglob("*.json"))
         assert len(logs) == 1 and conversation_id in str(logs[0])
         answered_by = json.loads(logs[0].read_text())["messages"][1]["model"]
-        assert answered_by == (Settings(_env_file=None).bedrock_model_id if provider == "bedrock" else "claude-sonnet-4-5")
+        assert answered_by == (Settings(_env_file=None).bedrock_model_id if provider == "bedrock" else Settings(_env_file=None).model)
         socket_dir = (tmp_path / "var" / "postgres" / "postmaster.pid").read_text().splitlines()[4]
         with psycopg.connect(host=socket_dir, dbname="postgres", user="postgres") as db:
             row = db.execute("SELECT message_count FROM conversations WHERE conversation_id = %s",

@@ -15,7 +15,7 @@ import requests
 from offline_model import OfflineModelServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MODEL = "claude-offline-test"
+MODEL = "claude-sonnet-5-5"
 DEFAULTS = {"delay_ms": 0, "chunk_chars": 8, "stream_delay_ms": 0}
 
 

@@ -14,6 +14,8 @@ from shared.providers import (
     AnthropicProvider, BedrockProvider, CancelToken, ModelError, ModelRequest, RetryingProvider, RetryPolicy,
 )
 
+# A current model of each provider (the offline model refuses unknown and retired ids, as the real ones do).
+MODELS = {"anthropic": "claude-sonnet-5-5", "bedrock": "global.anthropic.claude-sonnet-5-5"}
 FAST = RetryPolicy(max_retries=3, budget_seconds=10, base_seconds=0.01, cap_seconds=0.05)
 
 
@@ -32,7 +34,9 @@ def provider(request, server, monkeypatch):
         for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
             monkeypatch.setenv(name, value)
         inner = BedrockProvider("us-east-1", server.url, timeout=5)
-    return RetryingProvider(inner, FAST)
+    wrapped = RetryingProvider(inner, FAST)
+    wrapped.model = MODELS[request.param]  # the id this provider's tests ask for
+    return wrapped
 
 
 def faults(server, *names: str) -> None:
@@ -41,7 +45,8 @@ def faults(server, *names: str) -> None:
 
 def ask(provider, text: str = "Hello there", **kwargs):
     deltas, resets = [], []
-    request = ModelRequest(system="Be brief.", messages=[{"role": "user", "content": text}], model="claude-test",
+    request = ModelRequest(system="Be brief.", messages=[{"role": "user", "content": text}],
+                           model=getattr(provider, "model", MODELS["anthropic"]),
                            max_tokens=100, on_text=deltas.append, on_reset=lambda: resets.append(len(deltas)),
                            **kwargs)
     return provider.complete(request), deltas, resets
@@ -57,10 +62,10 @@ def test_streams_text_and_reports_usage(provider):
 def test_the_next_turn_reads_the_prompt_cache(provider):
     system = f"Be brief. {uuid.uuid4()}"  # a prompt the cache has not seen
     history = [{"role": "user", "content": "cache me please"}]
-    first = provider.complete(ModelRequest(system, history, "claude-test", 100))
+    first = provider.complete(ModelRequest(system, history, provider.model, 100))
     assert first.cache_creation_input_tokens > 0 and first.cache_read_input_tokens == 0
     history += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "and again"}]
-    second = provider.complete(ModelRequest(system, history, "claude-test", 100))
+    second = provider.complete(ModelRequest(system, history, provider.model, 100))
     assert second.cache_read_input_tokens == first.cache_creation_input_tokens
     assert second.cache_creation_input_tokens > 0  # the new turn, for the turn after
 
@@ -132,7 +137,7 @@ def _aws_region(monkeypatch):
 def test_summary_follows_the_cached_system_prompt_and_stop_reason_is_reported(provider, server):
     requests.delete(f"{server.url}/_requests", timeout=5)
     system = f"Be brief. {uuid.uuid4()}"
-    request = ModelRequest(system, [{"role": "user", "content": "hi"}], "claude-test", 3, summary="They met in Oslo.")
+    request = ModelRequest(system, [{"role": "user", "content": "hi"}], provider.model, 3, summary="They met in Oslo.")
     reply = provider.complete(request)
     assert reply.stop_reason == "max_tokens" and reply.output_tokens == 3
     sent = requests.get(f"{server.url}/_requests", timeout=5).json()["requests"][-1]["system"]

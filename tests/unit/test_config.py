@@ -47,7 +47,7 @@ def test_defaults():
     assert s.storage_url is None
     assert s.s3_endpoint_url is None
     assert s.var_dir == ROOT / "var" == REPO_ROOT / "var"
-    assert s.model == "claude-sonnet-4-5"
+    assert s.model == "claude-sonnet-5-5"
     assert s.max_tokens == 1024
     assert s.max_context_tokens == 8000
     assert s.port == 5000
