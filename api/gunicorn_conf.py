@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gunicorn.glogging import Logger
 
+from shared.catalog import require_current_models
 from shared.config import load_settings
 from shared.local_stack import require
 from shared.logs import formatter  # gunicorn puts its working directory (the repo) on sys.path first
@@ -17,6 +18,8 @@ from shared.logs import formatter  # gunicorn puts its working directory (the re
 # Checked here, in the master, before any worker starts: a bad setting is one line and
 # exit status 2, not a traceback from every worker that gunicorn restarts in a loop.
 require(load_settings(), "database_url", "redis_url")
+# Likewise a model that was retired or that the provider does not know (shared/catalog.py).
+require_current_models(load_settings())
 
 ROOT = Path(__file__).resolve().parent.parent
 
