@@ -1,11 +1,10 @@
-"""Webhook pieces the API and the worker share: the signature, the secret, URL checks."""
+"""Webhook pieces the API and the worker share: the signature, the secret, URL and address checks."""
 from __future__ import annotations
 
 import hashlib
 import hmac
 import ipaddress
 import secrets
-import socket
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
@@ -45,15 +44,37 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def blocked_address(url: str) -> str | None:
-    """Why `url` must not be called (it resolves to a non-public address), or None."""
-    host = urlsplit(url).hostname or ""
+# Ranges that carry an IPv4 address inside an IPv6 one: IPv4-mapped, IPv4-compatible,
+# NAT64 (well-known and local-use prefixes), 6to4 and Teredo. The packet really goes to the
+# embedded IPv4 (or a translator picks one), so the wrapper is refused outright.
+_EMBEDS_IPV4 = tuple(map(ipaddress.ip_network, (
+    "::ffff:0:0/96", "::/96", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32")))
+# Not for hosts on the public internet, and not all of them caught by `is_global` on
+# every Python version: IETF protocol assignments, the 6to4 relay, benchmarking,
+# multicast, the reserved block and broadcast, IPv6 multicast.
+_NOT_PUBLIC = tuple(map(ipaddress.ip_network, (
+    "0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.88.99.0/24", "198.18.0.0/15", "224.0.0.0/4",
+    "240.0.0.0/4", "ff00::/8")))
+
+
+def address_problem(address: str) -> str | None:
+    """Why a callback must not connect to `address` (an IP as resolved), or None."""
     try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError) as error:
-        return f"cannot resolve {host!r}: {error}"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not address.is_global:
-            return f"{host!r} resolves to a non-public address ({address})"
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return f"{address!r} is not an IP address"
+    if ip.version == 6 and any(ip in network for network in _EMBEDS_IPV4):
+        return f"{ip} wraps an IPv4 address (IPv4-mapped, NAT64, 6to4 or Teredo)"
+    if not ip.is_global or ip.is_multicast or ip.is_reserved or any(ip in network for network in _NOT_PUBLIC):
+        return f"{ip} is not a public address"
+    return None
+
+
+def refused_addresses(host: str, addresses: list[str]) -> str | None:
+    """Why `host`, resolved to `addresses`, must not be called, or None: every one must be public."""
+    if not addresses:
+        return f"{host!r} resolves to no address"
+    for address in addresses:
+        if problem := address_problem(address):
+            return f"{host!r} resolves to a non-public address: {problem}"
     return None

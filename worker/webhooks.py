@@ -2,26 +2,28 @@
 
 Runs as its own task on its own queue, so a slow receiver never delays a turn.
 Each attempt is recorded on the job; the sweeper re-sends deliveries whose task
-was lost. Signature: see shared/webhooks.sign.
+was lost. Signature: see shared/webhooks.sign. How one attempt is bounded and where it
+may connect: worker/webhook_client.py.
 """
 from __future__ import annotations
 
 import json
 import logging
 import random
+import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-import httpx2
 from sqlalchemy import text
 
 from shared.bootstrap import Services
 from shared.jobs import final_event, job_to_dict
 from shared.models import Job, User
 from shared.tasks import Dispatcher
-from shared.webhooks import blocked_address, sign
+from shared.config import Settings
+from shared.webhooks import sign
+from worker.webhook_client import Attempt, WebhookClient
 
 log = logging.getLogger("parley.webhooks")
 
@@ -43,23 +45,28 @@ _RECORD = text("""
 """)
 
 
-@dataclass(frozen=True)
-class Attempt:
-    status_code: int | None
-    error: str | None
-    duration_ms: int
-
-    @property
-    def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
+_client: tuple[Settings, WebhookClient] | None = None
+_client_lock = threading.Lock()
 
 
-def deliver(services: Services, job_id: str, dispatcher: Dispatcher) -> None:
+def client_for(settings: Settings) -> WebhookClient:
+    """The process's webhook client, made on first use (its TLS context is costly to build)."""
+    global _client
+    with _client_lock:
+        if _client is None or _client[0] is not settings:
+            _client = settings, WebhookClient(settings.webhook_timeout_seconds,
+                                              allow_private=settings.webhook_allow_private_addresses,
+                                              proxy_url=settings.webhook_proxy_url)
+        return _client[1]
+
+
+def deliver(services: Services, job_id: str, dispatcher: Dispatcher, client: WebhookClient | None = None) -> None:
     """One delivery attempt, if the job's webhook is due."""
     settings = services.settings
+    client = client or client_for(settings)
     job_uuid = uuid.UUID(job_id)
     with services.engine.begin() as connection:
-        held = connection.execute(_CLAIM, {"id": job_uuid, "hold": settings.webhook_timeout_seconds + 30}).first()
+        held = connection.execute(_CLAIM, {"id": job_uuid, "hold": client.timeout + 30}).first()
     if held is None:
         return  # delivered, given up, not due yet, or another deliverer has it
     with services.sessions() as session:
@@ -69,15 +76,12 @@ def deliver(services: Services, job_id: str, dispatcher: Dispatcher) -> None:
         url, event, finished_at = job.callback_url, final_event(job), job.finished_at
     number = len(payload.pop("webhook")["attempts"]) + 1  # the receiver gets the job, not our bookkeeping
 
-    blocked = None if settings.webhook_allow_private_addresses else blocked_address(url)
-    if blocked:
-        attempt, permanent = Attempt(None, f"refused: {blocked}", 0), True
-    else:
-        attempt, permanent = _post(url, payload, event, number, secret or "", settings.webhook_timeout_seconds), False
+    attempt = _post(client, url, payload, event, number, secret or "")
     delay = min(settings.webhook_backoff_seconds * 2 ** (number - 1), MAX_BACKOFF_SECONDS)
     delay *= random.uniform(0.5, 1.0)  # jitter, so a receiver that recovers is not hit all at once
     window_ends = finished_at + timedelta(seconds=settings.webhook_retry_window_seconds)
-    retry = not attempt.ok and not permanent and datetime.now(timezone.utc) + timedelta(seconds=delay) <= window_ends
+    in_window = datetime.now(timezone.utc) + timedelta(seconds=delay) <= window_ends
+    retry = not attempt.ok and not attempt.permanent and in_window
     status = "delivered" if attempt.ok else ("pending" if retry else "failed")
     entry = {"attempt": number, "at": datetime.now(timezone.utc).isoformat(), "status_code": attempt.status_code,
              "error": attempt.error, "duration_ms": attempt.duration_ms}
@@ -89,7 +93,7 @@ def deliver(services: Services, job_id: str, dispatcher: Dispatcher) -> None:
         dispatcher.webhook(job_id, countdown=delay)
 
 
-def _post(url: str, payload: dict, event: str, number: int, secret: str, timeout: float) -> Attempt:
+def _post(client: WebhookClient, url: str, payload: dict, event: str, number: int, secret: str) -> Attempt:
     body = json.dumps(payload, separators=(",", ":")).encode()
     timestamp = str(int(time.time()))
     headers = {
@@ -101,13 +105,4 @@ def _post(url: str, payload: dict, event: str, number: int, secret: str, timeout
         "Parley-Timestamp": timestamp,
         "Parley-Signature": sign(secret, timestamp, body),
     }
-    started = time.monotonic()
-    try:
-        response = httpx2.post(url, content=body, headers=headers, timeout=timeout, follow_redirects=False)
-        return Attempt(response.status_code, None, _ms_since(started))
-    except httpx2.HTTPError as error:
-        return Attempt(None, f"{type(error).__name__}: {error}"[:500], _ms_since(started))
-
-
-def _ms_since(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
+    return client.post(url, body, headers)
