@@ -46,6 +46,8 @@ class ReplyPrinter:
                 self.started, self.shown = False, ""
             self._write(content[len(self.shown):])
             self.out.write("\n")
+            if note := _outcome_note(job.get("reply") or {}):
+                self.out.write(note + "\n")
         else:
             error = job.get("error") or {}
             reason = f"{error.get('type', status)}: {error.get('message', '')}".rstrip(": ")
@@ -133,3 +135,12 @@ def chat(parley: Parley, out: TextIO = sys.stdout, conversation_id: str | None =
     except KeyboardInterrupt:  # at a prompt: leave quietly
         out.write("\n")
         return 130
+
+
+def _outcome_note(reply: dict) -> str | None:
+    """A line under a reply that is not a plain, complete answer (see the README's table)."""
+    if reply.get("outcome") == "refused":
+        return f"[refused: {reply.get('notice') or 'Claude declined to answer; rephrase to go on.'}]"
+    if reply.get("outcome") == "truncated":
+        return f"[cut short ({reply.get('stop_reason')}): say \"continue\" for the rest]"
+    return None

@@ -101,6 +101,17 @@ def test_final_reply_completes_text_the_stream_did_not_show():
     assert talk(server)[1] == "claude> Hello there\n"
 
 
+def test_refused_and_truncated_replies_say_so_under_the_text():
+    refused = succeeded("Hello..")
+    refused["reply"].update(outcome="refused", stop_reason="refusal", notice="Claude declined: cyber. Rephrase.")
+    assert talk(Server(sse(("job.succeeded", refused))))[1] == \
+        "claude> Hello..\n[refused: Claude declined: cyber. Rephrase.]\n"
+    cut = succeeded("Once upon a")
+    cut["reply"].update(outcome="truncated", stop_reason="max_tokens")
+    assert talk(Server(sse(("job.succeeded", cut))))[1] == \
+        'claude> Once upon a\n[cut short (max_tokens): say "continue" for the rest]\n'
+
+
 def test_failed_and_cancelled_jobs_say_why():
     failed = {"id": JOB, "status": "failed", "error": {"type": "model_timeout", "message": "Too slow."}}
     status, out = talk(Server(sse(("message.delta", {"text": "Hi"}), ("job.failed", failed))))
