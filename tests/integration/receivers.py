@@ -67,6 +67,17 @@ class RawReceiver:
         self.listener.close()
 
 
+class Resolver:
+    """Answers each lookup with the next of `answers` (the last one repeats), and counts lookups."""
+
+    def __init__(self, *answers: list[str]):
+        self.answers, self.lookups = list(answers), 0
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.lookups += 1
+        return self.answers[min(self.lookups, len(self.answers)) - 1]
+
+
 def _read_request(connection: socket.socket) -> tuple[bytes, bytes]:
     data = b""
     while b"\r\n\r\n" not in data:
@@ -129,6 +140,13 @@ def status(code: int, *headers: bytes) -> Callable[[socket.socket, RawReceiver],
     def answer(connection: socket.socket, receiver: RawReceiver) -> None:
         receiver.send(connection, b"HTTP/1.1 %d X\r\n%bContent-Length: 0\r\nConnection: close\r\n\r\n"
                       % (code, b"".join(h + b"\r\n" for h in headers)))
+    return answer
+
+
+def in_turn(*answers: Callable[[socket.socket, RawReceiver], None]) -> Callable[[socket.socket, RawReceiver], None]:
+    """The first request gets the first answer, the second the second, and so on (the last repeats)."""
+    def answer(connection: socket.socket, receiver: RawReceiver) -> None:
+        answers[min(len(receiver.requests), len(answers)) - 1](connection, receiver)
     return answer
 
 

@@ -7,24 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.integration.receivers import (RawReceiver, certificates, endless_body, header, status,
+from tests.integration.receivers import (RawReceiver, Resolver, certificates, endless_body, header, status,
                                          trickled_body, trickled_status)
 from worker.webhook_client import MAX_RESPONSE_BYTES, WebhookClient
 
 DEADLINE = 0.5  # WEBHOOK_TIMEOUT_SECONDS for these attempts
 HOST = "hooks.example.test"
 BODY = b'{"id":"job"}'
-
-
-class Resolver:
-    """Answers each lookup with the next of `answers` (the last one repeats), and counts lookups."""
-
-    def __init__(self, *answers: list[str]):
-        self.answers, self.lookups = list(answers), 0
-
-    def __call__(self, host: str, port: int) -> list[str]:
-        self.lookups += 1
-        return self.answers[min(self.lookups, len(self.answers)) - 1]
 
 
 @pytest.fixture()

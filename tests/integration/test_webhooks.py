@@ -5,11 +5,19 @@ import hashlib
 import hmac
 import json
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+from sqlalchemy import func
 
+from shared.models import Conversation, Job
 from tests.integration.helpers import new_conversation, wait_job
+from tests.integration.receivers import (RawReceiver, Resolver, endless_body, in_turn, status,
+                                         trickled_status)
+from worker.webhook_client import WebhookClient
+from worker.webhooks import deliver
 
 
 class Receiver:
@@ -163,3 +171,93 @@ def test_secret_rotation(client, alice, bob):
     rotated = client.post("/v1/webhook-secret/rotate", headers=alice).get_json()["secret"]
     assert rotated != first and rotated.startswith("whsec_")
     assert client.get("/v1/webhook-secret", headers=bob).get_json()["secret"] not in (first, rotated)
+
+
+@pytest.fixture()
+def raw_receiver():
+    made: list[RawReceiver] = []
+
+    def make(*args, **kwargs) -> RawReceiver:
+        made.append(RawReceiver(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
+def attempts_of(webhook: dict) -> list[tuple]:
+    return [(a["attempt"], a["status_code"], a["error"]) for a in webhook["attempts"]]
+
+
+def test_a_trickling_receiver_is_cut_at_the_deadline_and_recorded(client, alice, raw_receiver, stack):
+    hook = raw_receiver(in_turn(trickled_status(), status(204)))
+    job = submit_with_callback(client, alice, "Hello", f"http://127.0.0.1:{hook.port}/hook")
+
+    webhook = webhook_of(client, alice, job["id"], {"delivered"})
+    deadline = f"{stack.settings.webhook_timeout_seconds:g}"  # WEBHOOK_TIMEOUT_SECONDS=2 in tests
+    assert attempts_of(webhook) == [(1, None, f"no response within the {deadline} s deadline"), (2, 204, None)]
+    assert hook.dropped.is_set() and len(hook.requests) == 2
+
+
+def test_a_redirect_is_recorded_and_not_followed(client, alice, raw_receiver):
+    elsewhere = raw_receiver(status(204))
+    hook = raw_receiver(in_turn(status(307, b"Location: http://127.0.0.1:%d/" % elsewhere.port), status(204)))
+    job = submit_with_callback(client, alice, "Hello", f"http://127.0.0.1:{hook.port}/hook")
+
+    webhook = webhook_of(client, alice, job["id"], {"delivered"})
+    assert attempts_of(webhook) == [(1, 307, "redirect not followed"), (2, 204, None)]
+    assert elsewhere.requests == []
+
+
+def peak_memory(pid: int) -> int:
+    """The process's peak resident memory so far, in bytes (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_an_endless_body_leaves_the_workers_memory_flat(client, alice, raw_receiver, stack):
+    offered = 256 * 1024 * 1024  # what a receiver that reads everything would keep
+    webhooks_worker = stack.workers[1].process.pid
+    before = peak_memory(webhooks_worker)
+    hook = raw_receiver(endless_body(offered))
+    job = submit_with_callback(client, alice, "Hello", f"http://127.0.0.1:{hook.port}/hook")
+
+    webhook = webhook_of(client, alice, job["id"], {"delivered", "failed"})
+    assert attempts_of(webhook) == [(1, 200, None)]
+    assert peak_memory(webhooks_worker) - before < 32 * 1024 * 1024
+    assert hook.dropped.wait(5) and hook.sent < offered
+
+
+def ended_job(stack, client, headers, url: str) -> str:
+    """A job that has just ended with its webhook due, sent to no deliverer: the test's own is the only one."""
+    conversation_id = uuid.UUID(new_conversation(client, headers))
+    with stack.services.sessions.begin() as session:
+        user_id = session.get(Conversation, conversation_id).user_id
+        job = Job(user_id=user_id, conversation_id=conversation_id, status="cancelled", request={"content": "Hi"},
+                  finished_at=func.now(), callback_url=url, webhook_status="pending", webhook_next_at=func.now())
+        session.add(job)
+        session.flush()
+        return str(job.id)
+
+
+class NoDispatch:
+    def webhook(self, job_id, countdown=None) -> None:
+        raise AssertionError("a refused delivery is not retried")
+
+
+def test_a_host_resolving_to_an_internal_address_is_refused_on_the_job(client, alice, raw_receiver, stack):
+    hook = raw_receiver(status(204))
+    job_id = ended_job(stack, client, alice, f"http://hooks.example.test:{hook.port}/hook")
+    resolver = Resolver(["169.254.169.254", "127.0.0.1"])
+
+    deliver(stack.services, job_id, NoDispatch(), WebhookClient(0.5, resolver=resolver))
+
+    webhook = client.get(f"/v1/jobs/{job_id}", headers=alice).get_json()["webhook"]
+    assert webhook["status"] == "failed" and resolver.lookups == 1
+    (attempt,) = webhook["attempts"]
+    assert attempt["error"] == ("refused: 'hooks.example.test' resolves to a non-public address: "
+                                "169.254.169.254 is not a public address")
+    assert hook.requests == []
