@@ -157,7 +157,9 @@ def run() -> int:
         print(f"\n  API     http://127.0.0.1:{settings.port}\n"
               f"  Flower  http://127.0.0.1:{settings.flower_port}  (user parley, password in var/flower-password)\n"
               f"  API key {key}  (saved in var/dev-api-key)\n"
-              f"  Metrics http://127.0.0.1:{settings.port}/metrics{worker_metrics(settings, workers)}\n", flush=True)
+              f"  Metrics http://127.0.0.1:{settings.port}/metrics{worker_metrics(settings, workers)}\n"
+              "  Webhooks may call private and loopback addresses here (WEBHOOK_ALLOW_PRIVATE_ADDRESSES=true);"
+              " deployments refuse them\n", flush=True)
         published = bool(publish(var_dir, env))  # `make user`, `python -m worker.check` beside this find them
         manager.loop()
         return manager.returncode or 0
