@@ -1,12 +1,13 @@
 """/v1/conversations: create, list, read, change, delete, and post messages; /v1/models."""
 from __future__ import annotations
 
-from flask import jsonify, make_response
+from flask import Response, jsonify, make_response
 from flask_openapi3 import APIBlueprint, Tag
 
 from api import schemas
 from api.context import ctx, require_user, services
 from api.errors import ApiError
+from api.history import decode_cursor, encode_cursor, export_lines, read_page
 from api.service import (create_conversation, delete_conversation, list_conversations, own_conversation,
                          read_messages, submit_message)
 from api.stream import SSE_RESPONSE, sse_response, wants_stream
@@ -17,6 +18,8 @@ blueprint = APIBlueprint("conversations", __name__, url_prefix="/v1/conversation
                          abp_tags=[Tag(name="conversations")], abp_security=[{"bearer": []}],
                          abp_responses={400: schemas.ErrorEnvelope, 401: schemas.ErrorEnvelope,
                                         503: schemas.ErrorEnvelope})
+EXPORT_RESPONSE = {"description": "NDJSON: one message a line, as in a page's `data`, oldest first",
+                   "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}
 
 
 def conversation_to_dict(conversation: Conversation) -> dict:
@@ -81,6 +84,32 @@ def read(path: schemas.ConversationPath):
     with services().sessions() as session:
         conversation = own_conversation(session, user, path.conversation_id)
         return {**conversation_to_dict(conversation), "messages": read_messages(services(), session, conversation)}
+
+
+@blueprint.get("/<conversation_id>/messages", responses={200: schemas.MessagePage, 404: schemas.ErrorEnvelope})
+def messages_page(path: schemas.ConversationPath, query: schemas.MessagesQuery):
+    """A page of messages, newest first (order=asc: oldest first); page on with the cursors."""
+    user = require_user()
+    if query.limit > services().settings.max_page_size:
+        raise ApiError(400, "invalid_request", f"limit: at most {services().settings.max_page_size}.")
+    before = decode_cursor(query.before, "before") if query.before is not None else None
+    after = decode_cursor(query.after, "after") if query.after is not None else None
+    with services().sessions() as session:
+        conversation = own_conversation(session, user, path.conversation_id)
+        page = read_page(services(), session, conversation, query.limit, query.order, before, after)
+    ends = [encode_cursor(page.messages[i]["seq"]) if page.messages else None for i in (0, -1)]
+    return {"data": page.messages, "has_more": page.has_more, "first_cursor": ends[0], "last_cursor": ends[1]}
+
+
+@blueprint.get("/<conversation_id>/export", responses={200: EXPORT_RESPONSE, 404: schemas.ErrorEnvelope})
+def export(path: schemas.ConversationPath):
+    """The whole conversation as NDJSON, one message a line, oldest first, streamed as it is read."""
+    user = require_user()
+    with services().sessions() as session:
+        conversation = own_conversation(session, user, path.conversation_id)
+        conversation_id, through = conversation.conversation_id, conversation.turn_count
+    return Response(export_lines(services(), conversation_id, through), mimetype="application/x-ndjson",
+                    headers={"Content-Disposition": f'attachment; filename="conversation-{conversation_id}.ndjson"'})
 
 
 @blueprint.patch("/<conversation_id>", responses={200: schemas.Conversation, 404: schemas.ErrorEnvelope})

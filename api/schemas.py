@@ -111,14 +111,30 @@ class ModelList(BaseModel):
 
 
 class Message(BaseModel):
-    seq: int
+    seq: int = Field(description="the message's number in its conversation: 1, 2, …; turn n holds 2n-1 and 2n")
     role: Literal["user", "assistant"]
     content: str
     created_at: str
+    job_id: str = Field(description="the job whose turn wrote this message")
 
 
 class ConversationWithMessages(Conversation):
     messages: list[Message]
+
+
+class MessagesQuery(Strict):
+    limit: int = Field(20, ge=1, description="at most MAX_PAGE_SIZE")
+    order: Literal["desc", "asc"] = Field("desc", description="desc: newest first (a chat view); asc: oldest first")
+    before: str | None = Field(None, description="a cursor: only messages older than it")
+    after: str | None = Field(None, description="a cursor: only messages newer than it")
+
+
+class MessagePage(BaseModel):
+    data: list[Message]
+    has_more: bool = Field(description="more messages lie beyond the last one, in this order")
+    first_cursor: str | None = Field(description="the first message's cursor")
+    last_cursor: str | None = Field(description="the last message's cursor: the next page is before= it "
+                                                "(order=desc) or after= it (order=asc)")
 
 
 class ConversationPage(BaseModel):

@@ -12,10 +12,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError, not_found
+from api.history import read_all
 from api.limits import enforce_token_quota
 from shared.bootstrap import Services
 from shared.jobs import end_job, job_to_dict, next_queued
-from shared.models import ACTIVE_STATUSES, FINAL_STATUSES, Conversation, Job, Turn, User
+from shared.models import ACTIVE_STATUSES, FINAL_STATUSES, Conversation, Job, User
 from shared.storage import conversation_prefix
 from shared.webhooks import ensure_secret, url_problem
 
@@ -88,19 +89,8 @@ def delete_conversation(services: Services, session: Session, conversation: Conv
 
 
 def read_messages(services: Services, session: Session, conversation: Conversation) -> list[dict]:
-    """Every message of the conversation, in order, from the log."""
-    keys = session.scalars(select(Turn.log_key).where(Turn.conversation_id == conversation.conversation_id)
-                           .order_by(Turn.seq)).all()
-    messages = []
-    for key in keys:
-        entry = services.store.get(key)
-        if entry is None:
-            log.error("log entry %s is missing", key)
-            continue
-        for message in entry["messages"]:
-            messages.append({"seq": len(messages) + 1, "role": message["role"],
-                             "content": message["content"], "created_at": message["created_at"]})
-    return messages
+    """Every message of the conversation, in order, from the log (read in parallel: api/history.py)."""
+    return read_all(services, session, conversation)
 
 
 def submit_message(services: Services, session: Session, user: User, conversation_id: uuid.UUID,

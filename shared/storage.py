@@ -10,9 +10,18 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Iterable, Iterator, Protocol
 from urllib.parse import urlparse
+
+
+# GETs in flight per process, over all requests. Each GET mostly waits on the network,
+# so reading a page's objects at once costs about one round trip instead of one per turn;
+# the cap keeps a burst of pages and exports within botocore's connection pool.
+READ_THREADS = 64
 
 
 class StorageUnavailable(Exception):
@@ -22,6 +31,7 @@ class StorageUnavailable(Exception):
 class LogStore(Protocol):
     def put(self, key: str, entry: dict) -> None: ...
     def get(self, key: str) -> dict | None: ...
+    def get_many(self, keys: Iterable[str], ahead: int) -> Iterator[dict | None]: ...
     def list_keys(self, prefix: str) -> list[str]: ...
     def delete_prefix(self, prefix: str) -> None: ...
     def ping(self) -> None: ...
@@ -68,6 +78,11 @@ class LocalLogStore:
         except FileNotFoundError:
             return None
 
+    def get_many(self, keys: Iterable[str], ahead: int) -> Iterator[dict | None]:
+        """`get` of each key in order; a local read is too quick to gain from threads."""
+        for key in keys:
+            yield self.get(key)
+
     def list_keys(self, prefix: str) -> list[str]:
         base = self._path(prefix)
         if not base.is_dir():
@@ -87,6 +102,8 @@ class S3LogStore:
     def __init__(self, client, bucket: str, prefix: str = ""):
         self.client, self.bucket = client, bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self._readers: ThreadPoolExecutor | None = None  # made on first use: never before a fork
+        self._readers_lock = threading.Lock()
 
     def _call(self, method: str, **kwargs):
         from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
@@ -116,6 +133,25 @@ class S3LogStore:
         except HTTPClientError as error:  # the connection broke or stalled mid-body
             raise StorageUnavailable(str(error)) from error
         return json.loads(body)
+
+    def get_many(self, keys: Iterable[str], ahead: int) -> Iterator[dict | None]:
+        """`get` of each key, yielded in order, with up to `ahead` GETs of this call in flight
+        (and READ_THREADS in the process). `keys` is consumed lazily, so an export can page
+        through its keys while the reads run; pending reads are cancelled if the caller stops."""
+        with self._readers_lock:
+            if self._readers is None:
+                self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="log-read")
+        pending: deque = deque()
+        try:
+            for key in keys:
+                pending.append(self._readers.submit(self.get, key))
+                if len(pending) >= ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
     def _pages(self, prefix: str) -> Iterable[dict]:
         token = None
@@ -157,7 +193,7 @@ def make_log_store(storage_url: str, s3_endpoint_url: str | None = None,
         client = boto3.client(
             "s3", endpoint_url=s3_endpoint_url or None, aws_access_key_id=key_id, aws_secret_access_key=secret,
             config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"},
-                          max_pool_connections=50),
+                          max_pool_connections=READ_THREADS + 8),  # + writers and listings
         )
         return S3LogStore(client, parsed.netloc, parsed.path)
     path = urlparse(storage_url).path if storage_url.startswith("file://") else storage_url

@@ -84,6 +84,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/v1/conversations"): Row(at("/v1/conversations", json={"name": "matrix"}), 201, 201),
     ("GET", "/v1/conversations"): Row(at("/v1/conversations"), 200, 200),
     ("GET", "/v1/conversations/<conversation_id>"): Row(at("/v1/conversations/{c}"), 200, 404),
+    ("GET", "/v1/conversations/<conversation_id>/messages"): Row(at("/v1/conversations/{c}/messages"), 200, 404),
+    ("GET", "/v1/conversations/<conversation_id>/export"): Row(at("/v1/conversations/{c}/export"), 200, 404),
     ("PATCH", "/v1/conversations/<conversation_id>"): Row(on_fresh("/v1/conversations/{c}", json={"name": "x"}),
                                                           200, 404),
     ("DELETE", "/v1/conversations/<conversation_id>"): Row(on_fresh("/v1/conversations/{c}"), 204, 404),
