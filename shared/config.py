@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     webhook_retry_window_seconds: int = Field(3600, ge=0, le=7 * 24 * 3600)
     webhook_backoff_seconds: float = Field(2.0, gt=0, le=600)  # the first retry's delay; doubles
     webhook_allow_private_addresses: bool = False  # true lets callbacks reach loopback/private hosts
-    webhook_proxy_url: str | None = None  # deliveries go through this proxy; HTTP(S)_PROXY is ignored for them
+    webhook_proxy_url: str | None = Field(None, pattern=r"^https?://")  # deliveries' only proxy; HTTP(S)_PROXY is not
 
     # Processes.
     port: int = Field(5000, ge=1, le=65535)

@@ -10,7 +10,7 @@ sending and the response headers: every socket operation gets at most what is le
 it. Then at most MAX_RESPONSE_BYTES of the body are read and dropped, still within the
 deadline. Redirects are never followed. A proxy is used only when WEBHOOK_PROXY_URL
 names one; the HTTP_PROXY family of variables is ignored (httpcore2, httpx2's transport
-layer, never reads the environment).
+layer, never reads proxy variables; httpx2 itself would).
 """
 from __future__ import annotations
 
