@@ -140,7 +140,7 @@ class WebhookClient:
             try:
                 status = self._exchange(target, address, body, headers, deadline)
             except httpcore2.ConnectError as failure:
-                error = f"cannot connect to {address}: {failure}"
+                error = f"cannot connect to {address}{' through the proxy' if self.proxy else ''}: {failure}"
                 continue
             except httpcore2.TimeoutException:
                 return outcome(None, f"no response within the {self.timeout:g} s deadline")
