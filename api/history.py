@@ -3,7 +3,7 @@
 The turns table already maps each turn's seq to its log object, so a page is one keyset
 query on the (conversation_id, seq) unique index for just that page's turns, then their
 objects read at once (`LogStore.get_many`). A page costs one query and at most
-limit / 2 + 2 GETs, in about one storage round trip, at turn 10 as at turn 10,000. The
+limit / 2 + 1 GETs, in about one storage round trip, at turn 10 as at turn 10,000. The
 per-turn objects stay the only copy of the text, so nothing is compacted, rewritten or
 kept twice. Only committed turns are read: a turn still running has no row yet.
 """
@@ -104,20 +104,20 @@ def read_page(services: Services, session: Session, conversation: Conversation, 
         query = query.where(Turn.seq <= _turn_of(before - 1))
     if after is not None:
         query = query.where(Turn.seq >= _turn_of(after + 1))
-    # limit + 1 messages (the one past the page says whether there is more), and a turn
-    # cut by the cursor gives only one of its messages.
+    # Enough turns for limit + 1 messages (the one past the page says whether there is
+    # more), with a turn cut by a cursor giving only one of its messages.
     turns = limit // MESSAGES_PER_TURN + 2
     newest_first = order == "desc"
     rows = session.execute(query.order_by(Turn.seq.desc() if newest_first else Turn.seq).limit(turns)).all()
-    picked: list[dict] = []
-    for row, entry in _with_entries(services, rows, ahead=len(rows) or 1):
-        messages = _messages(row, entry)
-        for message in reversed(messages) if newest_first else messages:
-            if (before is None or message["seq"] < before) and (after is None or message["seq"] > after):
-                picked.append(message)
-    if len(picked) > limit:
-        return Page(picked[:limit], True)
-    return Page(picked, len(rows) == turns)  # short only if entries were missing: say there may be more
+    # Which messages a turn holds follows from its seq, so only the page's own turns are read.
+    indexes = range(MESSAGES_PER_TURN)
+    seqs = [_message_seq(row.seq, i) for row in rows for i in (reversed(indexes) if newest_first else indexes)]
+    seqs = [seq for seq in seqs if (before is None or seq < before) and (after is None or seq > after)]
+    needed = {_turn_of(seq) for seq in seqs[:limit]}
+    found = {message["seq"]: message
+             for row, entry in _with_entries(services, [r for r in rows if r.seq in needed], ahead=len(needed) or 1)
+             for message in _messages(row, entry)}
+    return Page([found[seq] for seq in seqs[:limit] if seq in found], len(seqs) > limit)
 
 
 def read_all(services: Services, session: Session, conversation: Conversation) -> list[dict]:

@@ -18,9 +18,10 @@ import psutil
 from bench.report import Result, table, write
 from bench.stack import BenchStack
 
-SCENARIOS = {1: "overhead", 2: "capacity", 3: "length", 4: "throughput", 5: "streaming", 6: "longpoll"}
+SCENARIOS = {1: "overhead", 2: "capacity", 3: "length", 4: "throughput", 5: "streaming", 6: "longpoll",
+             8: "history"}
 # Scenarios sharing the default worker pool first, so workers restart as seldom as possible.
-RUN_ORDER = (1, 6, 5, 3, 2, 4)
+RUN_ORDER = (1, 6, 5, 3, 2, 4, 8)
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 

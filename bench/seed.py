@@ -10,7 +10,7 @@ from sqlalchemy import delete, insert, text, update
 from api.service import create_conversation, submit_message
 from shared.bootstrap import Services
 from shared.models import Conversation, Turn, User
-from shared.storage import turn_key
+from shared.storage import LogStore, turn_key
 
 
 def conversations(services: Services, user: User, count: int, name: str = "bench") -> list[str]:
@@ -18,9 +18,11 @@ def conversations(services: Services, user: User, count: int, name: str = "bench
         return [str(create_conversation(session, user, f"{name}-{n}", None).conversation_id) for n in range(count)]
 
 
-def history(services: Services, user: User, messages: int, message_chars: int) -> str:
+def history(services: Services, user: User, messages: int, message_chars: int, store: LogStore | None = None) -> str:
     """A conversation with `messages` earlier messages (half user, half assistant), written as the
-    pipeline writes them: one log object and one turn row per turn. Returns its id."""
+    pipeline writes them: one log object and one turn row per turn, the objects to `store`
+    (default: the services' own). Returns its id."""
+    store = store or services.store
     conversation_id = conversations(services, user, 1, f"history-{messages}")[0]
     with services.sessions() as session:
         prefix = session.get(Conversation, uuid.UUID(conversation_id)).s3_file_location
@@ -30,7 +32,7 @@ def history(services: Services, user: User, messages: int, message_chars: int) -
 
     def write(seq: int) -> None:
         text_ = (f"turn {seq} " * message_chars)[:message_chars]
-        services.store.put(turn_key(prefix, seq), {
+        store.put(turn_key(prefix, seq), {
             "seq": seq, "job_id": str(uuid.uuid4()), "usage": {"input_tokens": tokens, "output_tokens": tokens},
             "messages": [{"role": "user", "content": text_, "tokens": tokens, "created_at": now},
                          {"role": "assistant", "content": text_, "tokens": tokens, "created_at": now,
