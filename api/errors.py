@@ -38,7 +38,7 @@ def validation_error_response(error: ValidationError):
     problems = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "body"
-        problems.append(f"{where}: {item['msg']}")
+        problems.append(f"{where}: {str(item['msg']).removeprefix('Value error, ')}")
     return envelope(400, "invalid_request", "; ".join(problems))
 
 
@@ -57,7 +57,9 @@ def register_error_handlers(app: Flask) -> None:
             return error.response
         status = error.code or 500
         message = "Request body too large." if status == 413 else (error.description or error.name)
-        return envelope(status, _HTTP_TYPES.get(status, "error"), message)
+        # 405 must say which methods the resource has (RFC 9110 §15.5.6); werkzeug puts them in Allow.
+        allow = {k: v for k, v in error.get_headers() if k == "Allow"}
+        return envelope(status, _HTTP_TYPES.get(status, "error"), message, allow)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

@@ -13,7 +13,8 @@ import redis
 from flask import Flask, request
 from flask_limiter import ApplicationLimit, Limiter, RequestLimit
 
-from api.context import PUBLIC_PATHS
+from api.context import PUBLIC_PATHS, services
+from api.openapi import complete
 from api.errors import ApiError, envelope
 from shared.bootstrap import Services
 from shared.config import Settings
@@ -77,7 +78,8 @@ def init_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
 
 def document_limits(spec: dict) -> dict:
     """Add the answers the limits give to the OpenAPI document: 429 on every operation
-    that needs a key, 413 on every one that takes a body (MAX_REQUEST_BYTES)."""
+    that needs a key, 413 on every one that takes a body (MAX_REQUEST_BYTES); then the
+    bounds the settings set (api/openapi.py)."""
     envelope_content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
     too_many = {"description": "Too Many Requests", "content": envelope_content,
                 "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}}
@@ -91,7 +93,7 @@ def document_limits(spec: dict) -> dict:
                 responses.setdefault("429", too_many)
             if method in ("post", "put", "patch"):
                 responses.setdefault("413", too_large)
-    return spec
+    return complete(spec, services().settings)
 
 
 def enforce_token_quota(services: Services, user: User) -> None:

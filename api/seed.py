@@ -50,9 +50,7 @@ def _current_or_new(session, user: User, name: str | None) -> Conversation:
 def new_chat():
     """Start a conversation and make it the caller's current one."""
     user = require_user()
-    name = _json_object().get("conversation_name")
-    if name is not None and not isinstance(name, str):
-        raise ApiError(400, "invalid_request", "conversation_name: must be a string.")
+    name = _parse(schemas.NewChatIn, _json_object()).conversation_name
     with services().sessions.begin() as session:
         conversation = create_conversation(session, user, name, None)
         session.get(User, user.id).current_conversation_id = conversation.conversation_id
@@ -86,7 +84,7 @@ def chat():
 
 
 @blueprint.get("/get_conversation", responses={200: schemas.SeedConversation})
-def get_conversation(query: schemas.SeedConversationQuery):
+def get_conversation(query: schemas.SeedConversationGetQuery):
     """Every message of a conversation."""
     return _seed_conversation(query)
 
@@ -97,11 +95,11 @@ def post_get_conversation(query: schemas.SeedConversationQuery):
     return _seed_conversation(query)
 
 
-def _seed_conversation(query: schemas.SeedConversationQuery):
+def _seed_conversation(query: schemas.SeedConversationQuery | schemas.SeedConversationGetQuery):
     user = require_user()
     conversation_id = query.conversation_id
     if conversation_id is None and request.method == "POST":
-        conversation_id = _json_object().get("conversation_id")
+        conversation_id = _parse(schemas.SeedConversationBody, _json_object()).conversation_id
     if not conversation_id:
         raise ApiError(400, "invalid_request", "conversation_id: required.")
     with services().sessions() as session:

@@ -1,0 +1,142 @@
+"""What the served OpenAPI document says beyond the route models: the bounds that come
+from settings (page size, wait, text lengths, model choices), the seed endpoints'
+bodies (parsed by hand for their lenient clients), the events of the SSE responses, and
+the error envelope on every error response. The server enforces each of these; the
+document states them so that a request valid by the document is one the server takes.
+"""
+from __future__ import annotations
+
+import copy
+
+from api.schemas import ChatIn, NewChatIn, SeedConversationBody
+from shared.config import Settings
+from shared.webhooks import MAX_URL_CHARS
+
+ENVELOPE = {"$ref": "#/components/schemas/ErrorEnvelope"}
+JOB = {"$ref": "#/components/schemas/Job"}
+_NULLABLE = ("anyOf", "oneOf")
+
+
+def complete(spec: dict, settings: Settings) -> dict:
+    """Fill in `spec` (flask-openapi3's document) in place; safe to call on every request."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(SSE_SCHEMAS)
+    for model in (ChatIn, NewChatIn, SeedConversationBody):  # the seed's routes parse their bodies by hand
+        schemas.setdefault(model.__name__, copy.deepcopy(model.model_json_schema()))  # that one is cached
+    _bound_text(schemas, settings)
+    for name in BODIES:
+        for field in schemas.get(name, {}).get("properties", {}).values():
+            branch = _string_branch(field)
+            if branch.get("type") != "string" or "enum" in branch or NO_NUL in (branch.get("pattern"), *[
+                    part.get("pattern") for part in branch.get("allOf", ())]):
+                continue
+            if "pattern" in branch:  # a rule of its own (e.g. not blank): both must hold
+                branch.setdefault("allOf", []).append({"pattern": NO_NUL})
+            else:
+                branch["pattern"] = NO_NUL
+    for path, operations in spec.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict):
+                continue
+            _bound_parameters(operation, settings)
+            _envelope_errors(operation)
+            if (path, method) in SEED_BODIES:
+                model, required, description = SEED_BODIES[(path, method)]
+                operation["requestBody"] = {"required": required, "description": description, "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+            for response in operation.get("responses", {}).values():
+                stream = response.get("content", {}).get("text/event-stream")
+                if stream is not None:
+                    stream["schema"] = {"type": "string", "description": SSE_DESCRIPTION}
+                    stream["itemSchema"] = {"$ref": "#/components/schemas/JobEvent"}
+    schemas.pop("ValidationErrorModel", None)  # flask-openapi3's; this API answers with the envelope
+    return spec
+
+
+def _string_branch(schema: dict) -> dict:
+    """The `string` part of an optional field (`anyOf: [string, null]`), or the field itself."""
+    for keyword in _NULLABLE:
+        for branch in schema.get(keyword, ()):
+            if branch.get("type") == "string":
+                return branch
+    return schema
+
+
+def _bound_text(schemas: dict, settings: Settings) -> None:
+    choices = sorted(settings.model_choices)
+    for name in ("ConversationIn", "ConversationPatch"):
+        properties = schemas.get(name, {}).get("properties", {})
+        if "name" in properties:
+            _string_branch(properties["name"])["maxLength"] = settings.max_name_chars
+        if "system" in properties:
+            _string_branch(properties["system"])["maxLength"] = settings.max_system_chars
+        if "model" in properties:
+            _string_branch(properties["model"])["enum"] = choices
+    message = schemas.get("MessageIn", {}).get("properties", {})
+    if "content" in message:
+        message["content"]["maxLength"] = settings.max_message_chars
+    schemas["ChatIn"]["properties"]["user_input"]["maxLength"] = settings.max_message_chars
+    if "callback_url" in message:
+        # As shared.webhooks.url_problem checks it: absolute http(s), a host, no credentials.
+        _string_branch(message["callback_url"]).update(
+            format="uri", maxLength=MAX_URL_CHARS, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s\x00]+([/?#][^\s\x00]*)?$")
+
+
+def _bound_parameters(operation: dict, settings: Settings) -> None:
+    maxima = {"limit": settings.max_page_size, "wait": settings.max_wait_seconds}
+    for parameter in operation.get("parameters", ()):
+        if parameter.get("in") == "query" and parameter.get("name") in maxima:
+            parameter["schema"]["maximum"] = maxima[parameter["name"]]
+
+
+def _envelope_errors(operation: dict) -> None:
+    """Every 4xx/5xx this API sends is the envelope (readiness's 503 excepted: its body
+    names the failing service); flask-openapi3 documents its own 400 shape, which it
+    never sends here."""
+    for status, response in operation.get("responses", {}).items():
+        if not status.startswith(("4", "5")):
+            continue
+        content = response.setdefault("content", {})
+        schema = content.get("application/json", {}).get("schema", {})
+        if schema.get("$ref", "").endswith("/Health"):
+            continue
+        content["application/json"] = {"schema": ENVELOPE}
+
+
+SEED_BODIES = {
+    ("/chat", "post"): (ChatIn, True, "the message, and optionally which conversation it goes to"),
+    ("/new_chat", "post"): (NewChatIn, False, "optional: the new conversation's name"),
+    ("/get_conversation", "post"): (SeedConversationBody, True,
+                                    "which conversation (or `?conversation_id=`, as the seed's clients sent it)"),
+}
+# Request bodies whose strings the server refuses with NUL characters (api/strict_json.py).
+BODIES = ("ConversationIn", "ConversationPatch", "MessageIn", "ChatIn", "NewChatIn", "SeedConversationBody")
+NO_NUL = "^[^\\x00]*$"
+
+SSE_DESCRIPTION = ("Server-Sent Events, one per JobEvent: `id: N`, `event: <type>`, `data: <JSON>`, a blank "
+                   "line; `: ping` comments while quiet. The last event is job.succeeded, job.failed or "
+                   "job.cancelled.")
+
+
+def _event(type_: str, data: dict, description: str) -> dict:
+    return {"type": "object", "description": description, "required": ["id", "event", "data"],
+            "properties": {"id": {"type": "integer", "minimum": 1, "description": "resume after it with Last-Event-ID"},
+                           "event": {"const": type_},
+                           "data": {"contentMediaType": "application/json", "contentSchema": data}}}
+
+
+SSE_SCHEMAS = {
+    "JobEvent": {"oneOf": [
+        _event("job.queued", JOB, "the job was accepted"),
+        _event("job.started", {"type": "object", "required": ["attempt"],
+                               "properties": {"attempt": {"type": "integer"}}}, "a worker took the job"),
+        _event("message.delta", {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
+               "the next piece of the reply's text"),
+        _event("message.reset", {"type": "object", "required": ["reason"],
+                                 "properties": {"reason": {"const": "retry"}, "attempt": {"type": "integer"}}},
+               "the model call is being retried: drop the text received so far"),
+        _event("job.succeeded", JOB, "the reply is complete (final)"),
+        _event("job.failed", JOB, "the job failed; `error` says why (final)"),
+        _event("job.cancelled", JOB, "the job was cancelled (final)"),
+    ]},
+}
