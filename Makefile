@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench install clean user compose-tool
+.PHONY: run test bench install clean user compose-tool browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,12 +29,27 @@ compose-tool:
 	    echo "note: docker-compose is not installed (needs root and apt-get); its compose checks are skipped"; \
 	  fi; }
 
-install: $(STAMP) compose-tool
+# tests/browser drives Debian's Chromium headless through Playwright (no browser download:
+# Playwright launches /usr/bin/chromium). Installed here when missing, if this is root with
+# apt-get; elsewhere the browser tests are skipped with the reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt-get) for the chat page's browser tests"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
+	      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; } \
+	      || echo "warning: apt-get could not install chromium; tests/browser will be skipped"; \
+	  else \
+	    echo "note: chromium is not installed (needs root and apt-get); tests/browser are skipped"; \
+	  fi; }
+
+install: $(STAMP) compose-tool browser
 
 run: $(STAMP)
 	$(PY) -m devstack
 
-test: $(STAMP) compose-tool
+test: $(STAMP) compose-tool browser
 	$(PY) -m pytest
 
 # Figures, not tests: the whole stack on this machine, one table, bench/results.json.

@@ -43,5 +43,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_api(seed.blueprint)
     app.register_api(webhooks.blueprint)
     app.register_api(usage.blueprint)
+    from api import web
+
+    app.register_blueprint(web.blueprint)  # the chat page at /, not part of the OpenAPI document
     app.add_url_rule("/openapi.json", "openapi", lambda: document_limits(app.api_doc))
     return app

@@ -19,7 +19,8 @@ from shared.tasks import Dispatcher
 log = logging.getLogger("parley.api")
 
 # Routes anyone may call; every other route needs a key (see `require_key_by_default`).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/metrics"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/metrics",
+                          "/", "/web/<path:filename>"})  # the chat page (api/web)
 
 
 @dataclass

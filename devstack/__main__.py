@@ -154,7 +154,8 @@ def run() -> int:
                             cwd=ROOT)
         flower_command, flower_env = flower(python, settings.flower_port, flower_password, env)
         manager.add_process("flower", flower_command, env=flower_env, cwd=ROOT)
-        print(f"\n  API     http://127.0.0.1:{settings.port}\n"
+        print(f"\n  Chat    http://127.0.0.1:{settings.port}/  (open it, paste the API key below)\n"
+              f"  API     http://127.0.0.1:{settings.port}\n"
               f"  Flower  http://127.0.0.1:{settings.flower_port}  (user parley, password in var/flower-password)\n"
               f"  API key {key}  (saved in var/dev-api-key)\n"
               f"  Metrics http://127.0.0.1:{settings.port}/metrics{worker_metrics(settings, workers)}\n"

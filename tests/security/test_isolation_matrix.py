@@ -81,6 +81,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/readyz"): Row(at("/readyz"), 200, 200, public=True),
     ("GET", "/openapi.json"): Row(at("/openapi.json"), 200, 200, public=True),
     ("GET", "/metrics"): Row(at("/metrics"), 200, 200, public=True),
+    ("GET", "/"): Row(at("/"), 200, 200, public=True),  # the chat page; its API calls carry the key
+    ("GET", "/web/<path:filename>"): Row(at("/web/app.js"), 200, 200, public=True),
     ("POST", "/v1/conversations"): Row(at("/v1/conversations", json={"name": "matrix"}), 201, 201),
     ("GET", "/v1/conversations"): Row(at("/v1/conversations"), 200, 200),
     ("GET", "/v1/conversations/<conversation_id>"): Row(at("/v1/conversations/{c}"), 200, 404),

@@ -1,0 +1,200 @@
+// The open conversation: its messages, sending, the streamed reply, stop.
+
+import { api, ApiError } from "./api.js";
+import { render } from "./markdown.js";
+import { follow } from "./stream.js";
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+const number = (n) => Number(n || 0).toLocaleString("en");
+
+// "12 in · 30 out · 100 cache reads · 0 cache writes", plus the cost once the API reports one.
+export function usageLine(usage) {
+  if (!usage) return "";
+  const parts = [`${number(usage.input_tokens)} in`, `${number(usage.output_tokens)} out`,
+    `${number(usage.cache_read_input_tokens)} cache reads`, `${number(usage.cache_creation_input_tokens)} cache writes`];
+  const cost = usage.cost_usd ?? usage.cost;
+  if (typeof cost === "number") parts.push(`≈ $${cost.toFixed(4)}`);
+  return `Tokens: ${parts.join(" · ")}`;
+}
+
+function textOf(content) {
+  if (typeof content === "string") return content;
+  if (Array.isArray(content)) return content.filter((b) => b && b.type === "text").map((b) => b.text).join("\n\n");
+  return "";
+}
+
+function bubble(role, text) {
+  const item = el("li", `message ${role}`);
+  item.append(el("p", "author", role === "user" ? "You" : "Claude"));
+  const body = el("div", "body");
+  if (role === "user") body.textContent = text; // what the user typed, shown as typed
+  else body.append(render(text));
+  item.append(body);
+  const foot = el("p", "foot");
+  item.append(foot);
+  $("messages").append(item);
+  return { item, body, foot };
+}
+
+// One submitted job shown as a reply that fills in as its events arrive.
+class Reply {
+  constructor(job, chat) {
+    this.job = job;
+    this.chat = chat;
+    this.text = "";
+    this.view = bubble("assistant", "");
+    this.view.item.dataset.job = job.id;
+    this.view.item.setAttribute("aria-busy", "true");
+    this.controller = new AbortController();
+    this.drawing = false;
+    this.say("queued", chat.ahead(this) ? `Queued behind ${chat.ahead(this)} earlier message(s)` : "Queued");
+  }
+
+  say(state, note) {
+    this.view.item.dataset.state = state;
+    this.view.foot.textContent = note;
+  }
+
+  draw() { // at most once a frame, however many deltas came
+    if (this.drawing) return;
+    this.drawing = true;
+    requestAnimationFrame(() => {
+      this.drawing = false;
+      this.view.body.replaceChildren(render(this.text));
+      this.chat.scroll();
+    });
+  }
+
+  onEvent(event, data) {
+    if (event === "job.started") this.say("streaming", "Writing…");
+    else if (event === "message.delta") { this.text += data.text; this.say("streaming", "Writing…"); this.draw(); }
+    else if (event === "message.reset") { this.text = ""; this.say("streaming", "Retrying the model call…"); this.draw(); }
+  }
+
+  async run() {
+    try {
+      const end = await follow((after, signal) => api.events(this.job.id, after, signal), {
+        onEvent: (event, data) => this.onEvent(event, data),
+        onRetry: (attempt) => this.say("reconnecting", `Connection lost; resuming (attempt ${attempt})…`),
+        signal: this.controller.signal,
+      });
+      if (end) this.finish(end.job);
+    } catch (error) {
+      this.say("failed", error instanceof ApiError ? error.describe() : `Stream failed: ${error.message}`);
+      this.view.foot.setAttribute("role", "alert");
+    } finally {
+      this.view.item.removeAttribute("aria-busy");
+      this.chat.settled(this);
+    }
+  }
+
+  finish(job) {
+    if (job.status === "succeeded") {
+      // The deltas make the stored reply; replayed-from-nothing (events expired) shows it too.
+      if (!this.text) { this.text = textOf(job.reply?.content); this.draw(); }
+      const cut = job.reply?.stop_reason === "max_tokens" ? " (cut at the token limit)" : "";
+      this.say("done", usageLine(job.reply?.usage) + cut);
+    } else if (job.status === "cancelled") {
+      this.say("cancelled", "Stopped. This message and its reply were not kept.");
+    } else {
+      const error = job.error || {};
+      this.say("failed", `Failed: ${error.type || "error"}: ${error.message || "no details"}`);
+      this.view.foot.setAttribute("role", "alert");
+    }
+  }
+}
+
+export class Chat {
+  constructor({ onChanged }) {
+    this.conversation = null;
+    this.replies = []; // this view's unfinished replies, oldest first
+    this.onChanged = onChanged; // a turn ended: counters and the list order changed
+  }
+
+  scroll() { const list = $("messages"); list.scrollTop = list.scrollHeight; }
+
+  ahead(reply) { return this.replies.indexOf(reply); }
+
+  status(text, alert = false) {
+    const status = $("status");
+    status.textContent = text;
+    status.classList.toggle("error", alert);
+  }
+
+  busy() {
+    const busy = this.replies.length > 0;
+    $("stop").hidden = !busy;
+    if (busy && this.replies.length > 1) this.status(`${this.replies.length - 1} message(s) waiting behind the current reply.`);
+  }
+
+  open(conversation) {
+    this.close();
+    this.conversation = conversation;
+    const list = $("messages");
+    list.replaceChildren();
+    for (const message of conversation.messages || []) bubble(message.role, textOf(message.content));
+    if (!conversation.messages?.length) list.append(el("li", "empty", "No messages yet. Say something."));
+    this.scroll();
+    $("message-input").disabled = false;
+    $("send").disabled = false;
+    this.status("");
+  }
+
+  close() { // leaving the view: streams stop, jobs go on (their turns appear when reopened)
+    for (const reply of this.replies) reply.controller.abort();
+    this.replies = [];
+    this.conversation = null;
+    $("messages").replaceChildren();
+    $("message-input").disabled = true;
+    $("send").disabled = true;
+    this.busy();
+  }
+
+  async send(content) {
+    if (!this.conversation || !content.trim()) return false;
+    const conversationId = this.conversation.id;
+    let job;
+    try {
+      ({ job } = await api.send(conversationId, content));
+    } catch (error) {
+      this.status(error.describe(), true);
+      return false;
+    }
+    if (this.conversation?.id !== conversationId) return true; // switched away meanwhile
+    $("messages").querySelector(".empty")?.remove();
+    this.status("");
+    bubble("user", content);
+    const reply = new Reply(job, this);
+    this.replies.push(reply);
+    this.busy();
+    this.scroll();
+    reply.run();
+    return true;
+  }
+
+  settled(reply) {
+    this.replies = this.replies.filter((r) => r !== reply);
+    this.busy();
+    if (!reply.controller.signal.aborted) this.onChanged(this.conversation);
+  }
+
+  // Stop: cancel the reply being written and every message waiting behind it.
+  async stop() {
+    const jobs = this.replies.map((r) => r.job.id);
+    const errors = [];
+    for (const jobId of jobs) {
+      try { await api.cancel(jobId); } catch (error) {
+        if (error.type !== "job_finished") errors.push(error.describe());
+      }
+    }
+    if (errors.length) this.status(errors.join(" "), true);
+  }
+}
