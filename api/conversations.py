@@ -35,9 +35,17 @@ def conversation_to_dict(conversation: Conversation) -> dict:
         "output_tokens": conversation.output_tokens,
         "cache_creation_input_tokens": conversation.cache_creation_input_tokens,
         "cache_read_input_tokens": conversation.cache_read_input_tokens,
+        "cost_usd": float(conversation.cost_usd or 0),
+        "cache_hit_ratio": _cache_hit_ratio(conversation),
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }
+
+
+def _cache_hit_ratio(conversation: Conversation) -> float | None:
+    prompt = (conversation.input_tokens + conversation.cache_creation_input_tokens
+              + conversation.cache_read_input_tokens)
+    return round(conversation.cache_read_input_tokens / prompt, 4) if prompt else None
 
 
 def _check_text(field: str, value: str | None, limit: int, status: int = 400) -> None:

@@ -1,11 +1,10 @@
 """Request and response shapes; flask-openapi3 validates with them and documents them."""
 from __future__ import annotations
 
-import re
 from datetime import date
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field
 
 
 _REQUEST_SCHEMAS: dict[type, dict] = {}
@@ -102,6 +101,9 @@ class Conversation(BaseModel):
     output_tokens: int
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    cost_usd: float = Field(0.0, description="estimated from the tokens and the model's prices, summaries included")
+    cache_hit_ratio: float | None = Field(None, description="prompt tokens read from Claude's prompt cache, of all "
+                                          "prompt tokens; null before the first reply")
     created_at: str
     updated_at: str
 
@@ -148,23 +150,12 @@ class Usage(BaseModel):
     output_tokens: int
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
-
-
-def _iso_day(value: object) -> object:
-    """YYYY-MM-DD and nothing else: pydantic alone also reads `0` as 1970-01-01."""
-    if isinstance(value, date):
-        return value
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        raise ValueError("must be a date as YYYY-MM-DD")
-    return value
-
-
-Day = Annotated[date, BeforeValidator(_iso_day), WithJsonSchema({"type": "string", "format": "date"})]
+    cost_usd: float | None = Field(None, description="estimated from these tokens and the model's prices")
 
 
 class UsageQuery(Strict):
-    from_: Day | None = Field(None, alias="from", description="first UTC day, YYYY-MM-DD (default: 30 days before `to`)")
-    to: Day | None = Field(None, description="last UTC day, inclusive, YYYY-MM-DD (default: today)")
+    from_: date | None = Field(None, alias="from", description="first UTC day (default: 30 days before `to`)")
+    to: date | None = Field(None, description="last UTC day, inclusive (default: today)")
 
 
 class UsageDay(BaseModel):
@@ -174,6 +165,7 @@ class UsageDay(BaseModel):
     output_tokens: int
     cache_creation_input_tokens: int
     cache_read_input_tokens: int
+    cost_usd: float = Field(description="estimated from the tokens and each model's prices")
 
 
 class UsageReport(BaseModel):
@@ -256,19 +248,7 @@ class NewChatOut(BaseModel):
 
 
 class SeedConversationQuery(Request):
-    conversation_id: str | None = Field(None, min_length=1, description="here, or in the JSON body")
-
-
-class SeedConversationGetQuery(Request):
-    conversation_id: str = Field(min_length=1)
-
-
-class NewChatIn(Strict):
-    conversation_name: str | None = None
-
-
-class SeedConversationBody(Strict):
-    conversation_id: str = Field(min_length=1)
+    conversation_id: str | None = None
 
 
 class SeedMessage(BaseModel):

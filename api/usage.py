@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 from flask_openapi3 import APIBlueprint, Tag
 from sqlalchemy import select
@@ -21,7 +22,7 @@ MAX_DAYS = 366
 
 @blueprint.get("", responses={200: schemas.UsageReport})
 def read(query: schemas.UsageQuery):
-    """Turns and tokens (input, output, cache writes, cache reads) per day from `from` to `to`."""
+    """Turns, tokens (input, output, cache writes, cache reads) and estimated cost per day from `from` to `to`."""
     user = require_user()
     last = query.to or datetime.now(timezone.utc).date()
     first = query.from_ or last - timedelta(days=30)
@@ -31,8 +32,9 @@ def read(query: schemas.UsageQuery):
         rows = session.scalars(select(UsageDaily).where(UsageDaily.user_id == user.id,
                                                         UsageDaily.day.between(first, last))
                                .order_by(UsageDaily.day)).all()
-    days = [{"day": row.day.isoformat(), "turns": row.turns, **{f: getattr(row, f) for f in USAGE_FIELDS}}
-            for row in rows]
+    days = [{"day": row.day.isoformat(), "turns": row.turns, **{f: getattr(row, f) for f in USAGE_FIELDS},
+             "cost_usd": float(row.cost_usd)} for row in rows]
     totals = {"day": "total", "turns": sum(d["turns"] for d in days),
-              **{f: sum(d[f] for d in days) for f in USAGE_FIELDS}}
+              **{f: sum(d[f] for d in days) for f in USAGE_FIELDS},
+              "cost_usd": float(sum((row.cost_usd for row in rows), Decimal(0)))}
     return {"from": first.isoformat(), "to": last.isoformat(), "totals": totals, "days": days}

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from offline_model.wire import (
-    ANTHROPIC_ERRORS, BEDROCK_ERRORS, FAULTS, PromptCache, anthropic_blocks, bedrock_blocks,
+    ANTHROPIC_ERRORS, BEDROCK_ERRORS, FAULTS, PromptCache, TooManyBreakpoints, anthropic_blocks, bedrock_blocks,
     estimate_tokens, event_stream_message, reply_text,
 )
 
@@ -88,6 +89,9 @@ class OfflineHTTPServer(ThreadingHTTPServer):
         self.faults: list[str] = []  # taken one per model request, in order
         self.retry_after = "0"  # sent with rate_limited / overloaded faults
         self.cache = PromptCache()
+        # The prompt cache's clock: real time plus what /_control {"advance_clock_seconds": n} added,
+        # so a test or the bench can let entries expire without waiting.
+        self.clock_offset = 0.0
         # Set on shutdown so in-flight delays end promptly instead of holding threads.
         self.stopping = threading.Event()
 
@@ -166,6 +170,9 @@ class Handler(BaseHTTPRequestHandler):
         if faults is not None and (not isinstance(faults, list) or any(f not in FAULTS for f in faults)):
             raise BadRequest(f"faults: a list of {', '.join(FAULTS)}")
         retry_after = body.pop("retry_after", None)
+        advance = body.pop("advance_clock_seconds", 0)
+        if isinstance(advance, bool) or not isinstance(advance, (int, float)) or advance < 0:
+            raise BadRequest("advance_clock_seconds: must be a number >= 0")
         updates = {k: body[k] for k in _CONTROL_KEYS if k in body}
         for key, value in updates.items():
             minimum = 1 if key == "chunk_chars" else 0
@@ -177,7 +184,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.server.faults = list(faults)
             if retry_after is not None:
                 self.server.retry_after = str(retry_after)
-            current = {**self.server.settings, "faults": list(self.server.faults)}
+            self.server.clock_offset += advance
+            current = {**self.server.settings, "faults": list(self.server.faults),
+                       "clock_offset_seconds": self.server.clock_offset}
         self._send_json(200, current)
 
     def _list_requests(self) -> None:
@@ -229,8 +238,12 @@ class Handler(BaseHTTPRequestHandler):
 
         reply, stop_reason = reply_text(messages, _text_of, body.get("max_tokens"))
         input_tokens = _prompt_tokens(messages, _text_of(body.get("system")))
-        with self.server.lock:
-            usage = self.server.cache.usage(anthropic_blocks(body, _text_of), input_tokens)
+        try:
+            with self.server.lock:
+                usage = self.server.cache.usage(body.get("model"), anthropic_blocks(body, _text_of), input_tokens,
+                                                time.monotonic() + self.server.clock_offset)
+        except TooManyBreakpoints as exc:
+            raise BadRequest(str(exc)) from None
         message = {
             "id": f"msg_offline_{number}",
             "type": "message",
@@ -324,8 +337,13 @@ class Handler(BaseHTTPRequestHandler):
         reply, stop_reason = reply_text(messages, _text_of, (body.get("inferenceConfig") or {}).get("maxTokens"))
         system_text = "".join(b.get("text", "") for b in body.get("system") or [])
         input_tokens = _prompt_tokens(messages, system_text)
-        with self.server.lock:
-            cached = self.server.cache.usage(bedrock_blocks(body), input_tokens)
+        try:
+            with self.server.lock:
+                cached = self.server.cache.usage(path.split("/")[2], bedrock_blocks(body), input_tokens,
+                                                 time.monotonic() + self.server.clock_offset)
+        except TooManyBreakpoints as exc:
+            self._send_bedrock_error(400, "ValidationException", str(exc), {})
+            return
         output_tokens = estimate_tokens(reply)
         usage = {"inputTokens": cached["input_tokens"], "outputTokens": output_tokens,
                  "totalTokens": input_tokens + output_tokens,

@@ -6,6 +6,7 @@ import binascii
 import hashlib
 import json
 import struct
+from dataclasses import dataclass
 
 # Faults a test can queue through /_control {"faults": [...]}; each request takes the next.
 FAULTS = ("rate_limited", "overloaded", "server_error", "overloaded_midstream", "cut_midstream",
@@ -44,55 +45,129 @@ def reply_text(messages: list[dict], text_of, max_tokens: int | None = None) -> 
     return text, "end_turn"
 
 
+# Anthropic's prompt-cache rules. The minimum cacheable prefix per model (tokens), from
+# the prompt-caching guide; a prefix shorter than its model's minimum is neither written nor
+# read. Models newer than the guide's table take their generation's figure.
+MIN_CACHEABLE_TOKENS = {
+    "claude-fable-5-2": 512, "claude-mythos-5-2": 512, "claude-fable-5-1": 512, "claude-mythos-5-1": 512,
+    "claude-fable-5": 512, "claude-mythos-5": 512, "claude-mythos-preview": 512, "claude-opus-5-5": 512,
+    "claude-opus-5": 512, "claude-sonnet-5-5": 1024, "claude-sonnet-5": 1024, "claude-haiku-5-5": 2048,
+    "claude-opus-4-8": 1024, "claude-opus-4-7": 2048, "claude-opus-4-6": 4096, "claude-opus-4-5": 4096,
+    "claude-haiku-4-5": 4096, "claude-sonnet-4-6": 1024, "claude-sonnet-4-5": 1024, "claude-opus-4-1": 1024,
+}
+DEFAULT_MIN_CACHEABLE_TOKENS = 1024
+MAX_BREAKPOINTS = 4
+LOOKBACK_BLOCKS = 20  # how far before a breakpoint the API looks for an entry to read
+TTL_SECONDS = {"5m": 300, "1h": 3600}
+FRAMING_TOKENS = 4  # what a message adds beyond its text (see server._prompt_tokens)
+
+
+def min_cacheable_tokens(model: str) -> int:
+    """By model id, a dated id or a Bedrock id/profile (`global.anthropic.claude-sonnet-5-5`)."""
+    found = [known for known in MIN_CACHEABLE_TOKENS if known in str(model)]
+    return MIN_CACHEABLE_TOKENS[max(found, key=len)] if found else DEFAULT_MIN_CACHEABLE_TOKENS
+
+
+@dataclass(frozen=True)
+class Block:
+    """One content block of a prompt, in order (system first): its text, its tokens, and
+    the TTL of its cache breakpoint (None when it has none)."""
+    text: str
+    tokens: int
+    ttl: str | None = None
+
+
+class TooManyBreakpoints(ValueError):
+    pass
+
+
 class PromptCache:
-    """Anthropic-style prompt caching, simulated: a prefix up to a cache breakpoint is
-    written on first sight and read afterwards. `blocks` are (text, is_breakpoint)
-    in prompt order (system first)."""
+    """Anthropic's prompt cache, simulated: an entry is the prompt's prefix up to a cache
+    breakpoint, written the first time it is sent (if it is at least the model's minimum
+    long) and read by a later request whose breakpoint is at that block or up to 20 blocks
+    after it. An entry lives for its TTL (5m or 1h) from its last write or read. Times are
+    seconds on the caller's clock (the server's, which tests can move forward)."""
 
     def __init__(self) -> None:
-        self.seen: set[str] = set()
+        self.entries: dict[str, tuple[float, int]] = {}  # prefix digest -> (expires at, TTL seconds)
 
-    def usage(self, blocks: list[tuple[str, bool]], total_tokens: int) -> dict:
-        digest, tokens, breakpoints = hashlib.sha256(), 0, []
-        for text, is_breakpoint in blocks:
-            digest.update(text.encode() + b"\x00")
-            tokens += estimate_tokens(text)
-            if is_breakpoint:
-                breakpoints.append((digest.copy().hexdigest(), min(tokens, total_tokens)))
-        read = max((size for key, size in breakpoints if key in self.seen), default=0)
-        written = max(0, breakpoints[-1][1] - read) if breakpoints and breakpoints[-1][0] not in self.seen else 0
-        self.seen.update(key for key, _ in breakpoints)
+    def usage(self, model: str, blocks: list[Block], total_tokens: int, now: float) -> dict:
+        marks = [i for i, block in enumerate(blocks) if block.ttl]
+        if len(marks) > MAX_BREAKPOINTS:
+            raise TooManyBreakpoints(f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+                                     f"Found {len(marks)}.")
+        digest, keys, sizes, tokens = hashlib.sha256(str(model).encode() + b"\x00"), [], [], 0
+        for block in blocks:
+            digest.update(block.text.encode() + b"\x00")
+            keys.append(digest.hexdigest())
+            tokens += block.tokens
+            sizes.append(min(tokens, total_tokens))
+        minimum = min_cacheable_tokens(model)
+
+        def live(i: int) -> bool:
+            entry = self.entries.get(keys[i])
+            return entry is not None and entry[0] > now and sizes[i] >= minimum
+
+        read_at = -1
+        for mark in marks:
+            hit = next((i for i in range(mark, max(-1, mark - LOOKBACK_BLOCKS - 1), -1) if live(i)), -1)
+            read_at = max(read_at, hit)
+        for i in {read_at, *(mark for mark in marks if mark <= read_at)}:  # a use refreshes an entry's life
+            if i >= 0 and live(i):
+                seconds = self.entries[keys[i]][1]
+                self.entries[keys[i]] = (now + seconds, seconds)
+        written_to = -1
+        for mark in marks:
+            if mark > read_at and sizes[mark] >= minimum:
+                seconds = TTL_SECONDS.get(blocks[mark].ttl, TTL_SECONDS["5m"])
+                self.entries[keys[mark]] = (now + seconds, seconds)
+                written_to = mark
+        read = sizes[read_at] if read_at >= 0 else 0
+        written = sizes[written_to] - read if written_to > read_at else 0
+        if len(self.entries) > 50_000:
+            self.entries = {key: entry for key, entry in self.entries.items() if entry[0] > now}
         return {"input_tokens": total_tokens - read - written, "cache_read_input_tokens": read,
                 "cache_creation_input_tokens": written}
 
 
-def anthropic_blocks(body: dict, text_of) -> list[tuple[str, bool]]:
+def _ttl(marker: object) -> str | None:
+    """The TTL a `cache_control` / `cachePoint` asks for; None when there is no marker."""
+    return (marker.get("ttl") or "5m") if isinstance(marker, dict) else None
+
+
+def anthropic_blocks(body: dict, text_of) -> list[Block]:
     blocks = []
     system = body.get("system")
     if isinstance(system, str):
-        blocks.append((system, False))
+        blocks.append(Block(system, estimate_tokens(system)))
     elif isinstance(system, list):
-        blocks += [(b.get("text", ""), "cache_control" in b) for b in system if isinstance(b, dict)]
+        blocks += [Block(b.get("text", ""), estimate_tokens(b.get("text", "")), _ttl(b.get("cache_control")))
+                   for b in system if isinstance(b, dict)]
     for message in body["messages"]:
         content = message["content"]
-        if isinstance(content, str):
-            blocks.append((message["role"] + ":" + content, False))
-        else:
-            blocks += [(message["role"] + ":" + b.get("text", ""), "cache_control" in b)
-                       for b in content if isinstance(b, dict)]
+        items = [{"text": content}] if isinstance(content, str) else [b for b in content if isinstance(b, dict)]
+        for i, item in enumerate(items):
+            text = message["role"] + ":" + item.get("text", "")
+            framing = FRAMING_TOKENS if i == 0 else 0
+            blocks.append(Block(text, estimate_tokens(item.get("text", "")) + framing, _ttl(item.get("cache_control"))))
+    if isinstance(body.get("cache_control"), dict) and blocks:  # automatic caching: the last block
+        blocks[-1] = Block(blocks[-1].text, blocks[-1].tokens, _ttl(body["cache_control"]))
     return blocks
 
 
-def bedrock_blocks(body: dict) -> list[tuple[str, bool]]:
+def bedrock_blocks(body: dict) -> list[Block]:
     """Bedrock marks a breakpoint with a `cachePoint` block after the blocks it covers."""
-    blocks: list[tuple[str, bool]] = []
+    blocks: list[Block] = []
 
     def add(items: list[dict], prefix: str) -> None:
+        first = True
         for item in items:
             if "cachePoint" in item and blocks:
-                blocks[-1] = (blocks[-1][0], True)
+                blocks[-1] = Block(blocks[-1].text, blocks[-1].tokens, _ttl(item["cachePoint"]))
             elif "text" in item:
-                blocks.append((prefix + item["text"], False))
+                framing = FRAMING_TOKENS if prefix and first else 0
+                blocks.append(Block(prefix + item["text"], estimate_tokens(item["text"]) + framing))
+                first = False
 
     add(body.get("system") or [], "")
     for message in body["messages"]:

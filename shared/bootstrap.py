@@ -54,10 +54,11 @@ def bootstrap(settings: Settings, *, provider: ModelProvider | None = None, with
 def make_provider(settings: Settings) -> ModelProvider:
     """The configured provider, wrapped in the one retry layer."""
     if settings.llm_provider == "bedrock":
-        inner = BedrockProvider(settings.aws_region, settings.bedrock_endpoint_url, settings.model_timeout_seconds)
+        inner = BedrockProvider(settings.aws_region, settings.bedrock_endpoint_url, settings.model_timeout_seconds,
+                                settings.prompt_cache_ttl)
     else:
         inner = AnthropicProvider(settings.anthropic_api_key or "offline", settings.anthropic_base_url,
-                                  settings.model_timeout_seconds)
+                                  settings.model_timeout_seconds, settings.prompt_cache_ttl)
     return RetryingProvider(inner, RetryPolicy(max_retries=settings.model_max_retries,
                                                budget_seconds=settings.model_retry_budget_seconds,
                                                base_seconds=settings.model_retry_base_seconds))

@@ -50,6 +50,15 @@ class Settings(BaseSettings):
 
     # Memory and limits.
     max_context_tokens: int = Field(8000, ge=16, le=1_000_000)
+    # Past MAX_CONTEXT_TOKENS the window drops its oldest turns in one step down to this share
+    # of it, so its head (and Claude's cached prefix) stays the same for many turns.
+    window_low_water: float = Field(0.6, ge=0, le=1)
+    # How long Claude keeps the conversation's prefix cached: 5m (writes cost 1.25x input) or
+    # 1h (2x), each refreshed by every read; 1h pays when people pause longer than 5 minutes.
+    prompt_cache_ttl: Literal["5m", "1h"] = "5m"
+    # Prices (USD per million tokens) for models shared/pricing.py does not know, or to
+    # override it: {"model-id": {"input": 3, "output": 15, "cache_write_5m": 3.75, ...}}.
+    model_prices_json: str = ""
     # What happens to messages that fall out of the window: dropped, or folded into a
     # rolling summary (made by the model) that is sent ahead of the window.
     context_strategy: Literal["truncate", "summarize"] = "truncate"
@@ -101,6 +110,17 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// URL")
         if value and value.startswith("postgres://"):
             value = "postgresql://" + value[len("postgres://"):]
+        return value
+
+    @field_validator("model_prices_json")
+    @classmethod
+    def _prices_parse(cls, value: str) -> str:
+        from shared.pricing import price_of
+
+        try:
+            price_of("", value)
+        except (TypeError, ValueError) as error:  # json's errors are ValueErrors
+            raise ValueError(str(error).removeprefix("MODEL_PRICES_JSON: ")) from None
         return value
 
     @field_validator("redis_url", "broker_url")

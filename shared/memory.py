@@ -1,12 +1,22 @@
-"""The context window: the newest messages that fit the token budget.
+"""The context window: the newest whole turns that fit the token budget, cache-stable.
 
 The window is always valid for the Messages API: it starts with a user
 message, roles alternate, and no message is ever cut.
+
+Claude's prompt cache is a prefix cache, so the window must keep its head for
+as long as it can: it grows turn by turn up to the budget (`max_tokens`), and
+only when one more message would pass the budget does it drop its oldest whole
+turns, all in one step, down to `low_water` × the budget. Every request between
+two drops repeats the previous request's prefix and reads it from the cache;
+a drop costs one cache write. Where the window starts (`window_start`) is
+stored with each turn, so a window rebuilt from the log is the same one.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+
+DEFAULT_LOW_WATER = 0.6
 
 
 def estimate_tokens(text: str) -> int:
@@ -23,8 +33,9 @@ class Message:
 
 
 class ConversationMemory:
-    """The newest messages of a conversation whose tokens sum to at most `max_tokens`.
+    """The newest whole turns of a conversation whose tokens sum to at most `max_tokens`.
 
+    A turn is a user message and what follows it up to the next user message.
     `turn_seq` is the last turn folded in, so a cached window can be checked
     against the conversation before it is trusted. `prompt_overhead` is what the
     model counts beyond the messages (system prompt, framing) for the prompt
@@ -33,8 +44,11 @@ class ConversationMemory:
     """
 
     def __init__(self, max_tokens: int, messages: list[Message] | None = None, turn_seq: int = 0,
-                 prompt_overhead: int | None = None, overhead_key: str | None = None):
-        self.max_tokens = max_tokens
+                 prompt_overhead: int | None = None, overhead_key: str | None = None,
+                 low_water: float = DEFAULT_LOW_WATER):
+        if not 0 <= low_water <= 1:
+            raise ValueError(f"low_water must be between 0 and 1, not {low_water!r}")
+        self.max_tokens, self.low_water = max_tokens, low_water
         self.messages: list[Message] = []
         self.total_tokens = 0
         self.turn_seq = turn_seq
@@ -43,23 +57,47 @@ class ConversationMemory:
             self._append(message)
 
     def update_memory(self, role: str, content: str, tokens: int | None = None, seq: int = 0) -> None:
-        """Add a message and drop the oldest ones that no longer fit."""
+        """Add a message; if the window would pass the budget, drop its oldest turns first."""
         if role not in ("user", "assistant"):
             raise ValueError(f"role must be user or assistant, not {role!r}")
         self._append(Message(role, content, tokens if tokens is not None else estimate_tokens(content), seq))
+
+    @property
+    def window_start(self) -> int:
+        """The first turn the window holds (the turn after `turn_seq` when it is empty)."""
+        return self.messages[0].seq if self.messages else self.turn_seq + 1
 
     def _append(self, message: Message) -> None:
         self.messages.append(message)
         self.total_tokens += message.tokens
         self._trim()
 
+    def _turn_starts(self) -> list[int]:
+        """Index of each turn's first message; leading assistant messages form a turn of their own."""
+        return [i for i, m in enumerate(self.messages) if i == 0 or m.role == "user"]
+
     def _trim(self) -> None:
-        drop = 0
-        while self.total_tokens > self.max_tokens and drop < len(self.messages):
-            self.total_tokens -= self.messages[drop].tokens
-            drop += 1
-        if drop:
-            del self.messages[:drop]
+        """Within the budget: nothing changes. Past it: drop the oldest whole turns down to the
+        low-water mark, never the newest turn, unless that turn alone is past the budget."""
+        if self.total_tokens <= self.max_tokens:
+            return
+        target = int(self.max_tokens * self.low_water)
+        starts = self._turn_starts()
+        drop, total = 0, self.total_tokens
+        for start, end in zip(starts, starts[1:]):  # every turn but the newest
+            if total <= target:
+                break
+            total -= sum(m.tokens for m in self.messages[start:end])
+            drop = end
+        if total > self.max_tokens:  # the newest turn alone does not fit: it cannot be sent
+            drop, total = len(self.messages), 0
+        del self.messages[:drop]
+        self.total_tokens = total
+
+    def discard_last(self) -> None:
+        """Take back the newest message: a refused one must never be sent again."""
+        last = self.messages.pop()
+        self.total_tokens -= last.tokens
 
     def _first_sent(self) -> int:
         return next((i for i, m in enumerate(self.messages) if m.role == "user"), len(self.messages))
@@ -103,6 +141,7 @@ class ConversationMemory:
     def to_json(self) -> str:
         return json.dumps({
             "max_tokens": self.max_tokens,
+            "low_water": self.low_water,
             "turn_seq": self.turn_seq,
             "prompt_overhead": self.prompt_overhead,
             "overhead_key": self.overhead_key,
@@ -112,8 +151,10 @@ class ConversationMemory:
     @classmethod
     def from_json(cls, raw: str | bytes) -> "ConversationMemory":
         data = json.loads(raw)
+        # A window cached before low_water existed has no mark: it trimmed one message at a
+        # time (low_water 1.0 behaves that way), and load_window rebuilds it as stale.
         return cls(data["max_tokens"], [Message(**m) for m in data["messages"]], data["turn_seq"],
-                   data.get("prompt_overhead"), data.get("overhead_key"))
+                   data.get("prompt_overhead"), data.get("overhead_key"), data.get("low_water", 1.0))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ConversationMemory) and self.to_json() == other.to_json()

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from decimal import Decimal
 
 from sqlalchemy import (
-    BigInteger, CheckConstraint, Date, DateTime, ForeignKey, Identity, Index, Integer, Text,
+    BigInteger, CheckConstraint, Date, DateTime, ForeignKey, Identity, Index, Integer, Numeric, Text,
     UniqueConstraint, func, text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -19,6 +20,11 @@ ACTIVE_STATUSES = ("queued", "running")
 
 def _now_column() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def _cost_column() -> Mapped[Decimal]:
+    """An estimate in USD (tokens x shared/pricing.py's prices), exact when summed."""
+    return mapped_column(Numeric(18, 8), default=0, server_default="0")
 
 
 class Base(DeclarativeBase):
@@ -65,6 +71,7 @@ class Conversation(Base):
     # CONTEXT_STRATEGY=summarize: the model's summary of turns 1..summary_seq.
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)
     summary_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cost_usd: Mapped[Decimal] = _cost_column()  # every model call's, summaries included
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _now_column()
 
@@ -86,6 +93,9 @@ class Turn(Base):
     output_tokens: Mapped[int] = mapped_column(Integer)
     cache_creation_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cache_read_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cost_usd: Mapped[Decimal] = _cost_column()
+    # The first turn of the context window after this turn: where a rebuilt window starts.
+    window_start: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = _now_column()
 
     __table_args__ = (UniqueConstraint("conversation_id", "seq", name="uq_turns_conversation_seq"),)
@@ -104,6 +114,7 @@ class UsageDaily(Base):
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cache_creation_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cache_read_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cost_usd: Mapped[Decimal] = _cost_column()
 
 
 class Job(Base):

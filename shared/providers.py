@@ -171,12 +171,13 @@ def _retry_after(headers) -> float | None:
 class AnthropicProvider:
     """The Messages API through the official SDK, streamed so text arrives as it is made.
 
-    The system prompt and the newest user messages carry `cache_control`, so the
-    next turn of the conversation reads everything before its new message from
-    the prompt cache.
+    The system prompt and the newest message carry `cache_control` (see `_cache_marks`),
+    so the next turn of the conversation reads everything before its new message from
+    the prompt cache. `cache_ttl` is PROMPT_CACHE_TTL.
     """
 
-    def __init__(self, api_key: str, base_url: str | None, timeout: float):
+    def __init__(self, api_key: str, base_url: str | None, timeout: float, cache_ttl: str = "5m"):
+        self.cache_ttl = cache_ttl
         import anthropic
         import httpx2
 
@@ -186,9 +187,10 @@ class AnthropicProvider:
 
     def complete(self, request: ModelRequest) -> ModelReply:
         params = {"model": request.model, "max_tokens": request.max_tokens,
-                  "messages": _anthropic_messages(request.messages)}
+                  "messages": _anthropic_messages(request.messages, self.cache_ttl)}
         if request.system:
-            params["system"] = [{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}]
+            params["system"] = [{"type": "text", "text": request.system,
+                                 "cache_control": _cache_control(self.cache_ttl)}]
         if request.summary:
             params["system"] = [*params.get("system", []), {"type": "text", "text": summary_block(request.summary)}]
         cancel = request.cancel or CancelToken()
@@ -263,15 +265,23 @@ def summary_block(summary: str) -> str:
 
 
 def _cache_marks(messages: list[dict]) -> set[int]:
-    """Cache breakpoints on the last two user messages: this turn writes the prefix
-    up to its message, the next turn reads it."""
-    return {i for i in range(len(messages) - 1, -1, -2)[:2] if messages[i]["role"] == "user"}
+    """The messages' one cache breakpoint: the newest message. This turn writes the prefix up
+    to it; the next turn's breakpoint is two blocks further on (this reply, its own message),
+    well within the 20 blocks the API looks back from a breakpoint for an entry to read. With
+    the system prompt's, two of the four breakpoints a request may have. The summary gets
+    none: it changes only when the window drops turns, and then the messages after it change
+    too, so an entry ending there would never be read."""
+    return {len(messages) - 1} if messages else set()
 
 
-def _anthropic_messages(messages: list[dict]) -> list[dict]:
+def _cache_control(ttl: str) -> dict:
+    return {"type": "ephemeral", **({"ttl": ttl} if ttl != "5m" else {})}  # 5m is the API's default
+
+
+def _anthropic_messages(messages: list[dict], ttl: str = "5m") -> list[dict]:
     marked = _cache_marks(messages)
     return [{"role": m["role"], "content": [{"type": "text", "text": m["content"],
-                                             **({"cache_control": {"type": "ephemeral"}} if i in marked else {})}]}
+                                             **({"cache_control": _cache_control(ttl)} if i in marked else {})}]}
             for i, m in enumerate(messages)]
 
 
@@ -305,8 +315,10 @@ class BedrockProvider:
     """Claude on AWS Bedrock through boto3's ConverseStream, with the same streaming,
     usage and error kinds as the Anthropic provider."""
 
-    def __init__(self, region: str, endpoint_url: str | None, timeout: float):
+    def __init__(self, region: str, endpoint_url: str | None, timeout: float, cache_ttl: str = "5m"):
         import boto3
+
+        self.cache_ttl = cache_ttl
         from botocore.config import Config
 
         self.client = boto3.client(
@@ -318,10 +330,10 @@ class BedrockProvider:
         from botocore.exceptions import BotoCoreError, ClientError
         from urllib3.exceptions import HTTPError
 
-        params = {"modelId": request.model, "messages": _bedrock_messages(request.messages),
+        params = {"modelId": request.model, "messages": _bedrock_messages(request.messages, self.cache_ttl),
                   "inferenceConfig": {"maxTokens": request.max_tokens}}
         if request.system:
-            params["system"] = [{"text": request.system}, {"cachePoint": {"type": "default"}}]
+            params["system"] = [{"text": request.system}, {"cachePoint": _cache_point(self.cache_ttl)}]
         if request.summary:
             params["system"] = [*params.get("system", []), {"text": summary_block(request.summary)}]
         if request.temperature is not None:
@@ -359,10 +371,14 @@ class BedrockProvider:
                           usage.get("cacheWriteInputTokens", 0), usage.get("cacheReadInputTokens", 0), stop_reason)
 
 
-def _bedrock_messages(messages: list[dict]) -> list[dict]:
+def _cache_point(ttl: str) -> dict:
+    return {"type": "default", **({"ttl": ttl} if ttl != "5m" else {})}
+
+
+def _bedrock_messages(messages: list[dict], ttl: str = "5m") -> list[dict]:
     marked = _cache_marks(messages)
     return [{"role": m["role"], "content": [{"text": m["content"]}]
-             + ([{"cachePoint": {"type": "default"}}] if i in marked else [])}
+             + ([{"cachePoint": _cache_point(ttl)}] if i in marked else [])}
             for i, m in enumerate(messages)]
 
 

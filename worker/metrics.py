@@ -28,6 +28,9 @@ MODEL_CALL_SECONDS = Histogram("parley_model_call_seconds",
                                ["outcome"], buckets=_SLOW_BUCKETS)
 MODEL_TOKENS = Counter("parley_model_tokens_total", "Tokens the model reported, by direction (input, output).",
                        ["direction"])
+PROMPT_CACHE_TOKENS = Counter("parley_prompt_cache_tokens_total",
+                               "Prompt tokens read from or written to Claude's prompt cache, by model and kind "
+                               "(read, write).", ["model", "kind"])
 RETRIES = Counter("parley_job_retries_total",
                   "Deliveries handed back to be tried later, by why (busy, transient, ...).", ["kind"])
 TASKS = Counter("parley_worker_tasks_total", "Celery tasks run by this worker, by task and final state.",
@@ -54,6 +57,14 @@ def model_call(seconds: float, input_tokens: int = 0, output_tokens: int = 0, ou
         MODEL_TOKENS.labels("input").inc(input_tokens)
     if output_tokens:
         MODEL_TOKENS.labels("output").inc(output_tokens)
+
+
+def prompt_cache(model: str, read: int, written: int) -> None:
+    """One model call's prompt-cache tokens; reads cost a tenth of input or less, writes more than input."""
+    if read:
+        PROMPT_CACHE_TOKENS.labels(model, "read").inc(read)
+    if written:
+        PROMPT_CACHE_TOKENS.labels(model, "write").inc(written)
 
 
 def retry(kind: str) -> None:

@@ -23,7 +23,7 @@ from worker import metrics
 from worker.lease import Claim, EndWatcher, Heartbeat, claim, release, renew
 from worker.live import LiveEvents
 from worker.summary import summary_for_turn
-from worker.usage import add_daily_usage, count_quota
+from worker.usage import add_daily_usage, count_quota, priced
 from worker.window import load_window, save_window
 
 log = logging.getLogger(__name__)
@@ -137,13 +137,13 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
     if not renew(services, held):
         return Outcome("skipped")
     services.store.put(log_key, _log_entry(held, seq, user_tokens, reply, memory))
-    ended = _commit_turn(services, held, seq, log_key, user_tokens, reply)
+    memory.update_memory("assistant", reply.text, reply.output_tokens, seq=seq)  # may drop turns: before the commit
+    memory.turn_seq = seq
+    ended = _commit_turn(services, held, seq, log_key, user_tokens, reply, memory.window_start)
     if ended is _LOST:
         _drop_log_if_deleted(services, conversation)
         return Outcome("skipped")
     count_quota(services, held.user_id, reply)
-    memory.update_memory("assistant", reply.text, reply.output_tokens, seq=seq)
-    memory.turn_seq = seq
     save_window(services, held.conversation_id, memory)
     announce_end(services.events, runtime.dispatcher, *ended)
     return Outcome("done")
@@ -213,24 +213,28 @@ def _log_entry(held: Claim, seq: int, user_tokens: int, reply: ModelReply, memor
     }
 
 
-def _commit_turn(services, held: Claim, seq: int, log_key: str, user_tokens: int, reply: ModelReply):
+def _commit_turn(services, held: Claim, seq: int, log_key: str, user_tokens: int, reply: ModelReply,
+                 window_start: int):
     """Turn row, counters, usage and job state in one transaction; returns the ended job and the next to run."""
+    cost = priced(services, reply)
     with services.sessions.begin() as session:
         conversation = session.get(Conversation, held.conversation_id, with_for_update=True)
         job = session.get(Job, held.job_id, with_for_update=True)
         if conversation is None or job is None or job.status != "running" or job.attempts != held.attempt:
             return _LOST
         session.add(Turn(conversation_id=held.conversation_id, seq=seq, job_id=held.job_id, log_key=log_key,
-                         user_tokens=user_tokens, assistant_tokens=reply.output_tokens, **reply.usage))
+                         user_tokens=user_tokens, assistant_tokens=reply.output_tokens, **reply.usage,
+                         cost_usd=cost, window_start=window_start))
         conversation.turn_count = seq
         conversation.message_count += 2
         for name, value in reply.usage.items():
             setattr(conversation, name, getattr(conversation, name) + value)
+        conversation.cost_usd += cost
         conversation.updated_at = func.now()
-        add_daily_usage(session, held.user_id, reply, turns=1)
+        add_daily_usage(session, held.user_id, reply, turns=1, cost=cost)
         end_job(session, job, "succeeded", reply={
             "role": "assistant", "content": reply.text, "model": reply.model, "stop_reason": reply.stop_reason,
-            "usage": reply.usage})
+            "usage": {**reply.usage, "cost_usd": float(cost)}})
         return job, next_queued(session, held.conversation_id)
 
 

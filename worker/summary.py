@@ -1,11 +1,12 @@
 """CONTEXT_STRATEGY=summarize: a rolling summary of the turns that left the window.
 
 The summary covers turns 1..`summary_seq` and is stored on the conversation row.
-When the window no longer shows a turn the summary does not cover, one model call
-folds the missing turns into it before the reply is asked for. That call reaches
-ahead to about half the window, so the next refresh is due only after that much
-more conversation, not on every turn. If it fails the turn goes on with the old
-summary: a stale summary is better than no reply.
+It is sent right after the system prompt, so changing it changes the prompt's cached
+prefix: it is refreshed only when the window has dropped turns it does not cover, and
+the window drops turns only in steps (shared/memory.py), when the prefix changes
+anyway. One model call then folds the dropped turns in, before the reply is asked for.
+If it fails the turn goes on with the old summary (a stale summary is better than no
+reply), and the next turn tries again.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from shared.memory import ConversationMemory
 from shared.models import Conversation, Turn
 from shared.providers import Cancelled, CancelToken, ModelError, ModelReply, ModelRequest
 from worker import metrics
-from worker.usage import add_daily_usage, count_quota
+from worker.usage import add_daily_usage, count_quota, priced
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def summary_for_turn(services: Services, conversation: Conversation, memory: Con
     hidden_through = (shown[0].seq if shown else conversation.turn_count + 1) - 1  # turns the window leaves out
     if conversation.summary_seq >= hidden_through:
         return conversation.summary
-    target = _reach(memory, hidden_through, conversation.turn_count)
+    target = hidden_through  # exactly what left the window: what it still shows needs no summary
     source = _read_turns(services, conversation, target)
     if not source:  # the turns' log entries are gone; nothing to fold in
         return conversation.summary
@@ -59,19 +60,6 @@ def summary_for_turn(services: Services, conversation: Conversation, memory: Con
     _store(services, conversation, user_id, reply, summary, target)
     count_quota(services, user_id, reply)
     return summary
-
-
-def _reach(memory: ConversationMemory, hidden_through: int, last_turn: int) -> int:
-    """The last turn the refreshed summary covers: every hidden turn, and the shown
-    complete turns up to about half the window, so the next refresh is a while off."""
-    target, tokens = hidden_through, 0
-    for message in memory.sent_messages():
-        tokens += message.tokens
-        if message.seq > last_turn or tokens > memory.max_tokens // 2:
-            break
-        if message.role == "assistant":
-            target = message.seq
-    return target
 
 
 def _read_turns(services: Services, conversation: Conversation, target: int) -> list[tuple[int, list[dict]]]:
@@ -106,7 +94,9 @@ def _store(services: Services, conversation: Conversation, user_id: uuid.UUID, r
            summary: str | None, target: int) -> None:
     """Save the summary unless another turn saved a newer one meanwhile; its tokens count
     towards the conversation's and the user's usage either way (they were spent)."""
+    cost = priced(services, reply)
     totals = {name: getattr(Conversation, name) + value for name, value in reply.usage.items()}
+    totals["cost_usd"] = Conversation.cost_usd + cost
     with services.sessions.begin() as session:
         saved = session.execute(
             update(Conversation)
@@ -116,4 +106,4 @@ def _store(services: Services, conversation: Conversation, user_id: uuid.UUID, r
         if not saved:
             session.execute(update(Conversation)
                             .where(Conversation.conversation_id == conversation.conversation_id).values(**totals))
-        add_daily_usage(session, user_id, reply, turns=0)
+        add_daily_usage(session, user_id, reply, turns=0, cost=cost)

@@ -3,24 +3,28 @@ from __future__ import annotations
 
 import logging
 import uuid
+from decimal import Decimal
 
 import redis
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from shared.bootstrap import Services
+from shared.pricing import cost_usd
 from shared.providers import ModelReply
 from shared.quotas import TokenQuota
+from worker import metrics
 
 log = logging.getLogger(__name__)
 
 # The user's tokens today (UTC), kept apart from conversations so deleting one keeps its usage.
 _ADD_USAGE = text("""
     INSERT INTO usage_daily AS u (user_id, day, turns, input_tokens, output_tokens,
-                                  cache_creation_input_tokens, cache_read_input_tokens)
+                                  cache_creation_input_tokens, cache_read_input_tokens, cost_usd)
     VALUES (:user_id, (now() AT TIME ZONE 'utc')::date, :turns, :input_tokens, :output_tokens,
-            :cache_creation_input_tokens, :cache_read_input_tokens)
+            :cache_creation_input_tokens, :cache_read_input_tokens, :cost_usd)
     ON CONFLICT (user_id, day) DO UPDATE SET
+        cost_usd = u.cost_usd + excluded.cost_usd,
         turns = u.turns + excluded.turns, input_tokens = u.input_tokens + excluded.input_tokens,
         output_tokens = u.output_tokens + excluded.output_tokens,
         cache_creation_input_tokens = u.cache_creation_input_tokens + excluded.cache_creation_input_tokens,
@@ -28,9 +32,18 @@ _ADD_USAGE = text("""
 """)
 
 
-def add_daily_usage(session: Session, user_id: uuid.UUID, reply: ModelReply, turns: int) -> None:
+def add_daily_usage(session: Session, user_id: uuid.UUID, reply: ModelReply, turns: int,
+                    cost: Decimal = Decimal(0)) -> None:
     """Add a model call to the user's ledger for today; `turns` is 1 for a reply, 0 for a summary."""
-    session.execute(_ADD_USAGE, {"user_id": user_id, "turns": turns, **reply.usage})
+    session.execute(_ADD_USAGE, {"user_id": user_id, "turns": turns, "cost_usd": cost, **reply.usage})
+
+
+def priced(services: Services, reply: ModelReply) -> Decimal:
+    """What a model call cost (USD, estimated from shared/pricing.py), its cache tokens counted
+    in the metrics. Cache writes are priced at PROMPT_CACHE_TTL's rate: every breakpoint asks for it."""
+    settings = services.settings
+    metrics.prompt_cache(reply.model, reply.cache_read_input_tokens, reply.cache_creation_input_tokens)
+    return cost_usd(reply.model, reply.usage, settings.prompt_cache_ttl, settings.model_prices_json)
 
 
 def count_quota(services: Services, user_id: uuid.UUID, reply: ModelReply) -> None:

@@ -244,7 +244,8 @@ def test_a_failed_stream_is_retried_and_resets_live_clients(stack, client, alice
 
 
 def test_usage_counts_prompt_cache_reads_on_the_next_turn(client, alice):
-    conversation_id = new_conversation(client, alice, system="You answer in one line, always.")
+    # Past the model's minimum cacheable length (1,024 tokens): a shorter prefix is never cached.
+    conversation_id = new_conversation(client, alice, system="You answer in one line, always. " * 150)
     first = say(client, alice, conversation_id, "Hello")["reply"]["usage"]
     second = say(client, alice, conversation_id, "Again")["reply"]["usage"]
     assert first["cache_creation_input_tokens"] > 0

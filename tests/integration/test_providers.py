@@ -60,7 +60,8 @@ def test_streams_text_and_reports_usage(provider):
 
 
 def test_the_next_turn_reads_the_prompt_cache(provider):
-    system = f"Be brief. {uuid.uuid4()}"  # a prompt the cache has not seen
+    # A prompt the cache has not seen, past the model's minimum cacheable length (1,024 tokens).
+    system = f"Be brief. {uuid.uuid4()} " + "Answer in plain words. " * 250
     history = [{"role": "user", "content": "cache me please"}]
     first = provider.complete(ModelRequest(system, history, provider.model, 100))
     assert first.cache_creation_input_tokens > 0 and first.cache_read_input_tokens == 0

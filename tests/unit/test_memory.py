@@ -23,35 +23,55 @@ def conversation(*tokens: int) -> list[Message]:
     ]
 
 
-def longest_fitting_suffix(messages: list[Message], budget: int) -> list[Message]:
-    total, start = 0, len(messages)
-    for i in range(len(messages) - 1, -1, -1):
-        if total + messages[i].tokens > budget:
-            break
-        total += messages[i].tokens
-        start = i
-    return messages[start:]
+def turns_of(messages: list[Message]) -> list[list[Message]]:
+    """A user message and what follows it; leading assistant messages are a turn of their own."""
+    turns: list[list[Message]] = []
+    for m in messages:
+        if not turns or m.role == "user":
+            turns.append([])
+        turns[-1].append(m)
+    return turns
+
+
+def expected_window(messages: list[Message], budget: int, low_water: float = 0.6) -> list[Message]:
+    """The spec, replayed message by message: past the budget, drop the oldest whole turns
+    down to low_water x budget, never the newest turn unless it alone is past the budget."""
+    window: list[Message] = []
+    for m in messages:
+        window.append(m)
+        if sum(w.tokens for w in window) > budget:
+            turns = turns_of(window)
+            while len(turns) > 1 and sum(w.tokens for t in turns for w in t) > int(budget * low_water):
+                turns.pop(0)
+            window = [w for t in turns for w in t]
+            if sum(w.tokens for w in window) > budget:
+                window = []
+    return window
 
 
 # ---------------------------------------------------------------- examples
 
 
-def test_window_keeps_newest_messages_within_budget():
-    msgs = conversation(4, 4, 4, 4)  # u0 a1 u2 a3
-    memory = feed(ConversationMemory(10), msgs)
-    assert memory.messages == msgs[2:]
-    assert memory.total_tokens == 8
-    assert memory.get_current_context() == [
-        {"role": "user", "content": "u2"},
-        {"role": "assistant", "content": "a3"},
-    ]
+def test_window_drops_oldest_whole_turns_down_to_the_low_water_mark():
+    msgs = conversation(2, 2, 2, 2, 2, 2)  # u0 a1 u2 a3 u4 a5: 12 tokens, the budget
+    memory = feed(ConversationMemory(12, low_water=0.5), msgs)
+    assert memory.messages == msgs  # at the budget, nothing goes
+    memory.update_memory("user", "u6", tokens=2)  # 14 > 12: down to 6 or less, in one step
+    assert [m.content for m in memory.messages] == ["u4", "a5", "u6"]
+    assert memory.total_tokens == 6
+    assert memory.get_current_context()[0] == {"role": "user", "content": "u4"}
 
 
-def test_window_that_fits_keeps_everything():
-    msgs = conversation(1, 2, 3, 4)
-    memory = feed(ConversationMemory(10), msgs)
-    assert memory.messages == msgs
-    assert memory.total_tokens == 10
+def test_the_head_stays_put_until_the_next_drop():
+    memory = ConversationMemory(20, low_water=0.5)
+    heads = []
+    for i, m in enumerate(conversation(*([2] * 30))):
+        memory.update_memory(m.role, m.content, tokens=m.tokens, seq=i // 2 + 1)
+        heads.append(memory.window_start)
+    drops = [i for i in range(1, len(heads)) if heads[i] != heads[i - 1]]
+    # 20 tokens hold 10 messages; each drop leaves 10 tokens, so one drop every 6 messages (3 turns)
+    assert drops == [10, 16, 22, 28]
+    assert all(heads[i] == heads[i - 1] for i in range(1, len(heads)) if i not in drops)
 
 
 def test_never_cuts_a_message():
@@ -60,12 +80,9 @@ def test_never_cuts_a_message():
     memory.update_memory("user", "first question", tokens=10)
     memory.update_memory("assistant", long_text, tokens=60)
     memory.update_memory("user", "follow-up", tokens=35)
-    # 10 + 60 + 35 > 100: the oldest whole message goes, the long one stays intact.
-    assert [m.content for m in memory.messages] == [long_text, "follow-up"]
-    context = memory.get_current_context()
-    assert context == [{"role": "user", "content": "follow-up"}]
-    for item in context:
-        assert item["content"] in {"first question", long_text, "follow-up"}
+    # 10 + 60 + 35 > 100: the oldest whole turn goes, with its long reply intact.
+    assert [m.content for m in memory.messages] == ["follow-up"]
+    assert memory.get_current_context() == [{"role": "user", "content": "follow-up"}]
 
 
 def test_message_larger_than_budget_alone_gives_empty_context():
@@ -83,21 +100,9 @@ def test_message_larger_than_budget_alone_gives_empty_context():
     assert memory.total_tokens == 6
 
 
-def test_context_starts_with_user_when_window_starts_with_assistant():
-    msgs = conversation(4, 4, 4, 4)  # u0 a1 u2 a3
-    memory = feed(ConversationMemory(12), msgs)
-    assert memory.messages[0].role == "assistant"  # the trimmed window is a1 u2 a3
-    context = memory.get_current_context()
-    assert context[0]["role"] == "user"
-    assert context == [
-        {"role": "user", "content": "u2"},
-        {"role": "assistant", "content": "a3"},
-    ]
-
-
 def test_window_of_only_an_assistant_message_gives_empty_context():
-    memory = feed(ConversationMemory(5), conversation(4, 4))
-    assert [m.role for m in memory.messages] == ["assistant"]
+    memory = ConversationMemory(5)
+    memory.update_memory("assistant", "a", tokens=4)
     assert memory.get_current_context() == []
 
 
@@ -192,23 +197,22 @@ def build_messages(turns, trailing) -> list[Message]:
     return messages
 
 
-@PROPS
-@given(turns=turns_strategy, trailing=trailing_strategy, budget=budgets)
-def test_property_window_fits_the_budget(turns, trailing, budget):
-    memory = feed(ConversationMemory(budget), build_messages(turns, trailing))
-    assert sum(m.tokens for m in memory.messages) <= budget
-    assert memory.total_tokens == sum(m.tokens for m in memory.messages)
+low_waters = st.sampled_from([0.0, 0.3, 0.6, 1.0])
 
 
 @PROPS
-@given(turns=turns_strategy, trailing=trailing_strategy, budget=budgets)
-def test_property_window_is_the_longest_fitting_suffix(turns, trailing, budget):
+@given(turns=turns_strategy, trailing=trailing_strategy, budget=budgets, low_water=low_waters)
+def test_property_window_follows_the_spec_after_every_update(turns, trailing, budget, low_water):
     messages = build_messages(turns, trailing)
-    memory = ConversationMemory(budget)
+    memory = ConversationMemory(budget, low_water=low_water)
     for i, m in enumerate(messages):
+        before = list(memory.messages)
         memory.update_memory(m.role, m.content, tokens=m.tokens)
-        # The invariant holds after every single update, not only at the end.
-        assert memory.messages == longest_fitting_suffix(messages[: i + 1], budget)
+        assert memory.messages == expected_window(messages[: i + 1], budget, low_water)
+        assert memory.total_tokens == sum(w.tokens for w in memory.messages) <= budget
+        if before + [m] != memory.messages:  # a drop: only when the budget was passed, and in one step
+            assert sum(w.tokens for w in before) + m.tokens > budget
+            assert memory.total_tokens <= budget * low_water or len(turns_of(memory.messages)) <= 1
 
 
 @PROPS
@@ -226,11 +230,8 @@ def test_property_context_is_api_valid(turns, trailing, budget):
     for item in context:
         assert set(item) == {"role", "content"}
         assert item["content"] in originals
-
-    suffix = longest_fitting_suffix(messages, budget)
-    while suffix and suffix[0].role == "assistant":
-        suffix = suffix[1:]
-    assert context == [{"role": m.role, "content": m.content} for m in suffix]
+    if messages and messages[-1].role == "user" and messages[-1].tokens <= budget:
+        assert context[-1]["content"] == messages[-1].content  # the newest turn is never dropped
 
 
 @PROPS
@@ -246,73 +247,25 @@ def test_property_json_round_trip(turns, trailing, budget, turn_seq):
     assert restored.to_json() == memory.to_json()
 
 
-@PROPS
-@given(turns=turns_strategy, trailing=trailing_strategy, budget=budgets)
-def test_property_incremental_equals_rebuilt(turns, trailing, budget):
-    messages = build_messages(turns, trailing)
-    incremental = feed(ConversationMemory(budget), messages)
-    rebuilt_from_all = ConversationMemory(budget, messages=messages)
-    rebuilt_from_window = ConversationMemory(budget, messages=longest_fitting_suffix(messages, budget))
-    fed_window_only = feed(ConversationMemory(budget), longest_fitting_suffix(messages, budget))
-
-    assert rebuilt_from_all.to_json() == incremental.to_json()
-    assert rebuilt_from_window.to_json() == incremental.to_json()
-    assert fed_window_only.to_json() == incremental.to_json()
-    assert rebuilt_from_all.get_current_context() == incremental.get_current_context()
-
-
 # ------------------------------------------------ any sequence of messages
 
 roles = st.sampled_from(["user", "assistant"])
 any_messages = st.lists(st.tuples(roles, texts, st.integers(min_value=0, max_value=60)), max_size=25)
 
 
-def merged(messages: list[Message]) -> list[dict]:
-    """What the Messages API gets: leading assistant messages dropped, runs of one role joined."""
-    while messages and messages[0].role == "assistant":
-        messages = messages[1:]
-    context: list[dict] = []
+@PROPS
+@given(raw=any_messages, budget=budgets, low_water=low_waters)
+def test_property_replaying_from_the_window_start_rebuilds_it(raw, budget, low_water):
+    """worker.window.rebuild_window replays the turns from where the stored window
+    started: whatever the history, that gives the window that was cached."""
+    messages = [Message(role, f"{i}:{text}", tokens, seq=i + 1) for i, (role, text, tokens) in enumerate(raw)]
+    memory = ConversationMemory(budget, low_water=low_water)
     for m in messages:
-        if context and context[-1]["role"] == m.role:
-            context[-1] = {"role": m.role, "content": context[-1]["content"] + "\n\n" + m.content}
-        else:
-            context.append({"role": m.role, "content": m.content})
-    return context
-
-
-@PROPS
-@given(raw=any_messages, budget=budgets)
-def test_property_any_sequence_gives_the_newest_fitting_suffix_as_a_valid_window(raw, budget):
-    """Roles in any order (a reply failed, a turn was cancelled), zero-token and
-    over-budget messages: after every update the window is the newest suffix that
-    fits, and its context is valid for the Messages API."""
-    messages = [Message(role, f"{i}:{text}", tokens) for i, (role, text, tokens) in enumerate(raw)]
-    memory = ConversationMemory(budget)
-    for i, m in enumerate(messages):
-        memory.update_memory(m.role, m.content, tokens=m.tokens)
-        suffix = longest_fitting_suffix(messages[: i + 1], budget)
-        assert memory.messages == suffix
-        assert memory.total_tokens == sum(s.tokens for s in suffix) <= budget
-        context = memory.get_current_context()
-        assert context == merged(suffix)
-        roles_ = [item["role"] for item in context]
-        assert roles_[:1] in ([], ["user"])
-        assert all(a != b for a, b in zip(roles_, roles_[1:]))
-        if m.role == "user" and suffix:  # what the pipeline sends ends with the new user message
-            assert context[-1]["role"] == "user" and context[-1]["content"].endswith(m.content)
-
-
-@PROPS
-@given(raw=any_messages, budget=budgets, data=st.data())
-def test_property_replaying_any_suffix_that_holds_the_window_rebuilds_it(raw, budget, data):
-    """worker.window.rebuild_window replays only the newest turns (up to one that
-    does not fit): any suffix of the history holding the window rebuilds it exactly,
-    for any budget (a changed MAX_CONTEXT_TOKENS rebuilds too)."""
-    messages = [Message(role, f"{i}:{text}", tokens) for i, (role, text, tokens) in enumerate(raw)]
-    window = longest_fitting_suffix(messages, budget)
-    start = data.draw(st.integers(min_value=0, max_value=len(messages) - len(window)), label="start")
-    replayed = ConversationMemory(budget, messages=messages[start:], turn_seq=7)
-    assert replayed.to_json() == feed(ConversationMemory(budget, turn_seq=7), messages).to_json()
+        memory.update_memory(m.role, m.content, m.tokens, seq=m.seq)
+        memory.turn_seq = m.seq  # as the pipeline does after each turn
+        replayed = ConversationMemory(budget, [w for w in messages if memory.window_start <= w.seq <= m.seq],
+                                      turn_seq=m.seq, low_water=low_water)
+        assert replayed.to_json() == memory.to_json()
 
 
 # ---------------------------------------------------------------- sizes the model counted
@@ -342,9 +295,9 @@ def test_a_count_below_what_is_known_keeps_the_estimate():
     assert memory.measure_last(prompt_tokens=0, prompt_key="sys") == 2  # a provider that reports no usage
 
 
-def test_a_measured_message_that_no_longer_fits_drops_the_oldest():
-    memory = ConversationMemory(20, prompt_overhead=10, overhead_key="sys")
+def test_a_measured_message_that_no_longer_fits_drops_the_oldest_turn():
+    memory = ConversationMemory(20, prompt_overhead=10, overhead_key="sys", low_water=1.0)
     for role, tokens in (("user", 6), ("assistant", 6), ("user", 4)):
         memory.update_memory(role, role, tokens=tokens)
     assert memory.measure_last(prompt_tokens=10 + 12 + 9, prompt_key="sys") == 9
-    assert [m.tokens for m in memory.messages] == [6, 9] and memory.total_tokens == 15
+    assert [m.tokens for m in memory.messages] == [9] and memory.total_tokens == 9
