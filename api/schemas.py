@@ -1,10 +1,11 @@
 """Request and response shapes; flask-openapi3 validates with them and documents them."""
 from __future__ import annotations
 
+import re
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 
 _REQUEST_SCHEMAS: dict[type, dict] = {}
@@ -153,9 +154,21 @@ class Usage(BaseModel):
     cost_usd: float | None = Field(None, description="estimated from these tokens and the model's prices")
 
 
+def _iso_day(value: object) -> object:
+    """YYYY-MM-DD and nothing else: pydantic alone also reads `0` as 1970-01-01."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_day), WithJsonSchema({"type": "string", "format": "date"})]
+
+
 class UsageQuery(Strict):
-    from_: date | None = Field(None, alias="from", description="first UTC day (default: 30 days before `to`)")
-    to: date | None = Field(None, description="last UTC day, inclusive (default: today)")
+    from_: Day | None = Field(None, alias="from", description="first UTC day, YYYY-MM-DD (default: 30 days before `to`)")
+    to: Day | None = Field(None, description="last UTC day, inclusive, YYYY-MM-DD (default: today)")
 
 
 class UsageDay(BaseModel):
@@ -248,7 +261,19 @@ class NewChatOut(BaseModel):
 
 
 class SeedConversationQuery(Request):
-    conversation_id: str | None = None
+    conversation_id: str | None = Field(None, min_length=1, description="here, or in the JSON body")
+
+
+class SeedConversationGetQuery(Request):
+    conversation_id: str = Field(min_length=1)
+
+
+class NewChatIn(Strict):
+    conversation_name: str | None = None
+
+
+class SeedConversationBody(Strict):
+    conversation_id: str = Field(min_length=1)
 
 
 class SeedMessage(BaseModel):
