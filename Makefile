@@ -60,7 +60,8 @@ bench: $(STAMP)
 clean:
 	rm -rf var .pytest_cache
 
-# A new API key for NAME (the user is created if needed); DATABASE_URL must point at the database.
+# A new API key for NAME (the user is created if needed): in DATABASE_URL, or else in the
+# database of the `make run` running in this folder (it lists its services in var/services.json).
 user: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make user NAME=alice"; exit 2; }
 	@$(PY) -m api.keys issue "$(NAME)"

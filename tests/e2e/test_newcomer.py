@@ -117,6 +117,11 @@ def readme_block(after_heading: str) -> str:
     return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
 
 
+def readme_commands(block: str) -> list[str]:
+    """A block's commands, one a line, without comments or comment-only lines."""
+    return [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+
+
 def json_values(text: str) -> list:
     """Each JSON value curl printed (`curl -s` adds no newline between them)."""
     decoder, values, at = json.JSONDecoder(), [], 0
@@ -129,8 +134,10 @@ def json_values(text: str) -> list:
 def test_the_readme_quick_start_works_beside_make_run(newcomer):
     clone, base = newcomer.clone, f"http://127.0.0.1:{newcomer.port}"
 
-    # `make user NAME=alice`, in another terminal, with nothing set: it finds make run's database.
-    issued = shell(clone, "make user NAME=alice")
+    # "In another terminal, while it runs", with nothing set: both find make run's services.
+    make_user, check = readme_commands(readme_block("In another terminal, while it runs"))
+    assert make_user.startswith("make user NAME=") and "worker.check" in check
+    issued = shell(clone, make_user)
     assert issued.returncode == 0, issued.stderr
     alice_key = issued.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"pk_[A-Za-z0-9_-]{20,}", alice_key), issued.stdout
@@ -150,8 +157,8 @@ def test_the_readme_quick_start_works_beside_make_run(newcomer):
     listed = shell(clone, f'curl -s {base}/v1/conversations -H "Authorization: Bearer {alice_key}"')
     assert json.loads(listed.stdout) == {"data": [], "next_cursor": None}
 
-    # The consistency checker, beside the running stack, with nothing set either.
-    checked = shell(clone, ".venv/bin/python -m worker.check")
+    # The consistency checker finds the turns just written, and nothing wrong with them.
+    checked = shell(clone, check)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
