@@ -49,7 +49,9 @@ class Settings(BaseSettings):
     default_system_prompt: str = "You are a helpful assistant."
 
     # Memory and limits.
-    max_context_tokens: int = Field(8000, ge=16, le=1_000_000)
+    # 32,000: with the window read from the prompt cache, a turn at a full 32k window costs about a
+    # third of what an 8k one did before (bench scenario 7; README, "Long conversations").
+    max_context_tokens: int = Field(32_000, ge=16, le=1_000_000)
     # Past MAX_CONTEXT_TOKENS the window drops its oldest turns in one step down to this share
     # of it, so its head (and Claude's cached prefix) stays the same for many turns.
     window_low_water: float = Field(0.6, ge=0, le=1)

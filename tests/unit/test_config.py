@@ -49,7 +49,7 @@ def test_defaults():
     assert s.var_dir == ROOT / "var" == REPO_ROOT / "var"
     assert s.model == "claude-sonnet-5-5"
     assert s.max_tokens == 1024
-    assert s.max_context_tokens == 8000
+    assert s.max_context_tokens == 32_000
     assert s.port == 5000
     assert s.log_level == "INFO"
 
