@@ -66,9 +66,15 @@ def test_stop_and_escape_cancel_the_reply_and_keep_nothing(page, client, alice, 
     send(page, "A reply I will not wait for")
     reply = last_reply(page)
     expect(reply.locator(".body")).to_contain_text("offline")
-    page.get_by_role("button", name="Stop", exact=True).click()
+    send(page, "And one more behind it")  # the conversation is busy: this one waits its turn
+    waiting = last_reply(page)
+    expect(waiting.locator(".foot")).to_have_text("Queued behind 1 earlier message(s)")
+    expect(page.get_by_role("status")).to_contain_text("1 message(s) waiting")
+    page.get_by_role("button", name="Stop", exact=True).click()  # stops both
     wait_state(reply, "cancelled")
-    assert client.get(f"/v1/jobs/{job_id_of(reply)}", headers=alice).get_json()["status"] == "cancelled"
+    wait_state(waiting, "cancelled")
+    for job in (reply, waiting):
+        assert client.get(f"/v1/jobs/{job_id_of(job)}", headers=alice).get_json()["status"] == "cancelled"
 
     send(page, "And this one with Esc")
     reply = last_reply(page)

@@ -50,6 +50,22 @@ def test_list_is_newest_first_and_paged_and_rename_and_delete_work(page, client,
     assert page.errors == []
 
 
+def test_a_long_conversation_opens_at_its_newest_page_and_shows_earlier_ones_on_demand(page, client, alice):
+    conversation_id = create_conversation(client, alice, "Long one")
+    for n in range(26):  # 52 messages: one page of 50 and two more
+        job = client.post(f"/v1/conversations/{conversation_id}/messages", json={"content": f"note {n}"},
+                          headers=alice).get_json()["job"]
+        assert client.get(f"/v1/jobs/{job['id']}?wait=30", headers=alice).get_json()["status"] == "succeeded"
+    sign_in(page, alice)
+    messages = page.locator("#messages li.message")
+    expect(messages).to_have_count(50)
+    expect(messages.first).to_contain_text("note 1")  # the user message of turn 2
+    page.get_by_role("button", name="Show earlier messages").click()
+    expect(messages).to_have_count(52)
+    expect(messages.first.locator(".body")).to_have_text("note 0")
+    expect(page.get_by_role("button", name="Show earlier messages")).to_have_count(0)
+
+
 def test_two_users_never_see_each_others_conversations(browser, web, client, make_user):
     alice, bob = make_user(), make_user()
     create_conversation(client, alice, "Alice's secret plans")

@@ -73,6 +73,11 @@ def test_make_run_serves_a_conversation_and_stops_cleanly(tmp_path, provider):
         stack.wait_ready()
         key = (tmp_path / "var" / "dev-api-key").read_text().strip()
         assert key in "".join(stack.lines), "the key is printed"
+        # The chat page's address is printed, and gunicorn serves the page with its security headers.
+        assert f"Chat    http://127.0.0.1:{port}/ " in "".join(stack.lines)
+        page = subprocess.run(["curl", "-sS", "-i", "--max-time", "30", f"http://127.0.0.1:{port}/"],
+                              capture_output=True, text=True, check=True).stdout
+        assert "content-security-policy: default-src 'none'" in page.lower() and "<title>Parley</title>" in page
         auth = f"Authorization: Bearer {key}"
         base = f"http://127.0.0.1:{port}"
         tree = psutil.Process(stack.process.pid).children(recursive=True)

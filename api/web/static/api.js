@@ -82,6 +82,9 @@ export const api = {
   conversations: (cursor, limit = 20) =>
     call("GET", `/v1/conversations?limit=${limit}${cursor ? `&cursor=${id(cursor)}` : ""}`),
   conversation: (conversationId) => call("GET", `/v1/conversations/${id(conversationId)}`),
+  // A page of messages, newest first: the page never reads a whole history at once.
+  messages: (conversationId, before, limit = 50) =>
+    call("GET", `/v1/conversations/${id(conversationId)}/messages?limit=${limit}${before ? `&before=${id(before)}` : ""}`),
   create: (fields) => call("POST", "/v1/conversations", { body: fields }),
   update: (conversationId, fields) => call("PATCH", `/v1/conversations/${id(conversationId)}`, { body: fields }),
   remove: (conversationId) => call("DELETE", `/v1/conversations/${id(conversationId)}`),

@@ -5,7 +5,7 @@ import { Chat, usageLine } from "./chat.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { conversations: [], cursor: null, selected: null, models: null, editing: null };
-const chat = new Chat({ onChanged: (conversation) => refresh(conversation.id) });
+const chat = new Chat({ onChanged: (conversation, job) => refresh(conversation.id, job) });
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -46,8 +46,10 @@ async function signIn(event) {
 function signOut(message = "") {
   session.forget();
   chat.close();
-  Object.assign(state, { conversations: [], cursor: null, selected: null, models: null });
+  Object.assign(state, { conversations: [], cursor: null, selected: null, models: null, editing: null });
   $("conversation-list").replaceChildren();
+  drawHeader(); // nothing of this user's stays on the page for the next one
+  chat.status("");
   showSignedIn(false);
   $("signin-error").textContent = message;
   $("api-key").focus();
@@ -108,9 +110,10 @@ function drawHeader() {
 }
 
 async function select(conversationId) {
-  let conversation;
+  const known = state.conversations.find((c) => c.id === conversationId);
+  let conversation, page;
   try {
-    conversation = await api.conversation(conversationId);
+    [conversation, page] = await Promise.all([known || api.conversation(conversationId), api.messages(conversationId)]);
   } catch (error) {
     chat.status(error.describe(), true);
     return;
@@ -118,17 +121,38 @@ async function select(conversationId) {
   state.selected = conversation;
   drawHeader();
   drawList();
-  chat.open(conversation);
+  chat.open(conversation, page);
   setListOpen(false);
   $("message-input").focus();
 }
 
-// After a turn ends: new counters in the header, the list re-sorted by the API.
-async function refresh(conversationId) {
+// A conversation as the API just gave it: replaces the listed one, or heads the list if new.
+function remember(conversation) {
+  const at = state.conversations.findIndex((c) => c.id === conversation.id);
+  if (at >= 0) state.conversations[at] = conversation;
+  else state.conversations.unshift(conversation);
+  if (state.selected?.id === conversation.id) state.selected = conversation;
+}
+
+const COUNTERS = ["input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd"];
+
+// After a job ends: fresh counters from the first page of the list (no history is read);
+// a conversation further down the list adds the turn's own usage instead.
+async function refresh(conversationId, job) {
   try {
-    const conversation = await api.conversation(conversationId);
-    if (state.selected?.id === conversationId) { state.selected = conversation; drawHeader(); }
-    await loadConversations(true);
+    const page = await api.conversations(null);
+    const fresh = page.data.find((c) => c.id === conversationId);
+    if (fresh) remember(fresh);
+    else if (job?.status === "succeeded") {
+      const conversation = state.conversations.find((c) => c.id === conversationId);
+      const usage = job.reply?.usage || {};
+      if (conversation) {
+        conversation.message_count += 2;
+        for (const field of COUNTERS) if (typeof usage[field] === "number") conversation[field] = (conversation[field] || 0) + usage[field];
+      }
+    }
+    drawHeader();
+    drawList();
   } catch { /* the next action shows any problem */ }
 }
 
@@ -158,7 +182,7 @@ async function saveConversation(event) {
   try {
     const saved = state.editing ? await api.update(state.editing.id, fields) : await api.create(fields);
     $("conversation-dialog").close();
-    await loadConversations(true);
+    remember(saved);
     await select(saved.id);
   } catch (error) {
     $("conversation-error").textContent = error.describe();

@@ -31,7 +31,7 @@ function textOf(content) {
   return "";
 }
 
-function bubble(role, text) {
+function bubble(role, text, before = null) {
   const item = el("li", `message ${role}`);
   item.append(el("p", "author", role === "user" ? "You" : "Claude"));
   const body = el("div", "body");
@@ -40,13 +40,13 @@ function bubble(role, text) {
   item.append(body);
   const foot = el("p", "foot");
   item.append(foot);
-  $("messages").append(item);
+  $("messages").insertBefore(item, before);
   return { item, body, foot };
 }
 
 // One submitted job shown as a reply that fills in as its events arrive.
 class Reply {
-  constructor(job, chat) {
+  constructor(job, chat, ahead) {
     this.job = job;
     this.chat = chat;
     this.text = "";
@@ -55,7 +55,7 @@ class Reply {
     this.view.item.setAttribute("aria-busy", "true");
     this.controller = new AbortController();
     this.drawing = false;
-    this.say("queued", chat.ahead(this) ? `Queued behind ${chat.ahead(this)} earlier message(s)` : "Queued");
+    this.say("queued", ahead ? `Queued behind ${ahead} earlier message(s)` : "Queued");
   }
 
   say(state, note) {
@@ -97,6 +97,7 @@ class Reply {
   }
 
   finish(job) {
+    this.final = job;
     if (job.status === "succeeded") {
       // The deltas make the stored reply; replayed-from-nothing (events expired) shows it too.
       if (!this.text) { this.text = textOf(job.reply?.content); this.draw(); }
@@ -116,12 +117,10 @@ export class Chat {
   constructor({ onChanged }) {
     this.conversation = null;
     this.replies = []; // this view's unfinished replies, oldest first
-    this.onChanged = onChanged; // a turn ended: counters and the list order changed
+    this.onChanged = onChanged; // a job ended (its final state, if known): counters changed
   }
 
   scroll() { const list = $("messages"); list.scrollTop = list.scrollHeight; }
-
-  ahead(reply) { return this.replies.indexOf(reply); }
 
   status(text, alert = false) {
     const status = $("status");
@@ -135,17 +134,43 @@ export class Chat {
     if (busy && this.replies.length > 1) this.status(`${this.replies.length - 1} message(s) waiting behind the current reply.`);
   }
 
-  open(conversation) {
+  // `page`: the newest messages, newest first, as GET /v1/conversations/{id}/messages gives them.
+  open(conversation, page) {
     this.close();
     this.conversation = conversation;
     const list = $("messages");
     list.replaceChildren();
-    for (const message of conversation.messages || []) bubble(message.role, textOf(message.content));
-    if (!conversation.messages?.length) list.append(el("li", "empty", "No messages yet. Say something."));
+    this.showPage(page, null);
+    if (!page.data.length) list.append(el("li", "empty", "No messages yet. Say something."));
     this.scroll();
     $("message-input").disabled = false;
     $("send").disabled = false;
     this.status("");
+  }
+
+  // Older messages go above `anchor` (the first shown), with a button for the page before them.
+  showPage(page, anchor) {
+    const list = $("messages");
+    for (const message of page.data) anchor = bubble(message.role, textOf(message.content), anchor).item;
+    if (!page.has_more) return;
+    const item = el("li", "earlier");
+    const button = el("button", null, "Show earlier messages");
+    button.type = "button";
+    item.append(button);
+    list.insertBefore(item, anchor);
+    const conversationId = this.conversation.id;
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const older = await api.messages(conversationId, page.last_cursor);
+        if (this.conversation?.id !== conversationId) return;
+        item.remove();
+        this.showPage(older, anchor);
+      } catch (error) {
+        button.disabled = false;
+        this.status(error.describe(), true);
+      }
+    });
   }
 
   close() { // leaving the view: streams stop, jobs go on (their turns appear when reopened)
@@ -172,7 +197,7 @@ export class Chat {
     $("messages").querySelector(".empty")?.remove();
     this.status("");
     bubble("user", content);
-    const reply = new Reply(job, this);
+    const reply = new Reply(job, this, this.replies.length);
     this.replies.push(reply);
     this.busy();
     this.scroll();
@@ -183,7 +208,7 @@ export class Chat {
   settled(reply) {
     this.replies = this.replies.filter((r) => r !== reply);
     this.busy();
-    if (!reply.controller.signal.aborted) this.onChanged(this.conversation);
+    if (!reply.controller.signal.aborted) this.onChanged(this.conversation, reply.final);
   }
 
   // Stop: cancel the reply being written and every message waiting behind it.
