@@ -17,6 +17,7 @@ import psutil
 
 from bench.report import Result, table, write
 from bench.stack import BenchStack
+from shared.local_stack import config_errors
 
 SCENARIOS = {1: "overhead", 2: "capacity", 3: "length", 4: "throughput", 5: "streaming", 6: "longpoll", 7: "cost",
              8: "history"}
@@ -94,4 +95,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with config_errors():  # a bad setting: one line, exit status 2
+        sys.exit(main())

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from shared.local_stack import config_errors
 from shared.models import FINAL_STATUSES, Job, Turn
 from tests.faults.stack import FaultStack, wait_until
 from worker.check import check
@@ -196,4 +197,5 @@ def _all_final(stack: FaultStack) -> list[Job] | None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with config_errors():  # a bad setting: one line, exit status 2
+        sys.exit(main())

@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 from typing import Iterator, NoReturn
 
-from shared.config import ConfigError, Settings, load_settings
+from pydantic import ValidationError
+
+from shared.config import ConfigError, Settings, describe, load_settings
 
 FILE_NAME = "services.json"
 # What `make run` may have chosen for its processes; anything else comes from the environment.
@@ -30,11 +32,16 @@ def config_failure(message: str) -> NoReturn:
 
 @contextlib.contextmanager
 def config_errors() -> Iterator[None]:
-    """Turn a ConfigError raised inside into the one line and exit status 2."""
+    """Turn a ConfigError, or settings that do not validate, raised inside into the one
+    line and exit status 2 (for code that builds Settings itself, like the bench)."""
     try:
         yield
     except ConfigError as error:
         config_failure(str(error))
+    except ValidationError as error:
+        if error.title != Settings.__name__:
+            raise  # a request or a record, not the configuration
+        config_failure(describe(error))
 
 
 def require(settings: Settings, *names: str) -> Settings:

@@ -67,8 +67,10 @@ def run_module(module: str, *args: str, **env: str) -> subprocess.CompletedProce
                           capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("module, args", [("api.keys", ["issue", "alice"]), ("worker.check", []),
-                                          ("devstack", [])])
+@pytest.mark.parametrize("module, args", [
+    ("api.keys", ["issue", "alice"]), ("worker.check", []), ("devstack", []), ("alembic", ["upgrade", "head"]),
+    ("gunicorn", ["-c", "api/gunicorn_conf.py", "-b", "127.0.0.1:0", "api.wsgi:app"]),
+    ("celery", ["-A", "worker.celery_app", "worker"])])
 def test_a_config_error_is_one_line_and_exit_status_2(module, args, tmp_path):
     result = run_module(module, *args, VAR_DIR=str(tmp_path), DATABASE_URL="mysql://db/parley")
     assert result.returncode == 2, result.stderr
@@ -77,7 +79,7 @@ def test_a_config_error_is_one_line_and_exit_status_2(module, args, tmp_path):
 
 
 def test_tools_beside_nothing_say_to_start_make_run(tmp_path):
-    for module, args in (("api.keys", ["issue", "alice"]), ("worker.check", [])):
+    for module, args in (("api.keys", ["issue", "alice"]), ("worker.check", []), ("alembic", ["upgrade", "head"])):
         result = run_module(module, *args, VAR_DIR=str(tmp_path))
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert result.stderr.startswith("config error: DATABASE_URL: not set, and no `make run` is running")
