@@ -1,8 +1,10 @@
 """WSGI entry for gunicorn: `gunicorn api.wsgi:app`."""
 from api import create_app
 from shared.config import load_settings
+from shared.local_stack import config_errors
 from shared.logs import configure_logging
 
 settings = load_settings()
 configure_logging(settings.log_level, settings.log_format)
-app = create_app(settings)
+with config_errors():  # under gunicorn, api/gunicorn_conf.py has checked already
+    app = create_app(settings)

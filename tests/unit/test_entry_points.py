@@ -128,3 +128,11 @@ def test_make_run_with_a_taken_port_starts_nothing(tmp_path, taken_port):
     assert result.stderr == (f"config error: FLOWER_PORT: 127.0.0.1:{taken_port} is in use by another program; "
                              f"set FLOWER_PORT to a free port (e.g. FLOWER_PORT={taken_port + 1} make run)\n")
     assert not (tmp_path / "var").exists(), "nothing was started"
+
+
+def test_a_second_make_run_in_the_same_var_dir_is_refused(tmp_path):
+    publish(tmp_path, {"DATABASE_URL": PG_URL})  # this process plays the first one: it is alive
+    result = run_module("devstack", VAR_DIR=str(tmp_path), PORT=str(free_port()), FLOWER_PORT=str(free_port()))
+    assert result.returncode == 2
+    assert result.stderr == f"config error: VAR_DIR: another `make run` is using {tmp_path}; stop it first, or set VAR_DIR\n"
+    assert running(tmp_path), "the first one's file is left alone"
