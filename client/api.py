@@ -35,6 +35,11 @@ class Parley:
     def conversations(self, limit: int = 20) -> list[dict]:
         return self._json("GET", "/v1/conversations", params={"limit": limit})["data"]
 
+    def messages(self, conversation_id: str, limit: int, before: str | None = None) -> dict:
+        """A page of the conversation, newest first: `data`, `has_more`, `last_cursor`."""
+        params = {"limit": limit, **({"before": before} if before else {})}
+        return self._json("GET", f"/v1/conversations/{conversation_id}/messages", params=params)
+
     def create_conversation(self, name: str | None) -> dict:
         return self._json("POST", "/v1/conversations", json={"name": name} if name else {})
 

@@ -10,6 +10,8 @@ from client.sse import Event
 PROMPT = "you> "
 SPEAKER = "claude> "
 RESTARTED = "[reply restarted]"
+HISTORY_PAGE = 10  # messages shown on opening a conversation, and per /older
+OLDER = "/older"
 
 
 class ReplyPrinter:
@@ -94,6 +96,30 @@ def send(parley: Parley, conversation_id: str, content: str, out: TextIO) -> str
         return "cancelled"
 
 
+class History:
+    """What the user has scrolled back through: the newest page on opening, then one
+    older page per /older, fetched only when asked (a long conversation is never loaded whole)."""
+
+    def __init__(self, parley: Parley, conversation_id: str):
+        self.parley, self.conversation_id = parley, conversation_id
+        self.cursor: str | None = None
+        self.more = True
+
+    def show(self, out: TextIO) -> None:
+        if not self.more:
+            out.write("[no earlier messages]\n")
+            return
+        page = self.parley.messages(self.conversation_id, HISTORY_PAGE, self.cursor)
+        if self.cursor is not None:
+            out.write("[earlier]\n")
+        for message in reversed(page["data"]):  # newest first on the wire, oldest first on screen
+            out.write(f"{PROMPT if message['role'] == 'user' else SPEAKER}{message['content']}\n")
+        self.cursor, self.more = page["last_cursor"], page["has_more"]
+        if self.more:
+            out.write(f"[{OLDER} shows earlier messages]\n")
+        out.flush()
+
+
 def choose_conversation(parley: Parley, out: TextIO) -> dict:
     conversations = parley.conversations()
     if conversations:
@@ -118,6 +144,8 @@ def chat(parley: Parley, out: TextIO = sys.stdout, conversation_id: str | None =
             conversation_id = conversation["id"]
             out.write(f"Conversation {conversation.get('name') or conversation_id}. "
                       "Ctrl-C stops a reply, Ctrl-D quits.\n")
+        history = History(parley, conversation_id)
+        history.show(out)
         while True:
             try:
                 line = input(PROMPT)
@@ -127,6 +155,9 @@ def chat(parley: Parley, out: TextIO = sys.stdout, conversation_id: str | None =
             if not line.strip():
                 continue
             try:
+                if line.strip() == OLDER:
+                    history.show(out)
+                    continue
                 send(parley, conversation_id, line, out)
             except ClientError as error:
                 if error.fatal:

@@ -43,6 +43,8 @@ class Server:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         path = request.url.path
+        if path.endswith("/messages") and request.method == "GET":
+            return httpx.Response(200, json=self.page(request.url.params.get("before")))
         if path.endswith("/messages"):
             if self.message_status != 200:
                 return httpx.Response(self.message_status, json={"job": {"id": JOB, "status": "queued"}},
@@ -59,6 +61,12 @@ class Server:
             return httpx.Response(200, json={"data": [{"id": CONVERSATION, "name": "Trip", "message_count": 2}],
                                              "next_cursor": None})
         return httpx.Response(404, json={"error": {"type": "not_found", "message": "No such thing."}})
+
+    def page(self, before: str | None) -> dict:
+        """Two pages of history: four messages, then the first two."""
+        said = [{"seq": n, "role": "user" if n % 2 else "assistant", "content": f"message {n}"} for n in (4, 3, 2, 1)]
+        chosen = said[2:] if before else said[:2]
+        return {"data": chosen, "has_more": not before, "first_cursor": None, "last_cursor": "c2" if not before else "c0"}
 
     def paths(self) -> list[str]:
         return [f"{r.method} {r.url.path}" for r in self.requests]
@@ -174,7 +182,7 @@ def test_refused_connection_and_bad_key_are_plain_errors():
 
 def test_chat_picks_a_conversation_sends_lines_and_ends_on_ctrl_d(monkeypatch):
     server = Server(sse(("job.succeeded", succeeded("Hi!"))))
-    answers = iter(["1", "", "hello"])
+    answers = iter(["1", "", "/older", "/older", "hello"])
 
     def fake_input(prompt: str) -> str:
         try:
@@ -187,8 +195,15 @@ def test_chat_picks_a_conversation_sends_lines_and_ends_on_ctrl_d(monkeypatch):
     parley = Parley("http://parley.test", "pk", transport=httpx.MockTransport(server))
     assert chat(parley, out) == 0
     assert "1. Trip  (2 messages)" in out.getvalue()
+    # The newest page on opening, oldest first on screen; older pages only when asked.
+    assert "you> message 3\nclaude> message 4\n[/older shows earlier messages]\n" in out.getvalue()
+    assert "[earlier]\nyou> message 1\nclaude> message 2\n" in out.getvalue()
+    assert "[no earlier messages]\n" in out.getvalue()
     assert "claude> Hi!\n" in out.getvalue()
-    assert server.paths() == ["GET /v1/conversations", f"POST /v1/conversations/{CONVERSATION}/messages"]
+    assert server.paths() == ["GET /v1/conversations", f"GET /v1/conversations/{CONVERSATION}/messages",
+                              f"GET /v1/conversations/{CONVERSATION}/messages",
+                              f"POST /v1/conversations/{CONVERSATION}/messages"]
+    assert [r.url.params.get("before") for r in server.requests[1:3]] == [None, "c2"]
 
 
 def test_without_a_key_the_cli_says_how_to_get_one(monkeypatch, tmp_path, capsys):
