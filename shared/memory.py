@@ -151,8 +151,8 @@ class ConversationMemory:
     @classmethod
     def from_json(cls, raw: str | bytes) -> "ConversationMemory":
         data = json.loads(raw)
-        # A window cached before low_water existed has no mark: it trimmed one message at a
-        # time (low_water 1.0 behaves that way), and load_window rebuilds it as stale.
+        # A window cached before low_water existed has none: 1.0 marks it, and load_window,
+        # which finds it differs from WINDOW_LOW_WATER, rebuilds it from the log.
         return cls(data["max_tokens"], [Message(**m) for m in data["messages"]], data["turn_seq"],
                    data.get("prompt_overhead"), data.get("overhead_key"), data.get("low_water", 1.0))
 
