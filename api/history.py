@@ -1,22 +1,22 @@
 """Reading a conversation: a page of messages by cursor, all of it, or an export stream.
 
-The turns table already maps each turn's seq to its log object, so a page is one keyset
-query on the (conversation_id, seq) unique index for just that page's turns, then their
-objects read at once (`LogStore.get_many`). A page costs one query and at most
-limit / 2 + 1 GETs, in about one storage round trip, at turn 10 as at turn 10,000. The
-per-turn objects stay the only copy of the text, so nothing is compacted, rewritten or
-kept twice. Only committed turns are read: a turn still running has no row yet.
+The turns table maps each turn's seq to its log object, so a page is one keyset query
+on the (conversation_id, seq) unique index for just that page's turns. Their entries
+come from segments (shared/segments.py: ten finished turns to an object, copied from
+the per-turn objects by the first reader that needs them), so a page of 50 messages is
+about three GETs, read at once, at turn 100 as at turn 10,000, and an export of 10,000
+turns is about 1,000. Only committed turns are read: a turn still running has no row yet.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import logging
 import uuid
-from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Literal
+from typing import Iterator, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from api.errors import ApiError
 from shared.bootstrap import Services
 from shared.models import Conversation, Turn
+from shared.segments import SEGMENT_TURNS, block_of, read_entries
 
 log = logging.getLogger("parley.api")
 
@@ -33,8 +34,10 @@ MESSAGES_PER_TURN = 2
 # Reads in flight for one whole-conversation read or export: enough to hide storage
 # latency, well under the process's READ_THREADS so pages are not starved meanwhile.
 READ_AHEAD = 32
-# Turn rows fetched per query while exporting: one short query per batch, no cursor held open.
-EXPORT_BATCH = 500
+# Turn rows fetched per query while exporting: one short query per batch, no cursor held
+# open; whole segments per batch, so a batch never splits one. The first batch is small,
+# so the first line goes out at once even when no segment has been written yet.
+FIRST_BATCH, EXPORT_BATCH = 5 * SEGMENT_TURNS, 50 * SEGMENT_TURNS
 _CURSOR_PREFIX = "seq:"
 
 
@@ -71,17 +74,32 @@ def _messages(row, entry: dict | None) -> list[dict]:
             for index, message in enumerate(entry["messages"])]
 
 
-def _with_entries(services: Services, rows: Iterable, ahead: int) -> Iterator[tuple[object, dict | None]]:
-    """(row, log entry) for each turn row in order, reading up to `ahead` entries at once."""
-    taken: deque = deque()
+def _entries(services: Services, session: Session, conversation: Conversation, rows: list, ahead: int,
+             turn_count: int | None = None) -> dict[int, dict | None]:
+    """The log entries of these turn rows, by seq, through segments (written where missing);
+    only blocks within `turn_count` (default: the conversation's) count as finished."""
+    def block_rows(blocks: list[int]) -> list:
+        wanted = set(blocks)
+        first, last = min(blocks) * SEGMENT_TURNS + 1, (max(blocks) + 1) * SEGMENT_TURNS
+        return [row for row in session.execute(_turn_rows(conversation.conversation_id)
+                                               .where(Turn.seq.between(first, last)).order_by(Turn.seq))
+                if block_of(row.seq) in wanted]
 
-    def keys() -> Iterator[str]:
-        for row in rows:
-            taken.append(row)
-            yield row.log_key
+    finished = conversation.turn_count if turn_count is None else turn_count
+    found, written = read_entries(services.store, conversation.s3_file_location, finished, rows, ahead, block_rows)
+    if written:
+        _unless_deleted(services, session, conversation)
+    return found
 
-    for entry in services.store.get_many(keys(), ahead):
-        yield taken.popleft(), entry
+
+def _unless_deleted(services: Services, session: Session, conversation: Conversation) -> None:
+    """Segments just written for a conversation deleted meanwhile would outlive it: the
+    delete removes its prefix after its commit, so either it runs after our write or we
+    see the commit here."""
+    still = session.execute(select(Conversation.conversation_id)
+                            .where(Conversation.conversation_id == conversation.conversation_id)).first()
+    if still is None:
+        services.store.delete_prefix(conversation.s3_file_location)
 
 
 def _turn_rows(conversation_id: uuid.UUID):
@@ -114,37 +132,46 @@ def read_page(services: Services, session: Session, conversation: Conversation, 
     seqs = [_message_seq(row.seq, i) for row in rows for i in (reversed(indexes) if newest_first else indexes)]
     seqs = [seq for seq in seqs if (before is None or seq < before) and (after is None or seq > after)]
     needed = {_turn_of(seq) for seq in seqs[:limit]}
-    found = {message["seq"]: message
-             for row, entry in _with_entries(services, [r for r in rows if r.seq in needed], ahead=len(needed) or 1)
-             for message in _messages(row, entry)}
+    page_rows = sorted((row for row in rows if row.seq in needed), key=lambda row: row.seq)
+    entries = _entries(services, session, conversation, page_rows, ahead=len(page_rows) or 1)
+    found = {message["seq"]: message for row in page_rows for message in _messages(row, entries[row.seq])}
     return Page([found[seq] for seq in seqs[:limit] if seq in found], len(seqs) > limit)
 
 
 def read_all(services: Services, session: Session, conversation: Conversation) -> list[dict]:
     """Every message, oldest first (GET /v1/conversations/{id}, the seed's /get_conversation)."""
     rows = session.execute(_turn_rows(conversation.conversation_id).order_by(Turn.seq)).all()
-    return [message for row, entry in _with_entries(services, rows, READ_AHEAD) for message in _messages(row, entry)]
+    entries = _entries(services, session, conversation, rows, READ_AHEAD)
+    return [message for row in rows for message in _messages(row, entries[row.seq])]
 
 
 def export_lines(services: Services, conversation_id: uuid.UUID, through_turn: int) -> Iterator[bytes]:
     """The conversation up to `through_turn` as NDJSON, one message a line, oldest first.
 
-    Turn rows come in batches of EXPORT_BATCH and entries are read READ_AHEAD at a time,
-    so memory holds a batch, never the conversation. A conversation deleted meanwhile
-    ends the stream early; a storage outage breaks it (the chunked body never ends), so a
-    cut-off export cannot pass for a complete one.
+    Turn rows come in batches, each read through its segments, so memory holds a batch,
+    never the conversation. The first batch is read before this returns, so an outage at
+    the start is an ordinary 503; one later breaks the stream (the chunked body never
+    ends), so a cut-off export cannot pass for a complete one. A conversation deleted
+    meanwhile ends the stream early.
     """
-    def rows() -> Iterator:
-        last = 0
-        while True:
-            with services.sessions() as session:
-                batch = session.execute(_turn_rows(conversation_id).where(Turn.seq > last, Turn.seq <= through_turn)
-                                        .order_by(Turn.seq).limit(EXPORT_BATCH)).all()
+    lines = _export(services, conversation_id, through_turn)
+    first = next(lines, None)
+    return itertools.chain([] if first is None else [first], lines)
+
+
+def _export(services: Services, conversation_id: uuid.UUID, through_turn: int) -> Iterator[bytes]:
+    last = 0
+    while True:
+        with services.sessions() as session:
+            conversation = session.get(Conversation, conversation_id)
+            if conversation is None:
+                return
+            batch = session.execute(_turn_rows(conversation_id).where(Turn.seq > last, Turn.seq <= through_turn)
+                                    .order_by(Turn.seq).limit(EXPORT_BATCH if last else FIRST_BATCH)).all()
             if not batch:
                 return
-            yield from batch
-            last = batch[-1].seq
-
-    for row, entry in _with_entries(services, rows(), READ_AHEAD):
-        for message in _messages(row, entry):
-            yield (json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+            entries = _entries(services, session, conversation, batch, READ_AHEAD, turn_count=through_turn)
+        for row in batch:
+            for message in _messages(row, entries[row.seq]):
+                yield (json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        last = batch[-1].seq

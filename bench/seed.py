@@ -29,20 +29,21 @@ def history(services: Services, user: User, messages: int, message_chars: int, s
     tokens = max(1, (message_chars + 3) // 4)
     now = datetime.now(timezone.utc).isoformat()
     rows = []
+    turns = messages // 2
+    job_ids = {seq: uuid.uuid4() for seq in range(1, turns + 1)}  # each entry names its turn's job, as the pipeline's do
 
     def write(seq: int) -> None:
         text_ = (f"turn {seq} " * message_chars)[:message_chars]
         store.put(turn_key(prefix, seq), {
-            "seq": seq, "job_id": str(uuid.uuid4()), "usage": {"input_tokens": tokens, "output_tokens": tokens},
+            "seq": seq, "job_id": str(job_ids[seq]), "usage": {"input_tokens": tokens, "output_tokens": tokens},
             "messages": [{"role": "user", "content": text_, "tokens": tokens, "created_at": now},
                          {"role": "assistant", "content": text_, "tokens": tokens, "created_at": now,
                           "model": "offline"}]})
 
-    turns = messages // 2
     with ThreadPoolExecutor(8) as pool:  # each put is fsynced; overlap them
         list(pool.map(write, range(1, turns + 1)))
     for seq in range(1, turns + 1):
-        rows.append({"conversation_id": uuid.UUID(conversation_id), "seq": seq, "job_id": uuid.uuid4(),
+        rows.append({"conversation_id": uuid.UUID(conversation_id), "seq": seq, "job_id": job_ids[seq],
                      "log_key": turn_key(prefix, seq), "user_tokens": tokens, "assistant_tokens": tokens,
                      "input_tokens": tokens, "output_tokens": tokens})
     with services.sessions.begin() as session:

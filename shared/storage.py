@@ -32,6 +32,7 @@ class LogStore(Protocol):
     def put(self, key: str, entry: dict) -> None: ...
     def get(self, key: str) -> dict | None: ...
     def get_many(self, keys: Iterable[str], ahead: int) -> Iterator[dict | None]: ...
+    def put_many(self, entries: list[tuple[str, dict]]) -> None: ...
     def list_keys(self, prefix: str) -> list[str]: ...
     def delete_prefix(self, prefix: str) -> None: ...
     def ping(self) -> None: ...
@@ -82,6 +83,10 @@ class LocalLogStore:
         """`get` of each key in order; a local read is too quick to gain from threads."""
         for key in keys:
             yield self.get(key)
+
+    def put_many(self, entries: list[tuple[str, dict]]) -> None:
+        for key, entry in entries:
+            self.put(key, entry)
 
     def list_keys(self, prefix: str) -> list[str]:
         base = self._path(prefix)
@@ -138,13 +143,10 @@ class S3LogStore:
         """`get` of each key, yielded in order, with up to `ahead` GETs of this call in flight
         (and READ_THREADS in the process). `keys` is consumed lazily, so an export can page
         through its keys while the reads run; pending reads are cancelled if the caller stops."""
-        with self._readers_lock:
-            if self._readers is None:
-                self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="log-read")
         pending: deque = deque()
         try:
             for key in keys:
-                pending.append(self._readers.submit(self.get, key))
+                pending.append(self._pool().submit(self.get, key))
                 if len(pending) >= ahead:
                     yield pending.popleft().result()
             while pending:
@@ -152,6 +154,17 @@ class S3LogStore:
         finally:
             for future in pending:
                 future.cancel()
+
+    def put_many(self, entries: list[tuple[str, dict]]) -> None:
+        """`put` of each (key, entry) at once; returns when all are written, raises the first error."""
+        for future in [self._pool().submit(self.put, key, entry) for key, entry in entries]:
+            future.result()
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._readers_lock:
+            if self._readers is None:
+                self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="log-io")
+            return self._readers
 
     def _pages(self, prefix: str) -> Iterable[dict]:
         token = None

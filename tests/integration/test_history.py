@@ -12,6 +12,7 @@ import requests
 from api.history import encode_cursor
 from bench import seed
 from shared.models import Conversation
+from shared.storage import StorageUnavailable
 from shared.users import get_or_create_user, issue_key
 from tests.integration.helpers import new_conversation, say, submit, wait_job
 from tests.integration.sse import SseReader
@@ -162,26 +163,70 @@ def test_deleting_removes_what_the_reads_showed(stack, client, alice):
     assert stack.services.store.list_keys(prefix) == []
 
 
-def test_a_page_reads_only_its_own_turns_however_long_the_history(stack, client):
-    """Seeded as the pipeline writes it (rows + log objects); storage GETs counted at the client."""
+@pytest.fixture()
+def long_history(stack):
+    """125 turns seeded as the pipeline writes them (rows + log objects); returns its id,
+    its prefix, request headers, and a counter of the storage GETs made meanwhile."""
     with stack.services.sessions.begin() as session:
         user = get_or_create_user(session, f"history-{uuid.uuid4().hex[:8]}")
         headers = {"Authorization": f"Bearer {issue_key(session, user)}"}
-    conversation_id = seed.history(stack.services, user, 240, 40)  # 120 turns
-    gets = []
+    conversation_id = seed.history(stack.services, user, 250, 40)
+    with stack.services.sessions() as session:
+        prefix = session.get(Conversation, uuid.UUID(conversation_id)).s3_file_location
+    gets: list[int] = []
     events = stack.services.store.client.meta.events
     events.register("before-call.s3.GetObject", lambda **kwargs: gets.append(1))
-    try:
-        newest = page(client, headers, conversation_id, limit=50)
-        newest_gets, gets[:] = len(gets), []
-        middle = page(client, headers, conversation_id, limit=50, before=encode_cursor(121))
-        middle_gets, gets[:] = len(gets), []
-        whole = client.get(f"/v1/conversations/{conversation_id}", headers=headers).get_json()["messages"]
-    finally:
-        events.unregister("before-call.s3.GetObject")
-    assert [m["seq"] for m in newest["data"]] == list(range(240, 190, -1))
-    assert [m["seq"] for m in middle["data"]] == list(range(120, 70, -1))
-    assert middle["data"][0]["content"].startswith("turn 60 ")
-    # 50 messages are 25 turns: the page reads those 25 objects of the 120, however far back.
-    assert newest_gets == middle_gets == 25
-    assert len(whole) == 240 and len(gets) == 120
+    yield conversation_id, prefix, headers, gets
+    events.unregister("before-call.s3.GetObject")
+
+
+def counted(gets: list, read):
+    gets.clear()
+    return read(), len(gets)
+
+
+def test_a_page_costs_a_few_reads_however_long_the_history(stack, client, long_history):
+    conversation_id, prefix, headers, gets = long_history
+    newest = lambda: page(client, headers, conversation_id, limit=50)
+    middle = lambda: page(client, headers, conversation_id, limit=50, before=encode_cursor(121))
+    whole = lambda: client.get(f"/v1/conversations/{conversation_id}", headers=headers).get_json()["messages"]
+
+    first_newest, first_middle, first_whole = newest(), middle(), whole()
+    assert [m["seq"] for m in first_newest["data"]] == list(range(250, 200, -1))
+    assert [m["seq"] for m in first_middle["data"]] == list(range(120, 70, -1))
+    assert first_middle["data"][0]["content"].startswith("turn 60 ") and len(first_whole) == 250
+    # The first reads copied every finished block of ten turns into a segment; the five
+    # turns after the last full block are not one yet.
+    assert len([key for key in stack.services.store.list_keys(prefix) if "/segments/" in key]) == 12
+    # Now 50 messages cost three segments, or two and the five newest turns' own objects.
+    assert counted(gets, newest) == (first_newest, 7)
+    assert counted(gets, middle) == (first_middle, 3)
+    assert counted(gets, whole) == (first_whole, 17)
+
+
+def test_a_segment_that_disagrees_with_its_turns_is_read_around_and_replaced(stack, client, long_history):
+    conversation_id, prefix, headers, gets = long_history
+    oldest = lambda: page(client, headers, conversation_id, limit=20, order="asc")
+    truth = oldest()
+    key = f"{prefix}segments/0000000001.json"
+    forged = stack.services.store.get(key)
+    forged["turns"][3]["job_id"] = str(uuid.uuid4())
+    forged["turns"][3]["messages"][0]["content"] = "not what was said"
+    stack.services.store.put(key, forged)
+    assert oldest() == truth
+    assert stack.services.store.get(key)["turns"][3]["job_id"] == truth["data"][6]["job_id"]
+    assert counted(gets, oldest) == (truth, 1)
+
+
+def test_reads_are_answered_when_segments_cannot_be_written(stack, client, long_history, monkeypatch):
+    conversation_id, prefix, headers, gets = long_history
+
+    def refuse(entries):
+        raise StorageUnavailable("writes refused")
+    with monkeypatch.context() as patch:
+        patch.setattr(stack.services.store, "put_many", refuse)
+        cold = page(client, headers, conversation_id, limit=50)
+    assert [m["seq"] for m in cold["data"]] == list(range(250, 200, -1))
+    assert not [key for key in stack.services.store.list_keys(prefix) if "/segments/" in key]
+    assert page(client, headers, conversation_id, limit=50) == cold
+    assert counted(gets, lambda: page(client, headers, conversation_id, limit=50))[1] == 7
