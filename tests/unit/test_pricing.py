@@ -51,3 +51,24 @@ def test_unknown_models_get_the_default_and_settings_can_price_them():
 def test_bad_model_prices_json_is_refused_at_start_up(raw):
     with pytest.raises(ValueError, match="model_prices_json"):
         Settings(_env_file=None, model_prices_json=raw)
+
+
+def test_pricing_a_reply_counts_its_cache_tokens_per_model():
+    from types import SimpleNamespace
+
+    from prometheus_client import REGISTRY
+
+    from shared.providers import ModelReply
+    from worker.usage import priced
+
+    def counted(kind: str) -> float:
+        return REGISTRY.get_sample_value("parley_prompt_cache_tokens_total",
+                                         {"model": "claude-opus-4-8", "kind": kind}) or 0.0
+
+    before = counted("read"), counted("write")
+    reply = ModelReply("hi", "claude-opus-4-8", input_tokens=10, output_tokens=5, cache_creation_input_tokens=300,
+                       cache_read_input_tokens=9_000)
+    services = SimpleNamespace(settings=Settings(_env_file=None, prompt_cache_ttl="1h"))
+    # $5 in, $25 out, $10 a 1h write, $0.50 a read: 50 + 125 + 3,000 + 4,500 micro-dollars
+    assert priced(services, reply) == Decimal("0.007675")
+    assert (counted("read"), counted("write")) == (before[0] + 9_000, before[1] + 300)
