@@ -14,6 +14,7 @@ from api.waits import JobEndWaits
 from shared.bootstrap import Services
 from shared.models import User
 from shared.logs import bind_context, context_value
+from shared.catalog import ModelCatalog
 from shared.tasks import Dispatcher
 
 log = logging.getLogger("parley.api")
@@ -28,9 +29,11 @@ class ApiContext:
     services: Services
     celery: Celery
     waits: JobEndWaits = field(init=False)  # long-polls share one subscription
+    catalog: ModelCatalog = field(init=False)  # the configured models' lifecycles, for GET /v1/models
 
     def __post_init__(self) -> None:
         self.waits = JobEndWaits(self.services.events)
+        self.catalog = ModelCatalog(self.services.settings)
 
     def dispatch(self, job_id: object) -> None:
         """Send a turn to the workers. The job row is already committed, so a

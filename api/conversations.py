@@ -174,7 +174,9 @@ models_blueprint = APIBlueprint("models", __name__, url_prefix="/v1/models", abp
 
 @models_blueprint.get("", responses={200: schemas.ModelList})
 def models():
-    """The models a conversation may choose (ALLOWED_MODELS) and the default."""
+    """The models a conversation may choose (ALLOWED_MODELS) and the default, each with
+    its lifecycle as the provider reports it (a deprecated one shows when it retires)."""
     require_user()
     settings = services().settings
-    return {"default": settings.default_model, "data": sorted(settings.model_choices)}
+    return {"default": settings.default_model, "data": sorted(settings.model_choices),
+            "models": ctx().catalog.describe()}

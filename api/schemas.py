@@ -5,7 +5,7 @@ import re
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 
 _REQUEST_SCHEMAS: dict[type, dict] = {}
@@ -53,8 +53,19 @@ class ConversationPatch(Strict):
     model: str | None = Field(None, description=MODEL_FIELD)
 
 
+def _has_text(value: str) -> str:
+    # The Messages API refuses an empty or whitespace-only text block: refuse it here, before it is queued.
+    if not value.strip():
+        raise ValueError("must contain some text, not only whitespace")
+    return value
+
+
+# The schema states the rule (a non-whitespace character somewhere); _has_text enforces it with a plain message.
+MessageText = Annotated[str, Field(min_length=1, json_schema_extra={"pattern": r"\S"}), AfterValidator(_has_text)]
+
+
 class MessageIn(Strict):
-    content: str = Field(min_length=1)
+    content: MessageText
     on_busy: Literal["enqueue", "reject"] = Field(
         "enqueue", description="while the conversation has a job queued or running: wait behind it, or 409")
     callback_url: str | None = Field(None, description="POSTed the final job, signed; see /v1/webhook-secret")
@@ -109,9 +120,18 @@ class Conversation(BaseModel):
     updated_at: str
 
 
+class ModelStatus(BaseModel):
+    id: str
+    lifecycle: Literal["active", "deprecated", "retired", "unknown"] = Field(
+        description="as the provider's model list says; unknown when it could not be read")
+    retires_at: str | None = Field(None, description="YYYY-MM-DD, for a deprecated model with a retirement date")
+    display_name: str | None = None
+
+
 class ModelList(BaseModel):
     default: str
     data: list[str]
+    models: list[ModelStatus] = Field(description="each model of `data`, with its lifecycle")
 
 
 class Message(BaseModel):
@@ -192,7 +212,13 @@ class Reply(BaseModel):
     role: Literal["assistant"]
     content: str
     model: str
-    stop_reason: str | None = Field(None, description="end_turn, or max_tokens when the reply was cut at MAX_TOKENS")
+    stop_reason: str | None = Field(None, description="as Claude sent it: end_turn, max_tokens, refusal, "
+                                    "model_context_window_exceeded, ... (Bedrock: guardrail_intervened, ...)")
+    stop_details: dict | None = Field(None, description="for a refusal, when given: {type, category, explanation}")
+    outcome: Literal["complete", "truncated", "refused"] = Field(
+        "complete", description="truncated: cut short, ask for the rest in a new message; refused: kept in the "
+        "history but never sent to Claude again")
+    notice: str | None = Field(None, description="what to tell the user about a refused message")
     usage: Usage
 
 
@@ -239,7 +265,7 @@ class JobEnvelope(BaseModel):
 
 # The seed's endpoints: lenient, as its users' curl commands were.
 class ChatIn(Strict):
-    user_input: str = Field(min_length=1)
+    user_input: MessageText
     conversation_name: str | None = None
     conversation_id: str | None = None
 

@@ -7,12 +7,14 @@ import json
 import os
 import threading
 import time
+from urllib.parse import parse_qs, unquote, urlsplit
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from offline_model import catalog
 from offline_model.wire import (
     ANTHROPIC_ERRORS, BEDROCK_ERRORS, FAULTS, PromptCache, TooManyBreakpoints, anthropic_blocks, bedrock_blocks,
-    estimate_tokens, event_stream_message, reply_text,
+    estimate_tokens, event_stream_message, reply_text, request_problem, scripted_answer,
 )
 
 MIDSTREAM_FAULTS = ("overloaded_midstream", "cut_midstream")
@@ -66,6 +68,8 @@ def _validate(body: Any) -> list[dict]:
             raise BadRequest("messages: roles must alternate between \"user\" and \"assistant\"")
     if messages[-1]["role"] != "user":
         raise BadRequest("messages: final message must use the \"user\" role")
+    if problem := request_problem(messages, body.get("system")):
+        raise BadRequest(problem)
     return messages
 
 
@@ -92,6 +96,7 @@ class OfflineHTTPServer(ThreadingHTTPServer):
         # The prompt cache's clock: real time plus what /_control {"advance_clock_seconds": n} added,
         # so a test or the bench can let entries expire without waiting.
         self.clock_offset = 0.0
+        self.lifecycle: dict[str, str] = {}  # model id -> stage, overriding the catalog's
         # Set on shutdown so in-flight delays end promptly instead of holding threads.
         self.stopping = threading.Event()
 
@@ -136,6 +141,8 @@ class Handler(BaseHTTPRequestHandler):
         route = routes.get(path)
         if route is None and self.command == "POST" and path.startswith("/model/"):
             route = self._converse
+        if route is None and self.command == "GET" and path.startswith("/v1/models/"):
+            route = self._model
         try:
             if route is None:
                 self.close_connection = True  # the unread body would be taken for the next request
@@ -149,7 +156,8 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def do_GET(self) -> None:
-        self._dispatch({"/healthz": self._healthz, "/_requests": self._list_requests})
+        self._dispatch({"/healthz": self._healthz, "/_requests": self._list_requests, "/v1/models": self._models,
+                        "/foundation-models": self._foundation_models})
 
     def do_POST(self) -> None:
         self._dispatch({"/v1/messages": self._messages, "/_control": self._control})
@@ -173,6 +181,10 @@ class Handler(BaseHTTPRequestHandler):
         advance = body.pop("advance_clock_seconds", 0)
         if isinstance(advance, bool) or not isinstance(advance, (int, float)) or advance < 0:
             raise BadRequest("advance_clock_seconds: must be a number >= 0")
+        lifecycle = body.pop("lifecycle", None)
+        if lifecycle is not None and (not isinstance(lifecycle, dict) or any(
+                not isinstance(k, str) or v not in (*catalog.STAGES, None) for k, v in lifecycle.items())):
+            raise BadRequest(f"lifecycle: an object of model id to one of {', '.join(catalog.STAGES)} or null")
         updates = {k: body[k] for k in _CONTROL_KEYS if k in body}
         for key, value in updates.items():
             minimum = 1 if key == "chunk_chars" else 0
@@ -184,6 +196,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.server.faults = list(faults)
             if retry_after is not None:
                 self.server.retry_after = str(retry_after)
+            for model, stage in (lifecycle or {}).items():
+                if stage is None:
+                    self.server.lifecycle.pop(model, None)
+                else:
+                    self.server.lifecycle[model] = stage
             self.server.clock_offset += advance
             current = {**self.server.settings, "faults": list(self.server.faults),
                        "clock_offset_seconds": self.server.clock_offset}
@@ -199,6 +216,45 @@ class Handler(BaseHTTPRequestHandler):
             self.server.recorded.clear()
             self.server.streams = {"completed": 0, "aborted": 0}
         self._send_json(200, {"requests": [], "streams": dict(self.server.streams)})
+
+    # -- Models API and Bedrock's ListFoundationModels ----------------------
+
+    def _models(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        stages = query.get("lifecycle[]") or query.get("lifecycle") or ["active", "deprecated"]
+        with self.server.lock:
+            data = catalog.listing(dict(self.server.lifecycle), stages)
+        after = (query.get("after_id") or [None])[0]
+        if after in [m["id"] for m in data]:
+            data = data[[m["id"] for m in data].index(after) + 1:]
+        limit = int((query.get("limit") or ["20"])[0])
+        page = data[:limit]
+        self._send_json(200, {"data": page, "has_more": len(data) > limit,
+                              "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None})
+
+    def _model(self) -> None:
+        model_id = unquote(self.path.split("?", 1)[0].removeprefix("/v1/models/"))
+        with self.server.lock:
+            info = catalog.model_info(model_id, dict(self.server.lifecycle))
+        if info is None:
+            self._send_error(404, "not_found_error", f"model: {model_id}")
+        else:
+            self._send_json(200, info)
+
+    def _foundation_models(self) -> None:
+        with self.server.lock:
+            summaries = catalog.foundation_models(dict(self.server.lifecycle))
+        self._send_json(200, {"modelSummaries": summaries})
+
+    def _unavailable_model(self, model_id: Any) -> str | None:
+        """Why the API would refuse a request for this model: unknown, or retired."""
+        with self.server.lock:
+            stage = catalog.lifecycle(str(model_id), dict(self.server.lifecycle))
+        if stage is None:
+            return f"model: {model_id}"
+        if stage == "retired":
+            return f"model: {model_id} has been retired; see https://docs.anthropic.com/en/docs/resources/model-deprecations"
+        return None
 
     # -- Messages API -----------------------------------------------------
 
@@ -233,10 +289,16 @@ class Handler(BaseHTTPRequestHandler):
         number, settings, fault = self._arrive(body)
         self.server.stopping.wait(settings["delay_ms"] / 1000)
         messages = _validate(body)
+        if isinstance(body, dict) and (refusal := self._unavailable_model(body.get("model"))):
+            self._send_error(404, "not_found_error", refusal)
+            return
         if self._fault_before_output(fault, ANTHROPIC_ERRORS, self._send_anthropic_error):
             return
 
         reply, stop_reason = reply_text(messages, _text_of, body.get("max_tokens"))
+        stop_details = None
+        if scripted := scripted_answer(messages, _text_of):
+            reply, stop_reason, stop_details = scripted
         input_tokens = _prompt_tokens(messages, _text_of(body.get("system")))
         try:
             with self.server.lock:
@@ -249,10 +311,11 @@ class Handler(BaseHTTPRequestHandler):
             "type": "message",
             "role": "assistant",
             "model": body.get("model"),
-            "content": [{"type": "text", "text": reply}],
+            "content": [{"type": "text", "text": reply}] if reply else [],  # an empty answer has no block
             "stop_reason": stop_reason,
+            "stop_details": stop_details,
             "stop_sequence": None,
-            "usage": {**usage, "output_tokens": estimate_tokens(reply)},
+            "usage": {**usage, "output_tokens": estimate_tokens(reply) + (2 if not reply else 0)},
         }
         headers = {"request-id": f"req_offline_{number}"}
         if body.get("stream"):
@@ -264,7 +327,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(status, {"type": "error", "error": {"type": kind, "message": message}}, headers)
 
     def _stream(self, message: dict, settings: dict, headers: dict, midway: str | None = None) -> None:
-        chunks, gap = _paced(message["content"][0]["text"], settings)
+        chunks, gap = _paced(message["content"][0]["text"] if message["content"] else "", settings)
 
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -289,7 +352,8 @@ class Handler(BaseHTTPRequestHandler):
         start = {**message, "content": [], "stop_reason": None,
                  "usage": {**message["usage"], "output_tokens": 1}}
         self._event({"type": "message_start", "message": start})
-        self._event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        if message["content"]:  # an empty answer streams no content block at all
+            self._event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
         for i, chunk in enumerate(chunks):
             if i and gap:
                 self.server.stopping.wait(gap)
@@ -304,9 +368,11 @@ class Handler(BaseHTTPRequestHandler):
                 return True
             self._event({"type": "content_block_delta", "index": 0,
                          "delta": {"type": "text_delta", "text": chunk}})
-        self._event({"type": "content_block_stop", "index": 0})
+        if message["content"]:
+            self._event({"type": "content_block_stop", "index": 0})
         self._event({"type": "message_delta",
-                     "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                     "delta": {"stop_reason": stop_reason, "stop_sequence": None,
+                               **({"stop_details": message["stop_details"]} if message.get("stop_details") else {})},
                      "usage": {"output_tokens": message["usage"]["output_tokens"]}})
         self._event({"type": "message_stop"})
         self.wfile.write(b"0\r\n\r\n")
@@ -324,6 +390,15 @@ class Handler(BaseHTTPRequestHandler):
         body = self._read_json()
         _number, settings, fault = self._arrive(body)
         self.server.stopping.wait(settings["delay_ms"] / 1000)
+        model_id = unquote(path.split("/")[2])
+        with self.server.lock:
+            stage = catalog.lifecycle(catalog.anthropic_id(model_id) or "", dict(self.server.lifecycle))
+        if stage in (None, "retired"):
+            message = ("This model version has reached the end of its life." if stage else
+                       "The provided model identifier is invalid.")
+            self._send_bedrock_error(404 if stage else 400, "ResourceNotFoundException" if stage
+                                     else "ValidationException", message, {})
+            return
         try:
             messages = _validate({"messages": [
                 {"role": m.get("role"), "content": [{"type": "text", "text": b.get("text", "")}
@@ -335,6 +410,8 @@ class Handler(BaseHTTPRequestHandler):
         if self._fault_before_output(fault, BEDROCK_ERRORS, self._send_bedrock_error):
             return
         reply, stop_reason = reply_text(messages, _text_of, (body.get("inferenceConfig") or {}).get("maxTokens"))
+        if scripted := scripted_answer(messages, _text_of):  # Converse reports a refusal as content_filtered
+            reply, stop_reason = scripted[0], "content_filtered" if scripted[1] == "refusal" else scripted[1]
         system_text = "".join(b.get("text", "") for b in body.get("system") or [])
         input_tokens = _prompt_tokens(messages, system_text)
         try:

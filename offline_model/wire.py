@@ -37,6 +37,57 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
+# The docs' published test string: the API answers it with stop_reason "refusal". Like the
+# real model, the offline one refuses again while the string stays anywhere in the context.
+REFUSAL_TRIGGER = "ANTHROPIC_MAGIC_STRING_TRIGGER_REFUSAL_1FAEFB6177B4672DEE07F9D3AFC62588CCD2631EDCF22E8CCC1FB35B501C9C86"
+REFUSAL_DETAILS = {"type": "refusal", "category": "cyber",
+                   "explanation": "This request was declined because it could enable cyber harm."}
+# The offline model's own triggers, in the newest user message, for the other documented answers.
+EMPTY_TRIGGER = "OFFLINE_MODEL_EMPTY_REPLY"  # end_turn with no content (2-3 output tokens)
+WINDOW_TRIGGER = "OFFLINE_MODEL_CONTEXT_WINDOW_EXCEEDED"  # model_context_window_exceeded, half a reply
+STOP_REASON_TRIGGER = "OFFLINE_MODEL_STOP_REASON="  # followed by any stop reason, sent as it is
+
+
+def scripted_answer(messages: list[dict], text_of) -> tuple[str, str, dict | None] | None:
+    """(text, stop_reason, stop_details) for a request that asks for a special answer, else None."""
+    if any(m["role"] == "user" and REFUSAL_TRIGGER in text_of(m["content"]) for m in messages):
+        return "Hello..", "refusal", REFUSAL_DETAILS
+    last = text_of(messages[-1]["content"])
+    if EMPTY_TRIGGER in last:
+        return "", "end_turn", None
+    if WINDOW_TRIGGER in last:
+        return f"offline model: the context window filled up while answering {len(messages)} mess", \
+            "model_context_window_exceeded", None
+    if STOP_REASON_TRIGGER in last:
+        reason = last.split(STOP_REASON_TRIGGER, 1)[1].split()[0] if last.split(STOP_REASON_TRIGGER, 1)[1] else ""
+        return f"offline model: stopping with {reason or 'no reason'}", reason or None, None
+    return None
+
+
+def request_problem(messages: list[dict], system) -> str | None:
+    """The first of the Messages API's rules on content this request breaks, in the API's words."""
+    def texts(content):
+        if isinstance(content, str):
+            return [content]
+        return [b.get("text") for b in content if isinstance(b, dict) and b.get("type") == "text"]
+
+    for i, message in enumerate(messages):
+        for text in texts(message["content"]):
+            if not isinstance(text, str) or text == "":
+                return f"messages.{i}: text content blocks must be non-empty"
+            if not text.strip():
+                return f"messages.{i}: text content blocks must contain non-whitespace text"
+        if isinstance(message["content"], list) and not message["content"]:
+            return f"messages.{i}: all messages must have non-empty content except for the optional final assistant message"
+    for text in texts(system) if isinstance(system, (str, list)) else []:
+        if not isinstance(text, str) or not text.strip():
+            return "system: text content blocks must contain non-whitespace text"
+    last = messages[-1]
+    if last["role"] == "assistant" and any(t != t.rstrip() for t in texts(last["content"])):
+        return "final assistant content cannot end with trailing whitespace"
+    return None
+
+
 def reply_text(messages: list[dict], text_of, max_tokens: int | None = None) -> tuple[str, str]:
     """The canned reply and its stop reason; cut at `max_tokens`, as a model's would be."""
     text = f'offline model: received {len(messages)} messages; last: "{text_of(messages[-1]["content"])}"'

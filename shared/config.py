@@ -35,11 +35,15 @@ class Settings(BaseSettings):
     llm_provider: Literal["anthropic", "bedrock"] = "anthropic"
     anthropic_api_key: str | None = None
     anthropic_base_url: str | None = None
-    model: str = "claude-sonnet-4-5"
+    # The newest Sonnet the pinned SDK and the Models API know; checked against the
+    # provider's model list at start-up (shared/catalog.py). How to move: README, "Models".
+    model: str = "claude-sonnet-5-5"
     aws_region: str = "us-east-1"
-    bedrock_model_id: str = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+    bedrock_model_id: str = "global.anthropic.claude-sonnet-5-5"  # a cross-region inference profile
     bedrock_endpoint_url: str | None = None
     allowed_models: str = ""  # comma-separated ids a conversation may choose besides the default
+    # Ask the provider's model list at start-up whether MODEL and ALLOWED_MODELS exist and are not retired.
+    check_models: bool = True
     max_tokens: int = Field(1024, ge=1, le=64000)
     temperature: float | None = Field(None, ge=0, le=1)  # Bedrock only; see _no_sampling_on_anthropic
     model_timeout_seconds: float = Field(120.0, gt=0, le=600)

@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 log = logging.getLogger("parley.model")
 
 ERROR_KINDS = ("rate_limited", "overloaded", "model_timeout", "model_unavailable", "context_too_long",
-               "invalid_request", "provider_auth", "internal")
+               "invalid_request", "provider_auth", "internal", "empty_reply")
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ class ModelReply:
     output_tokens: int
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
-    stop_reason: str | None = None  # end_turn; max_tokens when MAX_TOKENS cut the reply
+    stop_reason: str | None = None  # as the provider sent it; shared/replies.py says what each means
+    stop_details: dict | None = None  # for a refusal: {type, category, explanation}, when given
 
     @property
     def usage(self) -> dict:
@@ -97,9 +98,11 @@ class ModelRequest:
 class ModelError(Exception):
     """A model call that failed; `kind` is one of ERROR_KINDS."""
 
-    def __init__(self, kind: str, message: str, retryable: bool = False, retry_after: float | None = None):
+    def __init__(self, kind: str, message: str, retryable: bool = False, retry_after: float | None = None,
+                 model_gone: bool = False):
         super().__init__(message)
         self.kind, self.message, self.retryable, self.retry_after = kind, message, retryable, retry_after
+        self.model_gone = model_gone  # the provider no longer serves the requested model (retired, unknown)
 
 
 class ModelProvider(Protocol):
@@ -227,6 +230,7 @@ class _StreamedReply:
         self.model: str | None = None
         self.usage: dict[str, int] = {}
         self.stop_reason: str | None = None
+        self.stop_details: dict | None = None
         self.complete = False
 
     def take(self, event) -> str | None:
@@ -240,6 +244,8 @@ class _StreamedReply:
             self._count(event.message.usage)
         elif event.type == "message_delta":  # usage here is cumulative: it replaces message_start's
             self.stop_reason = event.delta.stop_reason
+            if details := getattr(event.delta, "stop_details", None):
+                self.stop_details = details.model_dump() if hasattr(details, "model_dump") else dict(details)
             self._count(event.usage)
         elif event.type == "message_stop":
             self.complete = True
@@ -257,7 +263,7 @@ class _StreamedReply:
         usage = self.usage
         return ModelReply("".join(self.parts), self.model or model, usage.get("input_tokens", 0),
                           usage.get("output_tokens", 0), usage.get("cache_creation_input_tokens", 0),
-                          usage.get("cache_read_input_tokens", 0), self.stop_reason)
+                          usage.get("cache_read_input_tokens", 0), self.stop_reason, self.stop_details)
 
 
 def summary_block(summary: str) -> str:
@@ -301,6 +307,8 @@ def _classify_anthropic(anthropic, error) -> ModelError:
         return ModelError("overloaded", "The model service is overloaded; try again shortly.", True, retry_after)
     if status in (401, 403) or kind in ("authentication_error", "permission_error"):
         return ModelError("provider_auth", "The model provider rejected Parley's credentials.")
+    if status == 404 or kind == "not_found_error":  # the API answers a retired or unknown model id so
+        return ModelError("invalid_request", f"The model is not available: {message}", model_gone=True)
     if "prompt is too long" in message.lower():
         return ModelError("context_too_long", "The conversation is too long for the model; "
                           "lower MAX_CONTEXT_TOKENS or start a new conversation.")
@@ -403,6 +411,8 @@ def _classify_bedrock(error) -> ModelError:
                           "lower MAX_CONTEXT_TOKENS or start a new conversation.")
     if code in ("internalserver", "modelstreamerror", "modeltimeout", "modelerror"):
         return ModelError("model_unavailable", f"The model service failed ({code}).", True, retry_after)
+    if code == "resourcenotfound" or (code == "validation" and "model identifier" in message.lower()):
+        return ModelError("invalid_request", f"The model is not available: {message}", model_gone=True)
     if code in ("validation", "resourcenotfound"):
         return ModelError("invalid_request", f"The model rejected the request: {message}")
     return ModelError("internal", f"Model call failed: {code}: {message}")

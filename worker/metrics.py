@@ -31,6 +31,9 @@ MODEL_TOKENS = Counter("parley_model_tokens_total", "Tokens the model reported, 
 PROMPT_CACHE_TOKENS = Counter("parley_prompt_cache_tokens_total",
                                "Prompt tokens read from or written to Claude's prompt cache, by model and kind "
                                "(read, write).", ["model", "kind"])
+STOP_REASONS = Counter("parley_model_stop_reasons_total",
+                       "Replies by the model's stop reason (as sent; \"none\" when missing) and what Parley made "
+                       "of it (complete, truncated, refused, empty).", ["stop_reason", "outcome"])
 RETRIES = Counter("parley_job_retries_total",
                   "Deliveries handed back to be tried later, by why (busy, transient, ...).", ["kind"])
 TASKS = Counter("parley_worker_tasks_total", "Celery tasks run by this worker, by task and final state.",
@@ -65,6 +68,11 @@ def prompt_cache(model: str, read: int, written: int) -> None:
         PROMPT_CACHE_TOKENS.labels(model, "read").inc(read)
     if written:
         PROMPT_CACHE_TOKENS.labels(model, "write").inc(written)
+
+
+def stop_reason(reason: str | None, outcome: str) -> None:
+    """One reply's stop reason; unknown ones are counted as they came (a new one shows up here first)."""
+    STOP_REASONS.labels(reason or "none", outcome).inc()
 
 
 def retry(kind: str) -> None:

@@ -23,6 +23,7 @@ from worker import metrics
 from worker.lease import Claim, EndWatcher, Heartbeat, claim, release, renew
 from worker.live import LiveEvents
 from worker.summary import summary_for_turn
+from shared.replies import empty_reply_message, refusal_message, reply_outcome, sendable
 from worker.usage import add_daily_usage, count_quota, priced
 from worker.window import load_window, save_window
 
@@ -124,22 +125,33 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
         reply = services.provider.complete(request)
     except ModelError as error:
         metrics.model_call(time.monotonic() - started, outcome=error.kind)
-        _finish_failed(services, held, runtime, error.kind, error.message)
+        message = (model_gone_message(services.settings, conversation, request.model, "retired by the provider")
+                   if error.model_gone else error.message)
+        _finish_failed(services, held, runtime, error.kind, message)
         return Outcome("done", ended="failed")
     metrics.model_call(time.monotonic() - started, reply.prompt_tokens, reply.output_tokens)
     if token.cancelled:
         raise Cancelled()
+    outcome = reply_outcome(reply.stop_reason, reply.text)
+    metrics.stop_reason(reply.stop_reason, outcome)
+    if outcome == "empty":  # never stored: an empty assistant message would fail every later turn
+        _finish_failed(services, held, runtime, "empty_reply", empty_reply_message(reply.stop_reason), billed=reply)
+        count_quota(services, held.user_id, reply)
+        return Outcome("done", ended="failed")
     user_tokens = memory.measure_last(reply.prompt_tokens, _prompt_key(request))
+    if outcome == "refused":  # kept in the log for the history, never sent to the model again
+        memory.discard_last()
 
     log_key = turn_key(conversation.s3_file_location, seq)
     # Fence: a claim lost meanwhile (cancelled, deleted, taken over) must not write this
     # seq, which is the next turn's or the new holder's, and may already be committed.
     if not renew(services, held):
         return Outcome("skipped")
-    services.store.put(log_key, _log_entry(held, seq, user_tokens, reply, memory))
-    memory.update_memory("assistant", reply.text, reply.output_tokens, seq=seq)  # may drop turns: before the commit
+    services.store.put(log_key, _log_entry(held, seq, user_tokens, reply, memory, outcome))
+    if sendable(outcome):
+        memory.update_memory("assistant", reply.text, reply.output_tokens, seq=seq)  # may drop turns: before the commit
     memory.turn_seq = seq
-    ended = _commit_turn(services, held, seq, log_key, user_tokens, reply, memory.window_start)
+    ended = _commit_turn(services, held, seq, log_key, user_tokens, reply, memory.window_start, outcome)
     if ended is _LOST:
         _drop_log_if_deleted(services, conversation)
         return Outcome("skipped")
@@ -159,14 +171,20 @@ def _model_request(services: Services, conversation: Conversation, memory: Conve
     settings = services.settings
     model = conversation.model or settings.default_model
     if model not in settings.model_choices:
-        raise ModelError("invalid_request", f"This conversation's model {model!r} is no longer offered; choose "
-                         f"another with PATCH /v1/conversations/{conversation.conversation_id} (see GET /v1/models).")
+        raise ModelError("invalid_request", model_gone_message(settings, conversation, model, "no longer offered"))
     summary = (summary_for_turn(services, conversation, memory, held.user_id, model, token)
                if settings.context_strategy == "summarize" else None)
     return ModelRequest(system=conversation.system or settings.default_system_prompt, messages=context,
                         model=model, max_tokens=settings.max_tokens, temperature=settings.temperature,
                         summary=summary, on_text=lambda text: live.add("message.delta", {"text": text}),
                         on_reset=lambda: live.add("message.reset", {"reason": "retry"}), cancel=token)
+
+
+def model_gone_message(settings, conversation: Conversation, model: str, why: str) -> str:
+    """What a user whose conversation is pinned to a model that is gone should do."""
+    choices = ", ".join(sorted(settings.model_choices - {model}))
+    return (f"This conversation's model {model!r} is {why}; choose another with PATCH "
+            f"/v1/conversations/{conversation.conversation_id} {{\"model\": ...}}: {choices} (GET /v1/models).")
 
 
 def _prompt_key(request: ModelRequest) -> str:
@@ -196,11 +214,14 @@ def _why_not_claimed(services: Services, job_id: uuid.UUID) -> Outcome:
     return Outcome("busy", retry_after=max(1.0, remaining))
 
 
-def _log_entry(held: Claim, seq: int, user_tokens: int, reply: ModelReply, memory: ConversationMemory) -> dict:
+def _log_entry(held: Claim, seq: int, user_tokens: int, reply: ModelReply, memory: ConversationMemory,
+               outcome: str) -> dict:
     now = datetime.now(timezone.utc).isoformat()
     return {
         "seq": seq,
         "job_id": str(held.job_id),
+        "outcome": outcome,  # shared/replies.py: a refused turn is shown, never sent to the model again
+        "stop_reason": reply.stop_reason,
         "messages": [
             {"role": "user", "content": held.content, "tokens": user_tokens,
              "created_at": held.created_at.isoformat()},
@@ -214,7 +235,7 @@ def _log_entry(held: Claim, seq: int, user_tokens: int, reply: ModelReply, memor
 
 
 def _commit_turn(services, held: Claim, seq: int, log_key: str, user_tokens: int, reply: ModelReply,
-                 window_start: int):
+                 window_start: int, outcome: str):
     """Turn row, counters, usage and job state in one transaction; returns the ended job and the next to run."""
     cost = priced(services, reply)
     with services.sessions.begin() as session:
@@ -234,15 +255,22 @@ def _commit_turn(services, held: Claim, seq: int, log_key: str, user_tokens: int
         add_daily_usage(session, held.user_id, reply, turns=1, cost=cost)
         end_job(session, job, "succeeded", reply={
             "role": "assistant", "content": reply.text, "model": reply.model, "stop_reason": reply.stop_reason,
+            "stop_details": reply.stop_details, "outcome": outcome,
+            **({"notice": refusal_message(reply.stop_details)} if outcome == "refused" else {}),
             "usage": {**reply.usage, "cost_usd": float(cost)}})
         return job, next_queued(session, held.conversation_id)
 
 
-def _finish_failed(services: Services, held: Claim, runtime: Runtime, kind: str, message: str) -> None:
+def _finish_failed(services: Services, held: Claim, runtime: Runtime, kind: str, message: str,
+                   billed: ModelReply | None = None) -> None:
+    """End the job failed; `billed` is a reply that stores nothing but was paid for (an empty one)."""
+    cost = priced(services, billed) if billed else None
     with services.sessions.begin() as session:
         job = session.get(Job, held.job_id, with_for_update=True)
         if job is None or job.status != "running" or job.attempts != held.attempt:
             return
+        if billed:
+            add_daily_usage(session, held.user_id, billed, turns=0, cost=cost)
         end_job(session, job, "failed", error={"type": kind, "message": message})
         next_job = next_queued(session, held.conversation_id)
     log.info("job %s failed: %s", held.job_id, kind)

@@ -20,6 +20,7 @@ from shared.bootstrap import Services
 from shared.memory import ConversationMemory
 from shared.models import Conversation, Turn
 from shared.providers import Cancelled, CancelToken, ModelError, ModelReply, ModelRequest
+from shared.replies import sendable
 from worker import metrics
 from worker.usage import add_daily_usage, count_quota, priced
 
@@ -79,7 +80,7 @@ def _read_turns(services: Services, conversation: Conversation, target: int) -> 
                         conversation.conversation_id, conversation.summary_seq + 1, row.seq)
             break
         entry = services.store.get(row.log_key)
-        if entry is not None:
+        if entry is not None and sendable(entry.get("outcome")):  # a refused turn never goes back to the model
             turns.append((row.seq, entry["messages"]))
     return turns[::-1]
 
