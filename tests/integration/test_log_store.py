@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from uuid import uuid4
 
 import boto3
@@ -227,10 +226,12 @@ def test_s3_list_keys_follows_pagination(moto_url, prefix):
 
 def test_s3_ping_unreachable_endpoint_raises_storage_unavailable(aws_env):
     store = make_log_store(f"s3://{BUCKET}/{S3_PREFIX}", s3_endpoint_url=UNREACHABLE)
-    started = time.monotonic()
     with pytest.raises(StorageUnavailable):
         store.ping()
-    assert time.monotonic() - started < 15
+    # Bounded, not hanging: every S3 call has a connect timeout and a few attempts (the bench
+    # times outages; pytest-timeout catches a hang).
+    config = store.client.meta.config
+    assert config.connect_timeout <= 5 and config.retries["total_max_attempts"] <= 4
 
 
 def test_s3_operations_on_unreachable_endpoint_raise_storage_unavailable(aws_env, prefix):
