@@ -47,7 +47,9 @@ def _text(rng: random.Random, words: int) -> str:
 
 def converse(url: str, budget: int, ttl: str, gap_seconds: int, window: type, turns: int) -> dict:
     rng = random.Random(7)
-    system = "You are a patient assistant for a travel company. " + " ".join(_text(rng, 30) for _ in range(35))
+    # Each run its own system prompt, so no run reads what an earlier one cached.
+    system = (f"Run {budget}/{ttl}/{gap_seconds}/{window.__name__}. You are a patient assistant for a travel "
+              "company. " + " ".join(_text(rng, 30) for _ in range(35)))
     provider = AnthropicProvider("offline", url, timeout=60, cache_ttl=ttl)
     control = httpx2.Client(base_url=url)  # one connection: a new one per turn costs ~40 ms
     memory = window(budget, low_water=0.6)
@@ -87,7 +89,7 @@ def _figures(rows: list[dict], budget: int, ttl: str) -> dict:
             "bill_ratio": round(billed / (prompt * price.input), 3),
             "bill_ratio_at_read_0_1x": round(billed_01 / prompt, 3),
             "window_ratio": round(statistics.mean(r["window"] for r in rows) / budget, 3),
-            "mean_prompt_tokens": round(prompt / len(rows)),
+            "mean_prompt_tokens": round(prompt / len(rows)), "prompt_ratio": round(prompt / len(rows) / budget, 3),
             "input_usd_per_turn": round(billed / 1e6 / len(rows), 5),
             "uncached_usd_per_turn": round(prompt * price.input / 1e6 / len(rows), 5),
             "usd_per_turn": round((billed + output) / 1e6 / len(rows), 5)}

@@ -140,7 +140,7 @@ WORDY = "Tell me more about the ferries, the trains and the mountain huts, pleas
 def test_drop_points_survive_a_rebuild_from_the_log(stack, client, alice):
     conversation_id = new_conversation(client, alice)
     heads = []
-    for n in range(14):
+    for n in range(9):
         say(client, alice, conversation_id, f"Turn {n}. " + WORDY * 2)
         with stack.services.sessions() as session:
             conversation = session.get(Conversation, uuid.UUID(conversation_id))
@@ -163,7 +163,7 @@ def test_summaries_refresh_only_when_the_window_drops_turns(stack, summarizing):
     talk = summarizing()
     requests.delete(f"{stack.model.url}/_requests", timeout=5)
     previous_head, previous_system, drops = None, None, 0
-    for n in range(16):
+    for n in range(10):
         before = len(summary_calls(stack))
         assert talk.say(filler(n)).status == "succeeded"
         replies = [r for r in model_requests(stack) if r not in summary_calls(stack)]
