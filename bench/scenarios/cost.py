@@ -96,7 +96,7 @@ def _figures(rows: list[dict], budget: int, ttl: str) -> dict:
 
 
 def run(stack, quick: bool) -> Result:
-    turns = 60 if quick else 200
+    turns = 100 if quick else 200  # a 32k window fills after ~80 turns
     result = Result(7, "cost", config={"turns": turns, "model": MODEL, "system_tokens": "~1,400",
                                        "message_words": 150, "low_water": 0.6})
     runs = {}
