@@ -1,8 +1,15 @@
 """A TCP proxy in front of the page's server that can drop every open connection at
 once, the way a flaky network does, and keeps what the browser sent so a test can see
-how it resumed."""
+how it resumed.
+
+One thread per connection relays both directions and is the only one that closes its
+sockets; `cut()` only shuts them down (which wakes that thread). Closing a socket from
+another thread would free its descriptor while a relay may still be about to use the
+number, which a new connection can by then have been given.
+"""
 from __future__ import annotations
 
+import selectors
 import socket
 import struct
 import threading
@@ -13,9 +20,9 @@ class CuttableProxy:
         self.target = target
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.sent = bytearray()  # every byte from the browser, in arrival order per chunk
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
+        self.sent = bytearray()  # every byte from the browser, chunk by chunk
+        self._open: set[tuple[socket.socket, socket.socket]] = set()
+        self._lock = threading.Lock()  # held while a connection is shut down or closed
         threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
 
     @property
@@ -23,20 +30,16 @@ class CuttableProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def cut(self) -> int:
-        """Reset every open connection (RST, no orderly close); returns how many."""
+        """Reset every open connection; returns how many there were."""
         with self._lock:
-            doomed, self._open = list(self._open), set()
-        for sock in doomed:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.shutdown(socket.SHUT_RDWR)  # wakes the pump blocked in recv(), which closes it
-            except OSError:
-                pass
-            try:
-                sock.close()
-            except OSError:
-                pass
-        return len(doomed)
+            for pair in self._open:
+                for sock in pair:
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+            return len(self._open)
 
     def close(self) -> None:
         self.listener.close()
@@ -50,29 +53,32 @@ class CuttableProxy:
                 return  # closed
             try:
                 server = socket.create_connection(self.target, timeout=5)
-                server.settimeout(None)
             except OSError:
                 browser.close()
                 continue
+            browser.settimeout(None)
+            server.settimeout(None)
             with self._lock:
-                self._open.update((browser, server))
-            threading.Thread(target=self._pump, args=(browser, server, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, browser, False), daemon=True).start()
+                self._open.add((browser, server))
+            threading.Thread(target=self._relay, args=(browser, server), name="proxy-relay", daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, from_browser: bool) -> None:
+    def _relay(self, browser: socket.socket, server: socket.socket) -> None:
         try:
-            while data := source.recv(65536):
-                if from_browser:
-                    with self._lock:
-                        self.sent.extend(data)
-                sink.sendall(data)
+            with selectors.DefaultSelector() as selector:
+                selector.register(browser, selectors.EVENT_READ, server)
+                selector.register(server, selectors.EVENT_READ, browser)
+                while True:
+                    for key, _ in selector.select():
+                        data = key.fileobj.recv(65536)
+                        if not data:
+                            return
+                        if key.fileobj is browser:
+                            self.sent.extend(data)
+                        key.data.sendall(data)
         except OSError:
             pass
         finally:
-            for sock in (source, sink):
-                with self._lock:
-                    self._open.discard(sock)
-                try:
-                    sock.close()
-                except OSError:
-                    pass
+            with self._lock:
+                self._open.discard((browser, server))
+                browser.close()
+                server.close()

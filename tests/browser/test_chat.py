@@ -57,6 +57,24 @@ def test_a_dropped_stream_resumes_without_losing_or_repeating_text(page, client,
     assert page.errors == []
 
 
+def test_a_reply_goes_on_while_another_conversation_is_open(page, client, alice, model):
+    model(chunk_chars=2, stream_delay_ms=2000)
+    sign_in(page, alice)
+    open_new_conversation(page, "Background")
+    background = conversation_id_of(page)
+    send(page, "Keep writing while I look elsewhere")
+    expect(last_reply(page).locator(".body")).to_contain_text("offline")
+    open_new_conversation(page, "Foreground")
+    expect(page.locator("#messages")).to_contain_text("No messages yet")
+
+    page.locator("#conversation-list .conversation", has_text="Background").click()
+    reply = last_reply(page)
+    expect(page.locator("#messages li.message")).to_have_count(2)  # never shown twice
+    wait_state(reply, "done")
+    assert reply.locator(".body").inner_text() == stored(client, alice, background)["messages"][1]["content"]
+    assert page.errors == []
+
+
 def test_stop_and_escape_cancel_the_reply_and_keep_nothing(page, client, alice, model):
     model(chunk_chars=2, stream_delay_ms=6000)
     sign_in(page, alice)

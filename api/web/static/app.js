@@ -5,7 +5,7 @@ import { Chat, usageLine } from "./chat.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { conversations: [], cursor: null, selected: null, models: null, editing: null };
-const chat = new Chat({ onChanged: (conversation, job) => refresh(conversation.id, job) });
+const chat = new Chat({ onChanged: (conversationId, job) => refresh(conversationId, job) });
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -45,7 +45,7 @@ async function signIn(event) {
 
 function signOut(message = "") {
   session.forget();
-  chat.close();
+  chat.forget();
   Object.assign(state, { conversations: [], cursor: null, selected: null, models: null, editing: null });
   $("conversation-list").replaceChildren();
   drawHeader(); // nothing of this user's stays on the page for the next one
@@ -111,6 +111,7 @@ function drawHeader() {
 
 async function select(conversationId) {
   const known = state.conversations.find((c) => c.id === conversationId);
+  const pending = chat.pending(conversationId);
   let conversation, page;
   try {
     [conversation, page] = await Promise.all([known || api.conversation(conversationId), api.messages(conversationId)]);
@@ -121,7 +122,7 @@ async function select(conversationId) {
   state.selected = conversation;
   drawHeader();
   drawList();
-  chat.open(conversation, page);
+  chat.open(conversation, page, pending);
   setListOpen(false);
   $("message-input").focus();
 }
@@ -204,7 +205,7 @@ async function deleteSelected() {
     chat.status(error.describe(), true);
     return;
   }
-  chat.close();
+  chat.forget(state.selected.id);
   state.selected = null;
   drawHeader();
   await loadConversations(true);

@@ -116,8 +116,10 @@ class Reply {
 export class Chat {
   constructor({ onChanged }) {
     this.conversation = null;
-    this.replies = []; // this view's unfinished replies, oldest first
-    this.onChanged = onChanged; // a job ended (its final state, if known): counters changed
+    // Unfinished replies of every conversation, oldest first. Leaving a conversation only
+    // takes its bubbles off the page: the streams go on, and reopening puts them back.
+    this.replies = [];
+    this.onChanged = onChanged; // (conversation id, final job or undefined) after a job ends
   }
 
   scroll() { const list = $("messages"); list.scrollTop = list.scrollHeight; }
@@ -128,24 +130,35 @@ export class Chat {
     status.classList.toggle("error", alert);
   }
 
+  shown() { return this.replies.filter((r) => r.conversationId === this.conversation?.id); }
+
   busy() {
-    const busy = this.replies.length > 0;
-    $("stop").hidden = !busy;
-    if (busy && this.replies.length > 1) this.status(`${this.replies.length - 1} message(s) waiting behind the current reply.`);
+    const shown = this.shown();
+    $("stop").hidden = shown.length === 0;
+    if (shown.length > 1) this.status(`${shown.length - 1} message(s) waiting behind the current reply.`);
   }
 
-  // `page`: the newest messages, newest first, as GET /v1/conversations/{id}/messages gives them.
-  open(conversation, page) {
+  // Unfinished replies of a conversation, taken before its messages are read (see open).
+  pending(conversationId) { return this.replies.filter((r) => r.conversationId === conversationId); }
+
+  // `page`: the newest messages, newest first, as GET /v1/conversations/{id}/messages gives
+  // them; `pending`: this page's unfinished replies from before that read. A reply whose job
+  // finished in between is in the page already (messages carry their job_id).
+  open(conversation, page, pending = []) {
     this.close();
     this.conversation = conversation;
     const list = $("messages");
-    list.replaceChildren();
     this.showPage(page, null);
-    if (!page.data.length) list.append(el("li", "empty", "No messages yet. Say something."));
+    const stored = new Set(page.data.map((m) => m.job_id));
+    for (const reply of pending) {
+      if (!stored.has(reply.job.id)) list.append(reply.userItem, reply.view.item);
+    }
+    if (!list.children.length) list.append(el("li", "empty", "No messages yet. Say something."));
     this.scroll();
     $("message-input").disabled = false;
     $("send").disabled = false;
     this.status("");
+    this.busy();
   }
 
   // Older messages go above `anchor` (the first shown), with a button for the page before them.
@@ -173,14 +186,20 @@ export class Chat {
     });
   }
 
-  close() { // leaving the view: streams stop, jobs go on (their turns appear when reopened)
-    for (const reply of this.replies) reply.controller.abort();
-    this.replies = [];
+  close() {
     this.conversation = null;
     $("messages").replaceChildren();
     $("message-input").disabled = true;
     $("send").disabled = true;
     this.busy();
+  }
+
+  // Stops following the replies of a deleted conversation, or all of them on signing out.
+  forget(conversationId = null) {
+    const gone = (r) => conversationId === null || r.conversationId === conversationId;
+    for (const reply of this.replies.filter(gone)) reply.controller.abort();
+    this.replies = this.replies.filter((r) => !gone(r));
+    this.close();
   }
 
   async send(content) {
@@ -193,11 +212,13 @@ export class Chat {
       this.status(error.describe(), true);
       return false;
     }
-    if (this.conversation?.id !== conversationId) return true; // switched away meanwhile
+    if (this.conversation?.id !== conversationId) return true; // switched away: it shows when reopened
     $("messages").querySelector(".empty")?.remove();
     this.status("");
-    bubble("user", content);
-    const reply = new Reply(job, this, this.replies.length);
+    const ahead = this.pending(conversationId).length;
+    const userItem = bubble("user", content).item;
+    const reply = new Reply(job, this, ahead);
+    Object.assign(reply, { conversationId, userItem });
     this.replies.push(reply);
     this.busy();
     this.scroll();
@@ -208,15 +229,14 @@ export class Chat {
   settled(reply) {
     this.replies = this.replies.filter((r) => r !== reply);
     this.busy();
-    if (!reply.controller.signal.aborted) this.onChanged(this.conversation, reply.final);
+    if (!reply.controller.signal.aborted) this.onChanged(reply.conversationId, reply.final);
   }
 
   // Stop: cancel the reply being written and every message waiting behind it.
   async stop() {
-    const jobs = this.replies.map((r) => r.job.id);
     const errors = [];
-    for (const jobId of jobs) {
-      try { await api.cancel(jobId); } catch (error) {
+    for (const reply of this.shown()) {
+      try { await api.cancel(reply.job.id); } catch (error) {
         if (error.type !== "job_finished") errors.push(error.describe());
       }
     }
