@@ -37,7 +37,7 @@ READ_AHEAD = 32
 # Turn rows fetched per query while exporting: one short query per batch, no cursor held
 # open; whole segments per batch, so a batch never splits one. The first batch is small,
 # so the first line goes out at once even when no segment has been written yet.
-FIRST_BATCH, EXPORT_BATCH = 5 * SEGMENT_TURNS, 50 * SEGMENT_TURNS
+FIRST_BATCH, EXPORT_BATCH = 5 * SEGMENT_TURNS, 200 * SEGMENT_TURNS
 _CURSOR_PREFIX = "seq:"
 
 
