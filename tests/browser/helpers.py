@@ -40,6 +40,28 @@ def last_reply(page: Page):
     return page.locator("#messages li.message.assistant").last
 
 
+def wait_for_partial_text(page: Page) -> None:
+    """Until the newest reply shows its first words; polled every 50 ms (expect's polling
+    slows to once a second, which could miss a reply still being written)."""
+    page.wait_for_function("""() => {
+        const replies = document.querySelectorAll('#messages li.message.assistant');
+        const last = replies[replies.length - 1];
+        return last && last.dataset.state === 'streaming' && last.querySelector('.body').textContent.includes('offline');
+    }""", polling=50)
+
+
+def record_reply_text(page: Page) -> None:
+    """From now on, every text the newest reply shows is kept in `window.shown`."""
+    page.evaluate("""() => {
+        window.shown = [];
+        new MutationObserver(() => {
+            const replies = document.querySelectorAll('#messages li.message.assistant');
+            const body = replies.length && replies[replies.length - 1].querySelector('.body');
+            if (body && body.innerText !== window.shown[window.shown.length - 1]) window.shown.push(body.innerText);
+        }).observe(document.getElementById('messages'), {childList: true, subtree: true, characterData: true});
+    }""")
+
+
 def wait_state(reply, state: str, timeout: float = 20_000) -> None:
     expect(reply).to_have_attribute("data-state", state, timeout=timeout)
 
