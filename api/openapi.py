@@ -50,7 +50,36 @@ def complete(spec: dict, settings: Settings) -> dict:
                     stream["schema"] = {"type": "string", "description": SSE_DESCRIPTION}
                     stream["itemSchema"] = {"$ref": "#/components/schemas/JobEvent"}
     schemas.pop("ValidationErrorModel", None)  # flask-openapi3's; this API answers with the envelope
+    _link(spec)
     return spec
+
+
+# What a response's ids lead to (OpenAPI links): clients and stateful test tools follow them.
+LINKS = {
+    ("/v1/conversations", "post", "201"): ("$response.body#/id", "conversation_id", [
+        ("/v1/conversations/{conversation_id}", "get"), ("/v1/conversations/{conversation_id}", "patch"),
+        ("/v1/conversations/{conversation_id}", "delete"), ("/v1/conversations/{conversation_id}/messages", "post"),
+        ("/v1/conversations/{conversation_id}/messages", "get")]),
+    ("/v1/conversations/{conversation_id}/messages", "post", "202"): ("$response.body#/job/id", "job_id", [
+        ("/v1/jobs/{job_id}", "get"), ("/v1/jobs/{job_id}/events", "get"), ("/v1/jobs/{job_id}/cancel", "post")]),
+    ("/new_chat", "post", "201"): ("$response.body#/conversation_id", "conversation_id", [
+        ("/get_conversation", "get")]),
+}
+
+
+def _link(spec: dict) -> None:
+    paths = spec.get("paths", {})
+    for (path, method, status), (value, name, targets) in LINKS.items():
+        response = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
+        if response is None:
+            continue
+        links = {}
+        for target_path, target_method in targets:
+            target = paths.get(target_path, {}).get(target_method)
+            if target is None or "operationId" not in target:
+                continue
+            links[target["operationId"]] = {"operationId": target["operationId"], "parameters": {name: value}}
+        response["links"] = links
 
 
 def _string_branch(schema: dict) -> dict:

@@ -65,3 +65,22 @@ def test_every_operation_matches_its_document(stack, app):
                 failures.append(f"{operation.label} ({mode.value}): {failure}")
     assert operations >= 10, "the document lists the API's operations"
     assert not failures, "\n\n".join(failures)
+
+
+def test_linked_operations_hold_together(stack, app):
+    """Following the document's links (a created conversation's id into its reads, edits,
+    messages and deletion; a message's job id into the job, its events and cancel), each
+    step still matches the document, and the stateful checks hold: what was created can
+    be read, what was deleted is gone."""
+    # The key as configured auth, so the auth checks know it is meant to be valid.
+    config = SchemathesisConfig.from_dict({**CONFIG, "headers": bearer(new_key(stack))})
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", app, config=config)
+
+    class Scenario(schema.as_state_machine()):
+        def before_call(self, case):
+            if isinstance(case.body, dict):
+                case.body.pop("callback_url", None)  # as above
+
+    Scenario.run(settings=settings(max_examples=4, stateful_step_count=5, derandomize=True, database=None,
+                                   deadline=None, suppress_health_check=list(HealthCheck),
+                                   report_multiple_bugs=False))
