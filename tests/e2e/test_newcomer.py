@@ -80,6 +80,8 @@ class MakeRun:
                     event.set()
 
     def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
         os.killpg(self.process.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole group
         try:
             self.process.wait(60)
@@ -102,7 +104,6 @@ def newcomer(tmp_path_factory):
         yield run
     finally:
         run.stop()
-    assert not (clone / "var" / "services.json").exists(), "make run forgets its services when it stops"
 
 
 def shell(clone: Path, script: str, **env: str) -> subprocess.CompletedProcess:
@@ -227,3 +228,12 @@ def test_a_generated_client_drives_a_turn(newcomer, tmp_path):
         sys.path.remove(str(tmp_path))
         for name in [n for n in sys.modules if n.split(".")[0] == "parley_generated"]:
             del sys.modules[name]
+
+
+def test_once_make_run_stops_the_tools_say_to_start_it(newcomer):
+    newcomer.stop()  # the module's last test: the stack is not needed after this
+    assert newcomer.process.returncode is not None
+    assert not (newcomer.clone / "var" / "services.json").exists(), "make run forgets its services when it stops"
+    refused = shell(newcomer.clone, "make user NAME=bob")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
+    assert "config error: DATABASE_URL: not set, and no `make run` is running" in refused.stderr
