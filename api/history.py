@@ -69,8 +69,10 @@ def _messages(row, entry: dict | None) -> list[dict]:
     if entry is None:
         log.error("log entry %s of turn %s is missing", row.log_key, row.seq)
         return []
+    turn_outcome = entry.get("outcome") or "complete"  # entries written before outcomes existed were complete
     return [{"seq": _message_seq(row.seq, index), "role": message["role"], "content": message["content"],
-             "created_at": message["created_at"], "job_id": str(row.job_id)}
+             "created_at": message["created_at"], "job_id": str(row.job_id),
+             "outcome": turn_outcome if message["role"] == "assistant" or turn_outcome == "refused" else "complete"}
             for index, message in enumerate(entry["messages"])]
 
 

@@ -140,6 +140,9 @@ class Message(BaseModel):
     content: str
     created_at: str
     job_id: str = Field(description="the job whose turn wrote this message")
+    outcome: Literal["complete", "truncated", "refused"] = Field(
+        "complete", description="refused: Claude declined this exchange; it is shown here but never sent to "
+        "Claude again. truncated: the reply was cut short")
 
 
 class ConversationWithMessages(Conversation):

@@ -66,7 +66,9 @@ def test_a_refusal_is_shown_kept_in_the_history_and_never_sent_again(stack, clie
     assert "not sent to Claude again" in reply["notice"]
     assert reply["usage"]["output_tokens"] > 0  # billed up to the refusal, and counted
     assert streamed == reply["content"] == "Hello.."
-    assert [m["role"] for m in history(client, alice, conversation_id)] == ["user", "assistant"] * 2
+    shown = history(client, alice, conversation_id)
+    assert [(m["role"], m["outcome"]) for m in shown] == \
+        [("user", "complete"), ("assistant", "complete"), ("user", "refused"), ("assistant", "refused")]
 
     # The offline model refuses while the trigger is anywhere in the context (as the docs say the
     # real one does), so a harmless next question answered proves the refused turn was left out.
