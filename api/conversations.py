@@ -10,7 +10,7 @@ from api.errors import ApiError
 from api.history import decode_cursor, encode_cursor, export_lines, read_page
 from api.service import (create_conversation, delete_conversation, list_conversations, own_conversation,
                          read_messages, submit_message)
-from api.stream import SSE_RESPONSE, sse_response, wants_stream
+from api.stream import SSE_RESPONSE, check_stream_slot, sse_response, wants_stream
 from shared.jobs import job_to_dict
 from shared.models import Conversation
 
@@ -152,6 +152,8 @@ def post_message(path: schemas.ConversationPath, body: schemas.MessageIn, header
     """Queue a user message; the reply comes as the job's result. With
     `Accept: text/event-stream` the response streams the job's events instead."""
     user = require_user()
+    if wants_stream():
+        check_stream_slot()  # before the job exists: a refused stream must not leave a turn behind
     with services().sessions() as session:
         conversation = own_conversation(session, user, path.conversation_id)
         job, send_now = submit_message(services(), session, user, conversation.conversation_id,

@@ -1,4 +1,5 @@
-"""gunicorn settings for the API. Threads: long-polls wait on Redis, not on the CPU.
+"""gunicorn settings for the API. gevent: an open stream or long-poll waits in a greenlet
+(a few KB), not a thread, so one process holds thousands (API_CONNECTIONS).
 
 Metrics: each gunicorn worker is its own process, so prometheus_client runs in
 multiprocess mode. Its files live in PROMETHEUS_MULTIPROC_DIR (default
@@ -6,9 +7,21 @@ multiprocess mode. Its files live in PROMETHEUS_MULTIPROC_DIR (default
 prometheus_client and emptied at start so a previous run's counts are not summed in.
 """
 import os
+
+# gevent patches the standard library before anything imports it, here in the master:
+# psycopg picks its cooperative wait function at import, and ssl, sockets and threads
+# (redis-py, the limiter's storage, the log reader pool) must be the patched ones in
+# every worker. API_WORKER_CLASS=gthread is the thread-per-request worker, for comparison.
+WORKER_CLASS = os.environ.get("API_WORKER_CLASS", "gevent")
+if WORKER_CLASS == "gevent":
+    from gevent import monkey
+
+    monkey.patch_all()
 from pathlib import Path
 
 from gunicorn.glogging import Logger
+
+from api.capacity import connections_setting, fit_fd_limit
 
 from shared.catalog import require_current_models
 from shared.config import load_settings
@@ -24,8 +37,11 @@ require_current_models(load_settings())
 ROOT = Path(__file__).resolve().parent.parent
 
 workers = int(os.environ.get("API_PROCESSES", "2"))
-worker_class = "gthread"
-threads = int(os.environ.get("API_THREADS", "32"))
+worker_class = WORKER_CLASS
+threads = int(os.environ.get("API_THREADS", "32"))  # gthread only
+# gevent: connections per process (open streams, long-polls, keep-alive and requests),
+# checked against the file-descriptor limit (raised to the hard limit if that is enough).
+worker_connections = fit_fd_limit(connections_setting())
 timeout = 120
 graceful_timeout = 30
 # Idle keep-alive connections are closed after this long. It must outlast the idle

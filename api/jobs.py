@@ -7,7 +7,7 @@ from api import schemas
 from api.context import ctx, require_user, services
 from api.errors import ApiError
 from api.service import cancel_job, is_final, own_job
-from api.stream import SSE_RESPONSE, resume_point, sse_response
+from api.stream import SSE_RESPONSE, hold_stream_slot, resume_point, sse_response
 from shared.jobs import announce_end, job_to_dict
 from shared.models import User
 
@@ -25,7 +25,11 @@ def wait_for_job(user: User, job_id: str, wait: float) -> dict:
 
     job = current()
     if wait > 0 and not is_final(job["status"]):
-        ctx().waits.wait(job["id"], wait, lambda: is_final(current()["status"]))
+        waits = hold_stream_slot(services())  # a long-poll counts as an open stream (429 at the cap)
+        try:
+            waits.wait(job["id"], wait, lambda: is_final(current()["status"]))
+        finally:
+            waits.release(user.id)
         job = current()
     return job
 

@@ -13,6 +13,7 @@ import redis
 from flask import Flask, request
 from flask_limiter import ApplicationLimit, Limiter, RequestLimit
 
+from api.capacity import REDIS_CONNECTIONS
 from api.context import PUBLIC_PATHS, services
 from api.openapi import complete
 from api.errors import ApiError, envelope
@@ -62,9 +63,12 @@ def init_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
     limiter = Limiter(
         rate_limit_key, app=app, application_limits=[per_key], strategy="fixed-window",
         storage_uri=_storage_uri(settings.require("redis_url")),
-        # max_connections: as in shared/cache.py, redis-py's default cap (100) would make
-        # a burst of requests over 100 threads fail the limiter ("Too many connections").
-        storage_options={"socket_connect_timeout": 2, "socket_timeout": 2, "max_connections": 10_000},
+        # A pool that requests queue for (up to 2 s, then the fallback below), as in
+        # api/capacity.py: with thousands of requests at once under the gevent worker, a
+        # growing pool would open a connection each, and a pool never shrinks.
+        storage_options={"connection_pool": redis.BlockingConnectionPool.from_url(
+            settings.require("redis_url"), max_connections=REDIS_CONNECTIONS, timeout=2,
+            socket_connect_timeout=2, socket_timeout=2)},
         key_prefix="parley",
         # Redis down: count in this process's memory until Redis answers again (re-probed
         # with backoff), and let any other limiter failure through, logged: a broken

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     # Delivery: event streams and webhooks.
     events_ttl_seconds: int = Field(3600, ge=1, le=30 * 24 * 3600)  # kept after the job ends
     sse_ping_seconds: float = Field(5.0, gt=0, le=8)  # below the Redis socket timeout (10 s)
+    # Open SSE streams plus waiting long-polls of one user, per API process (api/waits.py).
+    max_open_streams_per_user: int = Field(500, ge=1, le=1_000_000)
     webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
     webhook_retry_window_seconds: int = Field(3600, ge=0, le=7 * 24 * 3600)
     webhook_backoff_seconds: float = Field(2.0, gt=0, le=600)  # the first retry's delay; doubles

@@ -26,15 +26,20 @@ FINAL_EVENTS = tuple(f"job.{status}" for status in FINAL_STATUSES)
 # for `events_ttl`.
 LIVE_TTL_SECONDS = 24 * 3600
 
-# KEYS: stream, final marker, finished channel. ARGV: type, final?, ttl, then each
-# event's data (several events of one type in one call). Returns the last new event's
-# number, or false if the job already had its final event.
+# One channel for every job's new events: its messages are job ids, one per append
+# (a batch of deltas is one append). Each API process subscribes once and wakes the
+# streams of that job that it holds (api/waits.py); nobody holds a connection per stream.
+EVENTS_CHANNEL = "parley:events"
+
+# KEYS: stream, final marker, finished channel, events channel. ARGV: type, final?, ttl,
+# job id, then each event's data (several events of one type in one call). Returns the
+# last new event's number, or false if the job already had its final event.
 _APPEND = """
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return false
 end
 local id
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   id = redis.call('XADD', KEYS[1], '0-*', 'type', ARGV[1], 'data', ARGV[i])
 end
 if ARGV[2] == '1' then
@@ -44,6 +49,7 @@ if ARGV[2] == '1' then
 else
   redis.call('EXPIRE', KEYS[1], ARGV[3], 'NX')
 end
+redis.call('PUBLISH', KEYS[4], ARGV[4])
 return tonumber(string.sub(id, 3))
 """
 
@@ -82,6 +88,8 @@ def job_id_of(channel: bytes) -> str:
 class JobEvents:
     """Append and read a job's events (long-polls await ends in api/waits.py)."""
 
+    READ_COUNT = 500  # events a read returns at most
+
     def __init__(self, client: redis.Redis, events_ttl: int):
         self.client, self.events_ttl = client, events_ttl
         self._script = client.register_script(_APPEND)
@@ -103,8 +111,8 @@ class JobEvents:
     def _append(self, job: str, type_: str, datas: list[dict]) -> int | None:
         final = type_ in FINAL_EVENTS
         return self._script(
-            keys=[_stream_key(job), _final_key(job), _finished_channel(job)],
-            args=[type_, "1" if final else "0", self.events_ttl if final else LIVE_TTL_SECONDS,
+            keys=[_stream_key(job), _final_key(job), _finished_channel(job), EVENTS_CHANNEL],
+            args=[type_, "1" if final else "0", self.events_ttl if final else LIVE_TTL_SECONDS, job,
                   *(json.dumps(data, separators=(",", ":")) for data in datas)])
 
     def ended(self, job_id: object) -> str | None:
@@ -115,7 +123,7 @@ class JobEvents:
     def exists(self, job_id: object) -> bool:
         return bool(self.client.exists(_stream_key(job_id)))
 
-    def read(self, job_id: object, after: int, block_ms: int | None = None, count: int = 500) -> list[Event]:
+    def read(self, job_id: object, after: int, block_ms: int | None = None, count: int = READ_COUNT) -> list[Event]:
         """Events numbered above `after`; waits up to `block_ms` for the first if there are none."""
         if block_ms is None:
             entries = self.client.xrange(_stream_key(job_id), min=f"0-{after + 1}", count=count)
@@ -125,20 +133,24 @@ class JobEvents:
         return [Event(int(raw_id.split(b"-")[1]), fields[b"type"].decode(), json.loads(fields[b"data"]))
                 for raw_id, fields in entries]
 
-    def subscribe_all_finished(self):
-        """A pub/sub subscribed to every job's end; the caller closes it."""
+    def subscribe_all_finished(self, *also: str):
+        """A pub/sub subscribed to every job's end (and to the channels `also`, in the
+        same command, so one confirmation covers all); the caller closes it."""
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        pubsub.psubscribe(_finished_channel("*"))
+        pubsub.psubscribe(_finished_channel("*"), *also)
         return pubsub
 
 
 class EndSubscription:
     """A thread subscribed to every job's end, calling `on_end(job_id)` for each, and
     subscribing again when Redis drops. `subscribed` is set while the subscription
-    holds; `tried` once the first attempt is over, whichever way it went."""
+    holds; `tried` once the first attempt is over, whichever way it went. With
+    `on_events`, also `on_events(job_id)` for every append to any job's events (and
+    `on_events(None)` after each (re)subscribe: what came meanwhile was missed)."""
 
-    def __init__(self, events: JobEvents, on_end: Callable[[str], None], name: str):
-        self.events, self.on_end = events, on_end
+    def __init__(self, events: JobEvents, on_end: Callable[[str], None], name: str,
+                 on_events: Callable[[str | None], None] | None = None):
+        self.events, self.on_end, self.on_events = events, on_end, on_events
         self.subscribed, self.tried, self._stop = threading.Event(), threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -154,13 +166,19 @@ class EndSubscription:
         while not self._stop.is_set():
             pubsub = None
             try:
-                pubsub = self.events.subscribe_all_finished()
+                pubsub = self.events.subscribe_all_finished(*((EVENTS_CHANNEL,) if self.on_events else ()))
                 pubsub.get_message(timeout=1.0)  # the psubscribe confirmation: from here on nothing is missed
                 self.subscribed.set()
                 self.tried.set()
+                if self.on_events:
+                    self.on_events(None)
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
-                    if message is not None:
+                    if message is None:
+                        continue
+                    if message["channel"] == EVENTS_CHANNEL.encode():
+                        self.on_events(message["data"].decode())
+                    else:
                         self.on_end(job_id_of(message["channel"]))
             except Exception as error:  # Redis is down: users of the subscription check rows meanwhile
                 if self.subscribed.is_set():

@@ -32,7 +32,7 @@ class Events:
         self.published: queue.Queue = queue.Queue()
         self.pubsub_down, self.down = pubsub_down or down, down
 
-    def subscribe_all_finished(self) -> PubSub:
+    def subscribe_all_finished(self, *also: str) -> PubSub:
         if self.pubsub_down:
             raise redis.ConnectionError("Redis is down")
         return PubSub(self.published)
