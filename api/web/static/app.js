@@ -2,17 +2,10 @@
 
 import { api, session, whenUnauthorized } from "./api.js";
 import { Chat, usageLine } from "./chat.js";
+import { $, el } from "./dom.js";
 
-const $ = (id) => document.getElementById(id);
 const state = { conversations: [], cursor: null, selected: null, models: null, editing: null };
 const chat = new Chat({ onChanged: (conversationId, job) => refresh(conversationId, job) });
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 const nameOf = (c) => c.name || "Untitled conversation";
 const when = (iso) => new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });

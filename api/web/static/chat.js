@@ -3,15 +3,7 @@
 import { api, ApiError } from "./api.js";
 import { render } from "./markdown.js";
 import { follow } from "./stream.js";
-
-const $ = (id) => document.getElementById(id);
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+import { $, el } from "./dom.js";
 
 const number = (n) => Number(n || 0).toLocaleString("en");
 

@@ -4,6 +4,8 @@
 // Covers what chat replies use: paragraphs, headings, lists, quotes, rules, fenced
 // code (with a copy button), inline code, bold, italics, links and bare URLs.
 
+import { el } from "./dom.js";
+
 const SAFE_PROTOCOLS = new Set(["http:", "https:", "mailto:"]);
 const MAX_DEPTH = 8; // nested quotes and emphasis; deeper text is shown plainly
 
@@ -12,13 +14,6 @@ const HEADING = /^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
 const RULE = /^ {0,3}([-*_])(?:\s*\1){2,}\s*$/;
 const QUOTE = /^ {0,3}> ?/;
 const ITEM = /^ {0,3}([-*+]|\d{1,9}[.)])\s+/;
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 export function safeUrl(raw) {
   try {
