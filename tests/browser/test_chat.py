@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import expect
+import pytest
+
+pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed "
+                    "(pip install -r requirements-dev.txt)")
+from playwright.sync_api import expect  # noqa: E402
 
 from tests.browser.conftest import sign_in
 from tests.browser.helpers import (conversation_id_of, job_id_of, last_reply, open_new_conversation,

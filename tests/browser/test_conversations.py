@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from playwright.sync_api import expect
+import pytest
+
+pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed "
+                    "(pip install -r requirements-dev.txt)")
+from playwright.sync_api import expect  # noqa: E402
 
 from tests.browser.conftest import sign_in
 from tests.browser.helpers import create_conversation, last_reply, open_new_conversation, send, stored, wait_state

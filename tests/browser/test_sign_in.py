@@ -1,7 +1,11 @@
 """Signing in with a key pasted into the page, and out again."""
 from __future__ import annotations
 
-from playwright.sync_api import expect
+import pytest
+
+pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed "
+                    "(pip install -r requirements-dev.txt)")
+from playwright.sync_api import expect  # noqa: E402
 
 from tests.browser.conftest import key_of, sign_in
 
