@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from devstack.ports import port_problem
+from devstack.ports import in_use, port_problem
 from shared.config import ROOT, Settings
 from shared.local_stack import publish, running, tool_settings, withdraw
 
@@ -109,11 +109,16 @@ def test_a_taken_port_names_its_setting(setting, taken_port):
                        f"(e.g. {setting}={taken_port + 1} make run)")
 
 
-def test_the_worker_metrics_range_is_checked_port_by_port(taken_port):
-    # Workers 1 and 2, then the webhook worker: the taken port is the third of the range.
-    settings = Settings(_env_file=None, port=free_port(), flower_port=free_port(), worker_metrics_port=taken_port - 2)
-    assert port_problem(settings, workers=2).startswith(f"WORKER_METRICS_PORT: 0.0.0.0:{taken_port} is in use")
-    assert port_problem(settings, workers=1) is None
+def test_the_worker_metrics_range_is_checked_port_by_port():
+    # Workers 1 and 2, then the webhook worker: three ports from the setting; the third is taken.
+    first = next(port for port in iter(free_port, None)
+                 if port + 2 < 65536 and not in_use("0.0.0.0", port + 1) and not in_use("0.0.0.0", port + 2))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", first + 2))
+        holder.listen()
+        settings = Settings(_env_file=None, port=free_port(), flower_port=free_port(), worker_metrics_port=first)
+        assert port_problem(settings, workers=2).startswith(f"WORKER_METRICS_PORT: 0.0.0.0:{first + 2} is in use")
+        assert port_problem(settings, workers=1) is None
 
 
 def test_two_settings_on_one_port_are_refused():
