@@ -1,5 +1,6 @@
-"""What a newcomer meets before anything runs: tools find a running `make run`, a config
-error is one line and exit status 2, a taken port is named before anything starts."""
+"""What a newcomer meets before anything runs (real processes and sockets, no backing
+services): tools find a running `make run`, a config error is one line and exit status
+2, a taken port is named before anything starts."""
 from __future__ import annotations
 
 import os
