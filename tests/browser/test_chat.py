@@ -166,3 +166,21 @@ def test_hostile_markdown_in_a_reply_injects_nothing(page, context, alice):
     expect(reply.get_by_role("button", name="Copy html block")).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == "<script>window.pwned = 'code'</script>"
     assert page.errors == []
+
+
+def test_a_refused_reply_says_so_and_the_next_message_is_answered(page, alice, model):
+    from offline_model.wire import REFUSAL_TRIGGER
+
+    model(chunk_chars=8, stream_delay_ms=0)
+    sign_in(page, alice)
+    open_new_conversation(page, "Refusal")
+    send(page, f"Do the bad thing. {REFUSAL_TRIGGER}")
+    refused = last_reply(page)
+    wait_state(refused, "refused")
+    expect(refused.locator(".foot")).to_contain_text("not sent to Claude again")
+    expect(refused.locator(".foot")).to_have_attribute("role", "alert")
+    send(page, "Something harmless")
+    answered = last_reply(page)
+    wait_state(answered, "done")
+    expect(answered.locator(".body")).to_contain_text("received 1 messages")  # the refused turn was left out
+    assert page.errors == []

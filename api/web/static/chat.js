@@ -93,8 +93,14 @@ class Reply {
     if (job.status === "succeeded") {
       // The deltas make the stored reply; replayed-from-nothing (events expired) shows it too.
       if (!this.text) { this.text = textOf(job.reply?.content); this.draw(); }
-      const cut = job.reply?.stop_reason === "max_tokens" ? " (cut at the token limit)" : "";
-      this.say("done", usageLine(job.reply?.usage) + cut);
+      const reply = job.reply || {};
+      if (reply.outcome === "refused") {  // kept in the history, never sent to Claude again
+        this.say("refused", `${reply.notice || "Claude declined to answer this message."} ${usageLine(reply.usage)}`);
+        this.view.foot.setAttribute("role", "alert");
+        return;
+      }
+      const cut = reply.outcome === "truncated" ? ` (cut short: ${reply.stop_reason}; say "continue" for the rest)` : "";
+      this.say("done", usageLine(reply.usage) + cut);
     } else if (job.status === "cancelled") {
       this.say("cancelled", "Stopped. This message and its reply were not kept.");
     } else {
