@@ -212,7 +212,7 @@ def describe(error: ValidationError) -> str:
     first = error.errors()[0]
     if not first["loc"]:  # a check across settings names them in its message
         return str(first["msg"]).removeprefix("Value error, ")
-    return f"{str(first['loc'][0]).upper()}: {first['msg']}"
+    return f"{str(first['loc'][0]).upper()}: {str(first['msg']).removeprefix('Value error, ')}"
 
 
 def load_settings(**overrides) -> Settings:
