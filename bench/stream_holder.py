@@ -14,6 +14,7 @@ import queue
 from urllib.parse import urlsplit
 
 OPEN_AT_ONCE = 200  # connections being opened at a time (the listen backlog is finite)
+OPEN_SECONDS = 30  # a wait without its response headers by then counts as not open (and stays queued)
 COLLECT_SECONDS = 120
 
 
@@ -123,7 +124,10 @@ async def _main(api_url: str, commands, replies) -> None:
             async def opened(wait: Wait) -> None:
                 async with gate:
                     tasks.append(asyncio.create_task(_run(wait, host, port)))
-                    await wait.headers_in.wait()
+                    try:
+                        await asyncio.wait_for(wait.headers_in.wait(), OPEN_SECONDS)
+                    except TimeoutError:
+                        pass
             await asyncio.gather(*(opened(w) for w in fresh))
             waits.extend(fresh)
             replies.put((sum(w.open for w in fresh), [w.error for w in fresh if w.error]))

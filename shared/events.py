@@ -168,10 +168,10 @@ class EndSubscription:
             try:
                 pubsub = self.events.subscribe_all_finished(*((EVENTS_CHANNEL,) if self.on_events else ()))
                 pubsub.get_message(timeout=1.0)  # the psubscribe confirmation: from here on nothing is missed
+                if self.on_events:  # before `tried`: a stream that starts after this needs no wake
+                    self.on_events(None)
                 self.subscribed.set()
                 self.tried.set()
-                if self.on_events:
-                    self.on_events(None)
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is None:

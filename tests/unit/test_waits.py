@@ -9,6 +9,7 @@ import redis
 
 from api import waits
 from api.waits import JobEndWaits
+from shared.events import EVENTS_CHANNEL
 
 
 class PubSub:
@@ -17,9 +18,12 @@ class PubSub:
 
     def get_message(self, timeout: float):
         try:
-            return {"channel": f"parley:job:{self.published.get(timeout=timeout)}:finished".encode()}
+            job_id = self.published.get(timeout=timeout)
         except queue.Empty:
             return None
+        if job_id.startswith("events:"):  # an append to the job's events, not its end
+            return {"channel": EVENTS_CHANNEL.encode(), "data": job_id.removeprefix("events:").encode()}
+        return {"channel": f"parley:job:{job_id}:finished".encode()}
 
     def close(self) -> None:
         pass
@@ -98,3 +102,21 @@ def test_with_redis_down_a_long_poll_fails_as_unavailable(made, monkeypatch):
     monkeypatch.setattr(waits, "SUBSCRIBE_WAIT_SECONDS", 0.02)
     with pytest.raises(redis.ConnectionError):
         made(Events(down=True)).wait("j1", 60, lambda: False)
+
+
+def test_an_append_wakes_the_streams_of_its_job_only(made):
+    events = Events()
+    waits_ = made(events)
+    with waits_.watch("j1") as mine, waits_.watch("j2") as other:
+        events.published.put("events:j1")
+        assert mine.woken.wait(10) and not mine.look_at_row
+        assert not other.woken.is_set()
+    assert waits_._streams == {}
+
+
+def test_the_open_streams_of_a_user_are_capped(made):
+    waits_ = made(Events())
+    assert waits_.hold("alice", 2) and waits_.hold("alice", 2)
+    assert not waits_.hold("alice", 2) and waits_.hold("bob", 2)
+    waits_.release("alice")
+    assert waits_.hold("alice", 2)
