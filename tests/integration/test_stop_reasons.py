@@ -10,10 +10,11 @@ import uuid
 import pytest
 import requests
 
+from offline_model import OfflineModelServer
 from offline_model.wire import EMPTY_TRIGGER, REFUSAL_TRIGGER, STOP_REASON_TRIGGER, WINDOW_TRIGGER
 from shared.providers import BedrockProvider, ModelRequest, RetryingProvider, RetryPolicy
 from shared.replies import reply_outcome
-from tests.integration.helpers import new_conversation, say, wait_job
+from tests.integration.helpers import new_conversation, say
 from tests.integration.sse import SseReader
 
 
@@ -110,10 +111,15 @@ def test_the_offline_model_enforces_the_request_rules_with_the_apis_words(stack)
         assert answer.status_code == 400 and words in answer.json()["error"]["message"]
 
 
-def test_bedrock_reports_a_refusal_as_content_filtered_which_is_refused_too(stack, monkeypatch):
+def test_bedrock_reports_a_refusal_as_content_filtered_which_is_refused_too(monkeypatch):
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
         monkeypatch.setenv(name, value)
-    provider = RetryingProvider(BedrockProvider("us-east-1", stack.model.url, timeout=5), RetryPolicy(max_retries=0))
+    with OfflineModelServer() as server:  # its own: the stack's records Anthropic-format requests only
+        bedrock_answers(RetryingProvider(BedrockProvider("us-east-1", server.url, timeout=5),
+                                         RetryPolicy(max_retries=0)))
+
+
+def bedrock_answers(provider) -> None:
     reply = provider.complete(ModelRequest(None, [{"role": "user", "content": f"x {REFUSAL_TRIGGER}"}],
                                            "global.anthropic.claude-sonnet-5-5", 64))
     assert reply.stop_reason == "content_filtered" and reply_outcome(reply.stop_reason, reply.text) == "refused"
