@@ -78,13 +78,39 @@ def request_problem(messages: list[dict], system) -> str | None:
             if not text.strip():
                 return f"messages.{i}: text content blocks must contain non-whitespace text"
         if isinstance(message["content"], list) and not message["content"]:
-            return f"messages.{i}: all messages must have non-empty content except for the optional final assistant message"
+            return (f"messages.{i}: all messages must have non-empty content except for the optional final "
+                    "assistant message")
     for text in texts(system) if isinstance(system, (str, list)) else []:
         if not isinstance(text, str) or not text.strip():
             return "system: text content blocks must contain non-whitespace text"
     last = messages[-1]
     if last["role"] == "assistant" and any(t != t.rstrip() for t in texts(last["content"])):
         return "final assistant content cannot end with trailing whitespace"
+    return _tool_pairing_problem(messages)
+
+
+def _blocks(message: dict, kind: str) -> list[dict]:
+    content = message["content"]
+    return [b for b in content if isinstance(b, dict) and b.get("type") == kind] if isinstance(content, list) else []
+
+
+def _tool_pairing_problem(messages: list[dict]) -> str | None:
+    """A tool_use must be answered by a tool_result in the very next message, and a
+    tool_result must answer a tool_use of the message before it."""
+    for i, message in enumerate(messages):
+        asked = [b.get("id") for b in _blocks(message, "tool_use")]
+        following = _blocks(messages[i + 1], "tool_result") if i + 1 < len(messages) else []
+        answered = [b.get("tool_use_id") for b in following]
+        if missing := [tool_id for tool_id in asked if tool_id not in answered]:
+            return (f"messages.{i + 1}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+                    f"{', '.join(map(str, missing))}. Each `tool_use` block must have a corresponding `tool_result` "
+                    "block in the next message.")
+        previous = [b.get("id") for b in _blocks(messages[i - 1], "tool_use")] if i else []
+        for j, block in enumerate(_blocks(message, "tool_result")):
+            if block.get("tool_use_id") not in previous:
+                return (f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                        f"{block.get('tool_use_id')}. Each `tool_result` block must have a corresponding "
+                        "`tool_use` block in the previous message.")
     return None
 
 

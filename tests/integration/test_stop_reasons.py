@@ -104,6 +104,11 @@ def test_the_offline_model_enforces_the_request_rules_with_the_apis_words(stack)
         ([{"role": "user", "content": [{"type": "text", "text": " \n"}]}], "must contain non-whitespace text"),
         ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""},
           {"role": "user", "content": "again"}], "messages.1: text content blocks must be non-empty"),
+        ([{"role": "user", "content": "hi"},
+          {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "clock", "input": {}}]},
+          {"role": "user", "content": "what time is it?"}], "`tool_use` ids were found without `tool_result`"),
+        ([{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "12:00"}]}],
+         "unexpected `tool_use_id` found in `tool_result` blocks: toolu_9"),
     ]
     for messages, words in cases:
         answer = requests.post(f"{stack.model.url}/v1/messages", json={**base, "messages": messages},
