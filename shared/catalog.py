@@ -140,6 +140,8 @@ def check_models(settings: Settings) -> dict[str, ModelStatus]:
         if status.lifecycle == "deprecated":
             log.warning("model %s (%s) is deprecated and retires on %s; move to a current model before then",
                         model_id, setting, status.retires_at or "a date not yet set")
+    log.info("models checked against the provider's list: %s",
+             ", ".join(f"{model_id} {status.lifecycle}" for model_id, status in statuses.items()))
     return statuses
 
 
