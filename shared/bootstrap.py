@@ -11,7 +11,7 @@ from shared.cache import WindowCache, make_redis
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
 from shared.events import JobEvents
-from shared.providers import AnthropicProvider, BedrockProvider, ModelProvider, RetryingProvider, RetryPolicy
+from shared.model import AnthropicProvider, BedrockProvider, ModelProvider, RetryingProvider, RetryPolicy
 from shared.storage import LogStore, make_log_store
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from shared.bootstrap import Services
 from shared.events import EndSubscription
-from shared.providers import CancelToken
+from shared.cancel import CancelToken
 
 log = logging.getLogger("parley.worker")
 

@@ -7,7 +7,7 @@ import uuid
 import redis
 
 from shared.bootstrap import Services
-from shared.providers import Cancelled, CancelToken
+from shared.cancel import Cancelled, CancelToken
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from shared.jobs import announce_end, end_job, next_queued
 from shared.logs import bind_context
 from shared.memory import ConversationMemory, estimate_tokens
 from shared.models import Conversation, Job, Turn
-from shared.providers import Cancelled, CancelToken, ModelError, ModelReply, ModelRequest
+from shared.cancel import Cancelled, CancelToken
+from shared.model import ModelError, ModelReply, ModelRequest
 from shared.storage import StorageUnavailable, turn_key
 from shared.tasks import Dispatcher
 from worker import metrics

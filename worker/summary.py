@@ -19,7 +19,8 @@ from sqlalchemy import select, update
 from shared.bootstrap import Services
 from shared.memory import ConversationMemory
 from shared.models import Conversation, Turn
-from shared.providers import Cancelled, CancelToken, ModelError, ModelReply, ModelRequest
+from shared.cancel import Cancelled, CancelToken
+from shared.model import ModelError, ModelReply, ModelRequest
 from shared.replies import sendable
 from worker import metrics
 from worker.usage import add_daily_usage, count_quota, priced

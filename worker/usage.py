@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from shared.bootstrap import Services
 from shared.pricing import cost_usd
-from shared.providers import ModelReply
+from shared.model import ModelReply
 from shared.quotas import TokenQuota
 from worker import metrics
 

@@ -22,7 +22,7 @@ from bench.report import Result
 from offline_model import OfflineModelServer
 from shared.memory import ConversationMemory, Message, estimate_tokens
 from shared.pricing import price_of
-from shared.providers import AnthropicProvider, ModelRequest
+from shared.model import AnthropicProvider, ModelRequest
 
 NEEDS_STACK = False  # talks to its own offline model, with the real provider code
 MODEL = "claude-sonnet-5-5"

@@ -40,7 +40,7 @@ def assert_one_turn(stack, conversation_id: str, job_id: str, content: str) -> N
 def stall_first_call(services, meanwhile, reply_text: str):
     """Patch the provider: its first call runs `meanwhile()` (other workers acting while
     this one waits on the model), then returns `reply_text`; later calls are real."""
-    from shared.providers import ModelReply
+    from shared.model import ModelReply
 
     real, calls = services.provider.complete, []
 

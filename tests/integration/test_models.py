@@ -17,7 +17,7 @@ from api import create_app
 from offline_model import OfflineModelServer
 from shared.catalog import check_models
 from shared.config import ROOT, ConfigError, Settings
-from shared.providers import AnthropicProvider, ModelRequest
+from shared.model import AnthropicProvider, ModelRequest
 from tests.conftest import ALLOWED_TEST_MODELS
 from tests.integration.helpers import new_conversation, say, submit, wait_job
 

@@ -16,7 +16,7 @@ from offline_model import OfflineModelServer
 from shared.memory import estimate_tokens
 from shared.models import Conversation
 from shared.pricing import cost_usd
-from shared.providers import AnthropicProvider, BedrockProvider, ModelRequest
+from shared.model import AnthropicProvider, BedrockProvider, ModelRequest
 from tests.integration.helpers import new_conversation, say
 from tests.integration.test_long_conversations import filler, summarizing, summary_calls  # noqa: F401 (fixture)
 from tests.integration.test_turns import model_requests

@@ -10,9 +10,9 @@ import pytest
 import requests
 
 from offline_model import OfflineModelServer
-from shared.providers import (
-    AnthropicProvider, BedrockProvider, CancelToken, ModelError, ModelRequest, RetryingProvider, RetryPolicy,
-)
+from shared.cancel import CancelToken
+from shared.model import (AnthropicProvider, BedrockProvider, ModelError, ModelRequest, RetryingProvider,
+                          RetryPolicy)
 
 # A current model of each provider (the offline model refuses unknown and retired ids, as the real ones do).
 MODELS = {"anthropic": "claude-sonnet-5-5", "bedrock": "global.anthropic.claude-sonnet-5-5"}
@@ -119,7 +119,7 @@ def test_cancel_during_backoff_stops_retrying(server):
     slow = RetryingProvider(AnthropicProvider("offline", server.url, timeout=5),
                             RetryPolicy(max_retries=3, base_seconds=30, cap_seconds=30))
     token.cancel()
-    from shared.providers import Cancelled
+    from shared.cancel import Cancelled
     with pytest.raises(Cancelled):
         ask(slow, cancel=token)
 

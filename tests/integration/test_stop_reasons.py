@@ -12,7 +12,7 @@ import requests
 
 from offline_model import OfflineModelServer
 from offline_model.wire import EMPTY_TRIGGER, REFUSAL_TRIGGER, STOP_REASON_TRIGGER, WINDOW_TRIGGER
-from shared.providers import BedrockProvider, ModelRequest, RetryingProvider, RetryPolicy
+from shared.model import BedrockProvider, ModelRequest, RetryingProvider, RetryPolicy
 from shared.replies import reply_outcome
 from tests.integration.helpers import new_conversation, say
 from tests.integration.sse import SseReader

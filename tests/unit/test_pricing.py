@@ -58,7 +58,7 @@ def test_pricing_a_reply_counts_its_cache_tokens_per_model():
 
     from prometheus_client import REGISTRY
 
-    from shared.providers import ModelReply
+    from shared.model import ModelReply
     from worker.usage import priced
 
     def counted(kind: str) -> float:

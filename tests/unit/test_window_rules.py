@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from offline_model.server import _validate
 from shared.memory import ConversationMemory
-from shared.providers import _anthropic_messages
+from shared.model.anthropic_api import anthropic_messages
 from shared.replies import reply_outcome, sendable
 
 # (stop_reason, reply text) per kind of answer; None: the job never produced a reply.
@@ -41,7 +41,7 @@ def test_every_request_the_window_builds_is_valid(turns, budget, low_water):
         memory.update_memory("user", user_text, seq=seq)
         context = memory.get_current_context()
         if context:  # an empty window is refused before any request (context_too_long)
-            request = {"messages": _anthropic_messages(context), "max_tokens": 64}
+            request = {"messages": anthropic_messages(context), "max_tokens": 64}
             _validate(request)  # raises BadRequest with the API's words on any rule broken
             sent = "\n".join(block["text"] for m in request["messages"] for block in m["content"])
             assert not any(text in sent for text in refused_texts)

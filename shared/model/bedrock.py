@@ -1,0 +1,105 @@
+"""Claude on AWS Bedrock through boto3's ConverseStream, with the same streaming, usage
+and error kinds as the Messages API provider."""
+from __future__ import annotations
+
+from shared.cancel import Cancelled, CancelToken
+from shared.model.types import (ModelError, ModelReply, ModelRequest, cache_marks, connection_lost, model_error,
+                                retry_after_seconds, summary_block)
+
+
+class BedrockProvider:
+    """Claude on AWS Bedrock through boto3's ConverseStream, with the same streaming,
+    usage and error kinds as the Anthropic provider."""
+
+    def __init__(self, region: str, endpoint_url: str | None, timeout: float, cache_ttl: str = "5m"):
+        import boto3
+
+        self.cache_ttl = cache_ttl
+        from botocore.config import Config
+
+        self.client = boto3.client(
+            "bedrock-runtime", region_name=region, endpoint_url=endpoint_url or None,
+            config=Config(read_timeout=timeout, connect_timeout=min(timeout, 10),
+                          retries={"total_max_attempts": 1, "mode": "standard"}))
+
+    def complete(self, request: ModelRequest) -> ModelReply:
+        from botocore.exceptions import BotoCoreError, ClientError
+        from urllib3.exceptions import HTTPError
+
+        params = {"modelId": request.model, "messages": bedrock_messages(request.messages, self.cache_ttl),
+                  "inferenceConfig": {"maxTokens": request.max_tokens}}
+        if request.system:
+            params["system"] = [{"text": request.system}, {"cachePoint": _cache_point(self.cache_ttl)}]
+        if request.summary:
+            params["system"] = [*params.get("system", []), {"text": summary_block(request.summary)}]
+        if request.temperature is not None:
+            params["inferenceConfig"]["temperature"] = request.temperature
+        cancel = request.cancel or CancelToken()
+        parts, usage, stop_reason = [], {}, None
+        try:
+            stream = self.client.converse_stream(**params)["stream"]
+            cancel.on_cancel(stream.close)
+            for event in stream:
+                if cancel.cancelled:
+                    raise Cancelled()
+                if "contentBlockDelta" in event:
+                    text = event["contentBlockDelta"]["delta"].get("text", "")
+                    parts.append(text)
+                    if text and request.on_text:
+                        request.on_text(text)
+                elif "messageStop" in event:
+                    stop_reason = event["messageStop"].get("stopReason")
+                elif "metadata" in event:
+                    usage = event["metadata"].get("usage", {})
+        except Cancelled:
+            raise
+        except (ClientError, BotoCoreError) as error:
+            if cancel.cancelled:
+                raise Cancelled() from error
+            raise classify_bedrock(error) from error
+        except Exception as error:
+            if cancel.cancelled:
+                raise Cancelled() from error
+            if isinstance(error, HTTPError):  # urllib3's, from an event stream cut short
+                raise connection_lost() from error
+            raise
+        return ModelReply("".join(parts), request.model, usage.get("inputTokens", 0), usage.get("outputTokens", 0),
+                          usage.get("cacheWriteInputTokens", 0), usage.get("cacheReadInputTokens", 0), stop_reason)
+
+
+def _cache_point(ttl: str) -> dict:
+    return {"type": "default", **({"ttl": ttl} if ttl != "5m" else {})}
+
+
+def bedrock_messages(messages: list[dict], ttl: str = "5m") -> list[dict]:
+    marked = cache_marks(messages)
+    return [{"role": m["role"], "content": [{"text": m["content"]}]
+             + ([{"cachePoint": _cache_point(ttl)}] if i in marked else [])}
+            for i, m in enumerate(messages)]
+
+
+def classify_bedrock(error) -> ModelError:
+    from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
+
+    if isinstance(error, (ReadTimeoutError, ConnectTimeoutError)):
+        return model_error("model_timeout")
+    if not isinstance(error, ClientError):
+        return model_error("model_unavailable")
+    code = error.response.get("Error", {}).get("Code", "").lower().removesuffix("exception")
+    message = error.response.get("Error", {}).get("Message", "")
+    retry_after = retry_after_seconds(error.response.get("ResponseMetadata", {}).get("HTTPHeaders"))
+    if code in ("throttling", "toomanyrequests"):
+        return model_error("rate_limited", retry_after=retry_after)
+    if code in ("serviceunavailable", "modelnotready"):
+        return model_error("overloaded", retry_after=retry_after)
+    if code in ("accessdenied", "unrecognizedclient", "expiredtoken"):
+        return model_error("provider_auth")
+    if code == "validation" and "too long" in message.lower():
+        return model_error("context_too_long")
+    if code in ("internalserver", "modelstreamerror", "modeltimeout", "modelerror"):
+        return model_error("model_unavailable", f"The model service failed ({code}).", retry_after)
+    if code == "resourcenotfound" or (code == "validation" and "model identifier" in message.lower()):
+        return model_error("invalid_request", f"The model is not available: {message}", model_gone=True)
+    if code in ("validation", "resourcenotfound"):
+        return ModelError("invalid_request", f"The model rejected the request: {message}")
+    return ModelError("internal", f"Model call failed: {code}: {message}")
