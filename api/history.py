@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from shared.bootstrap import Services
+from shared.log_entry import LogEntry
 from shared.models import Conversation, Turn
 from shared.segments import SEGMENT_TURNS, block_of, read_entries
 
@@ -64,16 +65,16 @@ def _turn_of(message_seq: int) -> int:
     return (message_seq - 1) // MESSAGES_PER_TURN + 1
 
 
-def _messages(row, entry: dict | None) -> list[dict]:
+def _messages(row, raw: dict | None) -> list[dict]:
     """A turn's messages as the API shows them; none if its log entry is missing."""
-    if entry is None:
+    if raw is None:
         log.error("log entry %s of turn %s is missing", row.log_key, row.seq)
         return []
-    turn_outcome = entry.get("outcome") or "complete"  # entries written before outcomes existed were complete
-    return [{"seq": _message_seq(row.seq, index), "role": message["role"], "content": message["content"],
-             "created_at": message["created_at"], "job_id": str(row.job_id),
-             "outcome": turn_outcome if message["role"] == "assistant" or turn_outcome == "refused" else "complete"}
-            for index, message in enumerate(entry["messages"])]
+    entry = LogEntry.from_dict(raw)
+    return [{"seq": _message_seq(row.seq, index), "role": message.role, "content": message.content,
+             "created_at": message.created_at, "job_id": str(row.job_id),
+             "outcome": entry.outcome if message.role == "assistant" or entry.outcome == "refused" else "complete"}
+            for index, message in enumerate(entry.messages)]
 
 
 def _entries(services: Services, session: Session, conversation: Conversation, rows: list, ahead: int,

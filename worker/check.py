@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 
 from shared.bootstrap import Services
+from shared.log_entry import LogEntry
 from worker.retry import LONGEST_RETRY_SECONDS
 
 _LOG_KEY = re.compile(r"^(?P<prefix>.+/)turns/(?P<seq>\d+)\.json$")
@@ -163,15 +164,20 @@ def _list_log(services: Services) -> dict[str, tuple[str, int]]:
 
 
 def _compare_entry(services: Services, report: Report, subject: str, turn) -> None:
-    entry = services.store.get(turn.log_key)
-    if entry is None:
+    raw = services.store.get(turn.log_key)
+    if raw is None:
         report.add("missing_log", subject, f"no log entry {turn.log_key}")
         return
-    if entry.get("job_id") != str(turn.job_id) or entry.get("seq") != turn.seq:
-        report.add("wrong_log", subject, f"{turn.log_key} holds job {entry.get('job_id')} seq {entry.get('seq')}, "
+    try:
+        entry = LogEntry.from_dict(raw)
+    except (KeyError, TypeError, AttributeError):
+        report.add("wrong_log", subject, f"{turn.log_key} is not a log entry")
+        return
+    if entry.job_id != str(turn.job_id) or entry.seq != turn.seq:
+        report.add("wrong_log", subject, f"{turn.log_key} holds job {entry.job_id} seq {entry.seq}, "
                    f"not job {turn.job_id} seq {turn.seq}")
         return
-    replies = [m.get("content") for m in entry.get("messages", []) if m.get("role") == "assistant"]
+    replies = [m.content for m in entry.messages if m.role == "assistant"]
     if turn.reply and replies != [turn.reply.get("content")]:
         report.add("wrong_log", subject, f"{turn.log_key}: the reply differs from job {turn.job_id}'s")
 

@@ -12,19 +12,20 @@ import redis
 from sqlalchemy import exc as sql_errors, func, select
 
 from shared.bootstrap import Services
+from shared.cancel import Cancelled, CancelToken
 from shared.jobs import announce_end, end_job, next_queued
+from shared.log_entry import LogEntry, LoggedMessage
 from shared.logs import bind_context
 from shared.memory import ConversationMemory, estimate_tokens
-from shared.models import Conversation, Job, Turn
-from shared.cancel import Cancelled, CancelToken
 from shared.model import ModelError, ModelReply, ModelRequest
+from shared.models import Conversation, Job, Turn
+from shared.replies import empty_reply_message, refusal_message, reply_outcome, sendable
 from shared.storage import StorageUnavailable, turn_key
 from shared.tasks import Dispatcher
 from worker import metrics
 from worker.lease import Claim, EndWatcher, Heartbeat, claim, release, renew
 from worker.live import LiveEvents
 from worker.summary import summary_for_turn
-from shared.replies import empty_reply_message, refusal_message, reply_outcome, sendable
 from worker.usage import add_daily_usage, count_quota, priced
 from worker.window import load_window, save_window
 
@@ -218,21 +219,11 @@ def _why_not_claimed(services: Services, job_id: uuid.UUID) -> Outcome:
 def _log_entry(held: Claim, seq: int, user_tokens: int, reply: ModelReply, memory: ConversationMemory,
                outcome: str) -> dict:
     now = datetime.now(timezone.utc).isoformat()
-    return {
-        "seq": seq,
-        "job_id": str(held.job_id),
-        "outcome": outcome,  # shared/replies.py: a refused turn is shown, never sent to the model again
-        "stop_reason": reply.stop_reason,
-        "messages": [
-            {"role": "user", "content": held.content, "tokens": user_tokens,
-             "created_at": held.created_at.isoformat()},
-            {"role": "assistant", "content": reply.text, "tokens": reply.output_tokens,
-             "created_at": now, "model": reply.model},
-        ],
-        "usage": reply.usage,
-        # What the model counted beyond the messages, so a rebuilt window measures as the cached one did.
-        "prompt_overhead": {"tokens": memory.prompt_overhead, "key": memory.overhead_key},
-    }
+    return LogEntry(
+        seq=seq, job_id=str(held.job_id), outcome=outcome, stop_reason=reply.stop_reason, usage=reply.usage,
+        messages=(LoggedMessage("user", held.content, user_tokens, held.created_at.isoformat()),
+                  LoggedMessage("assistant", reply.text, reply.output_tokens, now, reply.model)),
+        prompt_overhead=memory.prompt_overhead, overhead_key=memory.overhead_key).to_dict()
 
 
 def _commit_turn(services, held: Claim, seq: int, log_key: str, user_tokens: int, reply: ModelReply,

@@ -21,7 +21,7 @@ from shared.memory import ConversationMemory
 from shared.models import Conversation, Turn
 from shared.cancel import Cancelled, CancelToken
 from shared.model import ModelError, ModelReply, ModelRequest
-from shared.replies import sendable
+from shared.log_entry import LogEntry, LoggedMessage
 from worker import metrics
 from worker.usage import add_daily_usage, count_quota, priced
 
@@ -80,14 +80,15 @@ def _read_turns(services: Services, conversation: Conversation, target: int) -> 
             log.warning("conversation %s: turns %s..%s are too long to summarize; left out",
                         conversation.conversation_id, conversation.summary_seq + 1, row.seq)
             break
-        entry = services.store.get(row.log_key)
-        if entry is not None and sendable(entry.get("outcome")):  # a refused turn never goes back to the model
-            turns.append((row.seq, entry["messages"]))
+        raw = services.store.get(row.log_key)
+        entry = LogEntry.from_dict(raw) if raw is not None else None
+        if entry is not None and entry.sendable:  # a refused turn never goes back to the model
+            turns.append((row.seq, entry.messages))
     return turns[::-1]
 
 
-def _prompt(summary: str | None, turns: list[tuple[int, list[dict]]]) -> str:
-    lines = [f"{message['role'].capitalize()}: {message['content']}" for _, messages in turns for message in messages]
+def _prompt(summary: str | None, turns: list[tuple[int, tuple[LoggedMessage, ...]]]) -> str:
+    lines = [f"{message.role.capitalize()}: {message.content}" for _, messages in turns for message in messages]
     return (f"Summary so far:\n{summary or '(none yet)'}\n\nNew messages:\n" + "\n\n".join(lines)
             + "\n\nWrite the updated summary.")
 

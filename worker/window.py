@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from shared.bootstrap import Services
 from shared.memory import ConversationMemory
-from shared.replies import sendable
+from shared.log_entry import LogEntry
 from shared.models import Conversation, Turn
 
 log = logging.getLogger(__name__)
@@ -51,15 +51,15 @@ def rebuild_window(services: Services, conversation: Conversation) -> Conversati
                 needed.append(row)
     memory = ConversationMemory(budget, turn_seq=conversation.turn_count, low_water=low_water)
     for row in reversed(needed):
-        entry = services.store.get(row.log_key)
-        if entry is None:
+        raw = services.store.get(row.log_key)
+        if raw is None:
             raise LookupError(f"log entry {row.log_key} of turn {row.seq} is missing")
-        overhead = entry.get("prompt_overhead") or {}
-        memory.prompt_overhead, memory.overhead_key = overhead.get("tokens"), overhead.get("key")
-        if not sendable(entry.get("outcome")):  # a refused turn: shown in the history, never sent again
+        entry = LogEntry.from_dict(raw)
+        memory.prompt_overhead, memory.overhead_key = entry.prompt_overhead, entry.overhead_key
+        if not entry.sendable:  # a refused turn: shown in the history, never sent again
             continue
-        for message in entry["messages"]:
-            memory.update_memory(message["role"], message["content"], message["tokens"], seq=row.seq)
+        for message in entry.messages:
+            memory.update_memory(message.role, message.content, message.tokens, seq=row.seq)
     return memory
 
 

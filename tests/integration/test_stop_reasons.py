@@ -97,8 +97,8 @@ def test_an_unknown_stop_reason_is_stored_and_shown_as_it_came(client, alice):
     assert say(client, alice, conversation_id, "Next")["status"] == "succeeded"
 
 
-def test_the_offline_model_enforces_the_request_rules_with_the_apis_words(stack):
-    base = {"model": stack.settings.default_model, "max_tokens": 16}
+def test_the_offline_model_enforces_the_request_rules_with_the_apis_words(model_server):
+    base = {"model": "claude-sonnet-5-5", "max_tokens": 16}
     cases = [
         ([{"role": "user", "content": ""}], "text content blocks must be non-empty"),
         ([{"role": "user", "content": [{"type": "text", "text": " \n"}]}], "must contain non-whitespace text"),
@@ -111,20 +111,23 @@ def test_the_offline_model_enforces_the_request_rules_with_the_apis_words(stack)
          "unexpected `tool_use_id` found in `tool_result` blocks: toolu_9"),
     ]
     for messages, words in cases:
-        answer = requests.post(f"{stack.model.url}/v1/messages", json={**base, "messages": messages},
+        answer = requests.post(f"{model_server.url}/v1/messages", json={**base, "messages": messages},
                                headers={"x-api-key": "k", "anthropic-version": "2023-06-01"}, timeout=5)
         assert answer.status_code == 400 and words in answer.json()["error"]["message"]
 
 
-def test_bedrock_reports_a_refusal_as_content_filtered_which_is_refused_too(monkeypatch):
+@pytest.fixture(scope="module")
+def model_server():
+    """An offline model of these tests' own: the stack's records only what Parley sent it,
+    which other tests read back as Messages API text."""
+    with OfflineModelServer() as server:
+        yield server
+
+
+def test_bedrock_reports_a_refusal_as_content_filtered_which_is_refused_too(model_server, monkeypatch):
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
         monkeypatch.setenv(name, value)
-    with OfflineModelServer() as server:  # its own: the stack's records Anthropic-format requests only
-        bedrock_answers(RetryingProvider(BedrockProvider("us-east-1", server.url, timeout=5),
-                                         RetryPolicy(max_retries=0)))
-
-
-def bedrock_answers(provider) -> None:
+    provider = RetryingProvider(BedrockProvider("us-east-1", model_server.url, timeout=5), RetryPolicy(max_retries=0))
     reply = provider.complete(ModelRequest(None, [{"role": "user", "content": f"x {REFUSAL_TRIGGER}"}],
                                            "global.anthropic.claude-sonnet-5-5", 64))
     assert reply.stop_reason == "content_filtered" and reply_outcome(reply.stop_reason, reply.text) == "refused"
