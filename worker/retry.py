@@ -7,7 +7,7 @@ not turn into a new model call for every job at every sweep.
 """
 from __future__ import annotations
 
-import random
+from shared.backoff import exponential
 
 RETRY_CAP_SECONDS = 30.0
 # The longest a handed-back job waits for its task's next retry.
@@ -18,5 +18,4 @@ def backoff(base: float, retries: int) -> float:
     """The delay before retry number `retries + 1`: `base` doubled per earlier retry,
     at most RETRY_CAP_SECONDS, plus up to half again at random so that jobs handed
     back together (a service went down) do not all come back at once."""
-    delay = min(RETRY_CAP_SECONDS, base * 2 ** min(retries, 16))
-    return delay * random.uniform(1.0, 1.5)
+    return exponential(base, retries, RETRY_CAP_SECONDS, spread=(1.0, 1.5))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 import uuid
@@ -17,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import text
 
+from shared.backoff import exponential
 from shared.bootstrap import Services
 from shared.jobs import final_event, job_to_dict
 from shared.models import Job, User
@@ -77,8 +77,8 @@ def deliver(services: Services, job_id: str, dispatcher: Dispatcher, client: Web
     number = len(payload.pop("webhook")["attempts"]) + 1  # the receiver gets the job, not our bookkeeping
 
     attempt = _post(client, url, payload, event, number, secret or "")
-    delay = min(settings.webhook_backoff_seconds * 2 ** (number - 1), MAX_BACKOFF_SECONDS)
-    delay *= random.uniform(0.5, 1.0)  # jitter, so a receiver that recovers is not hit all at once
+    # jitter, so a receiver that recovers is not hit all at once
+    delay = exponential(settings.webhook_backoff_seconds, number - 1, MAX_BACKOFF_SECONDS, spread=(0.5, 1.0))
     window_ends = finished_at + timedelta(seconds=settings.webhook_retry_window_seconds)
     in_window = datetime.now(timezone.utc) + timedelta(seconds=delay) <= window_ends
     retry = not attempt.ok and not attempt.permanent and in_window

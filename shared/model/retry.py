@@ -6,10 +6,10 @@ call that failed: transient failures are retried here, within a time budget.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass, replace
 
+from shared.backoff import exponential
 from shared.cancel import Cancelled, CancelToken
 from shared.model.types import ModelError, ModelProvider, ModelReply, ModelRequest
 
@@ -25,7 +25,7 @@ class RetryPolicy:
 
     def delay(self, retry: int, retry_after: float | None) -> float:
         """Capped exponential backoff with full jitter; never sooner than the server asked."""
-        backoff = random.uniform(0, min(self.cap_seconds, self.base_seconds * 2 ** retry))
+        backoff = exponential(self.base_seconds, retry, self.cap_seconds)
         return max(backoff, min(retry_after or 0.0, self.cap_seconds * 4))
 
 
