@@ -1,5 +1,6 @@
-"""HTTP server speaking the Anthropic Messages API and Bedrock Converse wire formats
-with canned replies, a simulated prompt cache and scripted faults."""
+"""HTTP server speaking the Anthropic Messages API (and, through its mixins, the Models
+API and Bedrock's Converse) with canned replies, a simulated prompt cache and scripted
+faults; plus the test-only /_control, /_requests and /healthz."""
 
 from __future__ import annotations
 
@@ -7,70 +8,20 @@ import json
 import os
 import threading
 import time
-from urllib.parse import parse_qs, unquote, urlsplit
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from offline_model import catalog
-from offline_model.wire import (
-    ANTHROPIC_ERRORS, BEDROCK_ERRORS, FAULTS, PromptCache, TooManyBreakpoints, anthropic_blocks, bedrock_blocks,
-    estimate_tokens, event_stream_message, reply_text, request_problem, scripted_answer,
-)
+from offline_model.converse import ConverseRoutes
+from offline_model.messages import BadRequest, paced, prompt_tokens, text_of, validate_messages
+from offline_model.models_api import ModelsApiRoutes
+from offline_model.wire import (ANTHROPIC_ERRORS, FAULTS, PromptCache, TooManyBreakpoints, anthropic_blocks,
+                                 estimate_tokens, reply_text, scripted_answer)
 
 MIDSTREAM_FAULTS = ("overloaded_midstream", "cut_midstream")
 
 MAX_RECORDED = 1000
 _CONTROL_KEYS = ("delay_ms", "chunk_chars", "stream_delay_ms")
-
-
-class BadRequest(Exception):
-    """Raised for a request the real API would reject with invalid_request_error."""
-
-
-def _prompt_tokens(messages: list[dict], system_text: str) -> int:
-    """What the model would count as input: each message plus a little framing, and the system."""
-    tokens = sum(estimate_tokens(_text_of(m["content"])) + 4 for m in messages)
-    return tokens + (estimate_tokens(system_text) if system_text else 0)
-
-
-def _paced(reply: str, settings: dict) -> tuple[list[str], float]:
-    """The reply in `chunk_chars` pieces and the pause between them: stream_delay_ms is
-    the total time, spread evenly over the gaps between deltas."""
-    size = settings["chunk_chars"]
-    chunks = [reply[i : i + size] for i in range(0, len(reply), size)]
-    return chunks, settings["stream_delay_ms"] / 1000 / max(1, len(chunks) - 1)
-
-
-def _text_of(content: Any) -> str:
-    """Text of a message's content or a system prompt: a string or a list of blocks."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text"
-        )
-    return ""
-
-
-def _validate(body: Any) -> list[dict]:
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("messages: must be a non-empty list")
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, dict) or not isinstance(msg.get("content"), (str, list)):
-            raise BadRequest(f"messages.{i}: must be an object with string or list content")
-        expected = "user" if i % 2 == 0 else "assistant"
-        if msg.get("role") != expected:
-            if i == 0:
-                raise BadRequest("messages: first message must use the \"user\" role")
-            raise BadRequest("messages: roles must alternate between \"user\" and \"assistant\"")
-    if messages[-1]["role"] != "user":
-        raise BadRequest("messages: final message must use the \"user\" role")
-    if problem := request_problem(messages, body.get("system")):
-        raise BadRequest(problem)
-    return messages
 
 
 class OfflineHTTPServer(ThreadingHTTPServer):
@@ -101,7 +52,7 @@ class OfflineHTTPServer(ThreadingHTTPServer):
         self.stopping = threading.Event()
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(ModelsApiRoutes, ConverseRoutes, BaseHTTPRequestHandler):
     """Routes /v1/messages plus the test-only /_control, /_requests and /healthz."""
 
     server: OfflineHTTPServer
@@ -217,45 +168,6 @@ class Handler(BaseHTTPRequestHandler):
             self.server.streams = {"completed": 0, "aborted": 0}
         self._send_json(200, {"requests": [], "streams": dict(self.server.streams)})
 
-    # -- Models API and Bedrock's ListFoundationModels ----------------------
-
-    def _models(self) -> None:
-        query = parse_qs(urlsplit(self.path).query)
-        stages = query.get("lifecycle[]") or query.get("lifecycle") or ["active", "deprecated"]
-        with self.server.lock:
-            data = catalog.listing(dict(self.server.lifecycle), stages)
-        after = (query.get("after_id") or [None])[0]
-        if after in [m["id"] for m in data]:
-            data = data[[m["id"] for m in data].index(after) + 1:]
-        limit = int((query.get("limit") or ["20"])[0])
-        page = data[:limit]
-        self._send_json(200, {"data": page, "has_more": len(data) > limit,
-                              "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None})
-
-    def _model(self) -> None:
-        model_id = unquote(self.path.split("?", 1)[0].removeprefix("/v1/models/"))
-        with self.server.lock:
-            info = catalog.model_info(model_id, dict(self.server.lifecycle))
-        if info is None:
-            self._send_error(404, "not_found_error", f"model: {model_id}")
-        else:
-            self._send_json(200, info)
-
-    def _foundation_models(self) -> None:
-        with self.server.lock:
-            summaries = catalog.foundation_models(dict(self.server.lifecycle))
-        self._send_json(200, {"modelSummaries": summaries})
-
-    def _unavailable_model(self, model_id: Any) -> str | None:
-        """Why the API would refuse a request for this model: unknown, or retired."""
-        with self.server.lock:
-            stage = catalog.lifecycle(str(model_id), dict(self.server.lifecycle))
-        if stage is None:
-            return f"model: {model_id}"
-        if stage == "retired":
-            return f"model: {model_id} has been retired; see https://docs.anthropic.com/en/docs/resources/model-deprecations"
-        return None
-
     # -- Messages API -----------------------------------------------------
 
     def _arrive(self, body: Any) -> tuple[int, dict, str | None]:
@@ -288,21 +200,21 @@ class Handler(BaseHTTPRequestHandler):
         body = self._read_json()
         number, settings, fault = self._arrive(body)
         self.server.stopping.wait(settings["delay_ms"] / 1000)
-        messages = _validate(body)
+        messages = validate_messages(body)
         if isinstance(body, dict) and (refusal := self._unavailable_model(body.get("model"))):
             self._send_error(404, "not_found_error", refusal)
             return
         if self._fault_before_output(fault, ANTHROPIC_ERRORS, self._send_anthropic_error):
             return
 
-        reply, stop_reason = reply_text(messages, _text_of, body.get("max_tokens"))
+        reply, stop_reason = reply_text(messages, text_of, body.get("max_tokens"))
         stop_details = None
-        if scripted := scripted_answer(messages, _text_of):
+        if scripted := scripted_answer(messages, text_of):
             reply, stop_reason, stop_details = scripted
-        input_tokens = _prompt_tokens(messages, _text_of(body.get("system")))
+        input_tokens = prompt_tokens(messages, text_of(body.get("system")))
         try:
             with self.server.lock:
-                usage = self.server.cache.usage(body.get("model"), anthropic_blocks(body, _text_of), input_tokens,
+                usage = self.server.cache.usage(body.get("model"), anthropic_blocks(body, text_of), input_tokens,
                                                 time.monotonic() + self.server.clock_offset)
         except TooManyBreakpoints as exc:
             raise BadRequest(str(exc)) from None
@@ -327,7 +239,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(status, {"type": "error", "error": {"type": kind, "message": message}}, headers)
 
     def _stream(self, message: dict, settings: dict, headers: dict, midway: str | None = None) -> None:
-        chunks, gap = _paced(message["content"][0]["text"] if message["content"] else "", settings)
+        chunks, gap = paced(message["content"][0]["text"] if message["content"] else "", settings)
 
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -378,84 +290,6 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
         return True
-
-    # -- Bedrock Converse / ConverseStream ----------------------------------
-
-    def _converse(self) -> None:
-        path = self.path.split("?", 1)[0]
-        streaming = path.endswith("/converse-stream")
-        if not (streaming or path.endswith("/converse")):
-            self._send_bedrock_error(404, "ResourceNotFoundException", f"Not found: {path}", {})
-            return
-        body = self._read_json()
-        _number, settings, fault = self._arrive(body)
-        self.server.stopping.wait(settings["delay_ms"] / 1000)
-        model_id = unquote(path.split("/")[2])
-        with self.server.lock:
-            stage = catalog.lifecycle(catalog.anthropic_id(model_id) or "", dict(self.server.lifecycle))
-        if stage in (None, "retired"):
-            message = ("This model version has reached the end of its life." if stage else
-                       "The provided model identifier is invalid.")
-            self._send_bedrock_error(404 if stage else 400, "ResourceNotFoundException" if stage
-                                     else "ValidationException", message, {})
-            return
-        try:
-            messages = _validate({"messages": [
-                {"role": m.get("role"), "content": [{"type": "text", "text": b.get("text", "")}
-                                                    for b in m.get("content", []) if "text" in b]}
-                for m in body.get("messages") or []]})
-        except BadRequest as exc:
-            self._send_bedrock_error(400, "ValidationException", str(exc), {})
-            return
-        if self._fault_before_output(fault, BEDROCK_ERRORS, self._send_bedrock_error):
-            return
-        reply, stop_reason = reply_text(messages, _text_of, (body.get("inferenceConfig") or {}).get("maxTokens"))
-        if scripted := scripted_answer(messages, _text_of):  # Converse reports a refusal as content_filtered
-            reply, stop_reason = scripted[0], "content_filtered" if scripted[1] == "refusal" else scripted[1]
-        system_text = "".join(b.get("text", "") for b in body.get("system") or [])
-        input_tokens = _prompt_tokens(messages, system_text)
-        try:
-            with self.server.lock:
-                cached = self.server.cache.usage(path.split("/")[2], bedrock_blocks(body), input_tokens,
-                                                 time.monotonic() + self.server.clock_offset)
-        except TooManyBreakpoints as exc:
-            self._send_bedrock_error(400, "ValidationException", str(exc), {})
-            return
-        output_tokens = estimate_tokens(reply)
-        usage = {"inputTokens": cached["input_tokens"], "outputTokens": output_tokens,
-                 "totalTokens": input_tokens + output_tokens,
-                 "cacheReadInputTokens": cached["cache_read_input_tokens"],
-                 "cacheWriteInputTokens": cached["cache_creation_input_tokens"]}
-        if not streaming:
-            self._send_json(200, {"output": {"message": {"role": "assistant", "content": [{"text": reply}]}},
-                                  "stopReason": stop_reason, "usage": usage, "metrics": {"latencyMs": 1}})
-            return
-        chunks, gap = _paced(reply, settings)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/vnd.amazon.eventstream")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        frames = [("messageStart", {"role": "assistant"})]
-        frames += [("contentBlockDelta", {"delta": {"text": chunk}, "contentBlockIndex": 0}) for chunk in chunks]
-        frames += [("contentBlockStop", {"contentBlockIndex": 0}), ("messageStop", {"stopReason": stop_reason}),
-                   ("metadata", {"usage": usage, "metrics": {"latencyMs": 1}})]
-        for i, (kind, payload) in enumerate(frames):
-            if fault == "cut_midstream" and i == len(frames) // 2:
-                self._cut()
-                return
-            if fault == "overloaded_midstream" and i == len(frames) // 2:
-                self._chunk(event_stream_message("serviceUnavailableException", {"message": "Model is overloaded."},
-                                                 message_type="exception"))
-                break
-            if kind == "contentBlockDelta" and i > 1 and gap:
-                self.server.stopping.wait(gap)
-            self._chunk(event_stream_message(kind, payload))
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
-    def _send_bedrock_error(self, status: int, kind: str, message: str, headers: dict) -> None:
-        self._send_json(status, {"message": message}, {"x-amzn-ErrorType": f"{kind}:http://internal.amazon.com/",
-                                                       **headers})
 
     def _cut(self) -> None:
         """Drop the connection where it is, as a failing network would."""

@@ -136,7 +136,7 @@ DEFAULT_MIN_CACHEABLE_TOKENS = 1024
 MAX_BREAKPOINTS = 4
 LOOKBACK_BLOCKS = 20  # how far before a breakpoint the API looks for an entry to read
 TTL_SECONDS = {"5m": 300, "1h": 3600}
-FRAMING_TOKENS = 4  # what a message adds beyond its text (see server._prompt_tokens)
+FRAMING_TOKENS = 4  # what a message adds beyond its text (see messages.prompt_tokens)
 
 
 def min_cacheable_tokens(model: str) -> int:

@@ -1,0 +1,90 @@
+"""Bedrock's Converse and ConverseStream wire formats (AWS event-stream framing)."""
+from __future__ import annotations
+
+import time
+from urllib.parse import unquote
+
+from offline_model import catalog
+from offline_model.messages import BadRequest, paced, prompt_tokens, text_of, validate_messages
+from offline_model.wire import (BEDROCK_ERRORS, TooManyBreakpoints, bedrock_blocks, estimate_tokens,
+                                event_stream_message, reply_text, scripted_answer)
+
+
+class ConverseRoutes:
+    """Mixed into the request handler: POST /model/{id}/converse and /converse-stream."""
+
+    def _converse(self) -> None:
+        path = self.path.split("?", 1)[0]
+        streaming = path.endswith("/converse-stream")
+        if not (streaming or path.endswith("/converse")):
+            self._send_bedrock_error(404, "ResourceNotFoundException", f"Not found: {path}", {})
+            return
+        body = self._read_json()
+        _number, settings, fault = self._arrive(body)
+        self.server.stopping.wait(settings["delay_ms"] / 1000)
+        model_id = unquote(path.split("/")[2])
+        with self.server.lock:
+            stage = catalog.lifecycle(catalog.anthropic_id(model_id) or "", dict(self.server.lifecycle))
+        if stage in (None, "retired"):
+            message = ("This model version has reached the end of its life." if stage else
+                       "The provided model identifier is invalid.")
+            self._send_bedrock_error(404 if stage else 400, "ResourceNotFoundException" if stage
+                                     else "ValidationException", message, {})
+            return
+        try:
+            messages = validate_messages({"messages": [
+                {"role": m.get("role"), "content": [{"type": "text", "text": b.get("text", "")}
+                                                    for b in m.get("content", []) if "text" in b]}
+                for m in body.get("messages") or []]})
+        except BadRequest as exc:
+            self._send_bedrock_error(400, "ValidationException", str(exc), {})
+            return
+        if self._fault_before_output(fault, BEDROCK_ERRORS, self._send_bedrock_error):
+            return
+        reply, stop_reason = reply_text(messages, text_of, (body.get("inferenceConfig") or {}).get("maxTokens"))
+        if scripted := scripted_answer(messages, text_of):  # Converse reports a refusal as content_filtered
+            reply, stop_reason = scripted[0], "content_filtered" if scripted[1] == "refusal" else scripted[1]
+        system_text = "".join(b.get("text", "") for b in body.get("system") or [])
+        input_tokens = prompt_tokens(messages, system_text)
+        try:
+            with self.server.lock:
+                cached = self.server.cache.usage(path.split("/")[2], bedrock_blocks(body), input_tokens,
+                                                 time.monotonic() + self.server.clock_offset)
+        except TooManyBreakpoints as exc:
+            self._send_bedrock_error(400, "ValidationException", str(exc), {})
+            return
+        output_tokens = estimate_tokens(reply)
+        usage = {"inputTokens": cached["input_tokens"], "outputTokens": output_tokens,
+                 "totalTokens": input_tokens + output_tokens,
+                 "cacheReadInputTokens": cached["cache_read_input_tokens"],
+                 "cacheWriteInputTokens": cached["cache_creation_input_tokens"]}
+        if not streaming:
+            self._send_json(200, {"output": {"message": {"role": "assistant", "content": [{"text": reply}]}},
+                                  "stopReason": stop_reason, "usage": usage, "metrics": {"latencyMs": 1}})
+            return
+        chunks, gap = paced(reply, settings)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.amazon.eventstream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        frames = [("messageStart", {"role": "assistant"})]
+        frames += [("contentBlockDelta", {"delta": {"text": chunk}, "contentBlockIndex": 0}) for chunk in chunks]
+        frames += [("contentBlockStop", {"contentBlockIndex": 0}), ("messageStop", {"stopReason": stop_reason}),
+                   ("metadata", {"usage": usage, "metrics": {"latencyMs": 1}})]
+        for i, (kind, payload) in enumerate(frames):
+            if fault == "cut_midstream" and i == len(frames) // 2:
+                self._cut()
+                return
+            if fault == "overloaded_midstream" and i == len(frames) // 2:
+                self._chunk(event_stream_message("serviceUnavailableException", {"message": "Model is overloaded."},
+                                                 message_type="exception"))
+                break
+            if kind == "contentBlockDelta" and i > 1 and gap:
+                self.server.stopping.wait(gap)
+            self._chunk(event_stream_message(kind, payload))
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _send_bedrock_error(self, status: int, kind: str, message: str, headers: dict) -> None:
+        self._send_json(status, {"message": message}, {"x-amzn-ErrorType": f"{kind}:http://internal.amazon.com/",
+                                                       **headers})
