@@ -14,7 +14,7 @@ $(STAMP): requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-# tests/unit/test_compose.py validates docker-compose.yml with `docker-compose config`
+# tests/config/test_compose.py validates docker-compose.yml with `docker-compose config`
 # (Debian's package; no Docker daemon needed). Installed here when missing, if this is
 # root with apt-get; elsewhere that test is skipped.
 compose-tool:
@@ -24,7 +24,7 @@ compose-tool:
 	    export DEBIAN_FRONTEND=noninteractive; \
 	    apt-get install -y -qq docker-compose >/dev/null 2>&1 \
 	      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq docker-compose >/dev/null 2>&1; } \
-	      || echo "warning: apt-get could not install docker-compose; tests/unit/test_compose.py will say so"; \
+	      || echo "warning: apt-get could not install docker-compose; tests/config/test_compose.py will say so"; \
 	  else \
 	    echo "note: docker-compose is not installed (needs root and apt-get); its compose checks are skipped"; \
 	  fi; }

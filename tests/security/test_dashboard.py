@@ -1,7 +1,7 @@
 """Flower never runs open, and what it shows of a task (its arguments) is a job id only.
 
 docker-compose.yml's Flower (loopback port, required credentials) is checked in
-tests/unit/test_compose.py; this covers `make run`'s Flower and the task messages.
+tests/config/test_compose.py; this covers `make run`'s Flower and the task messages.
 """
 from __future__ import annotations
 
