@@ -16,19 +16,6 @@ HOST = "hooks.example.test"
 BODY = b'{"id":"job"}'
 
 
-@pytest.fixture()
-def receivers():
-    made: list[RawReceiver] = []
-
-    def make(*args, **kwargs) -> RawReceiver:
-        made.append(RawReceiver(*args, **kwargs))
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.close()
-
-
 def twin_receivers(make) -> tuple[RawReceiver, RawReceiver]:
     """Two receivers on one port: 127.0.0.2 (the address vetted) and 127.0.0.1 (where a rebinding
     DNS answer points next)."""
@@ -41,8 +28,8 @@ def twin_receivers(make) -> tuple[RawReceiver, RawReceiver]:
     raise AssertionError("no port free on both loopback addresses")
 
 
-def test_the_connection_goes_to_the_address_resolved_once(receivers):
-    vetted, internal = twin_receivers(receivers)
+def test_the_connection_goes_to_the_address_resolved_once(raw_receiver):
+    vetted, internal = twin_receivers(raw_receiver)
     rebinding = Resolver(["127.0.0.2"], ["127.0.0.1"])
     client = WebhookClient(DEADLINE, allow_private=True, resolver=rebinding)
 
@@ -56,8 +43,8 @@ def test_the_connection_goes_to_the_address_resolved_once(receivers):
 
 @pytest.mark.parametrize("answer", [["127.0.0.1"], ["0.0.0.0"], ["::ffff:127.0.0.1"], ["64:ff9b::7f00:1"],
                                     ["93.184.216.34", "127.0.0.1"]])
-def test_a_host_resolving_to_a_private_address_is_refused(receivers, answer):
-    receiver = receivers(status(204), host="0.0.0.0")  # 127.0.0.1, 0.0.0.0 and ::ffff:127.0.0.1 reach it
+def test_a_host_resolving_to_a_private_address_is_refused(raw_receiver, answer):
+    receiver = raw_receiver(status(204), host="0.0.0.0")  # 127.0.0.1, 0.0.0.0 and ::ffff:127.0.0.1 reach it
     resolver = Resolver(answer)
 
     attempt = WebhookClient(DEADLINE, resolver=resolver).post(f"http://{HOST}:{receiver.port}/hook", BODY, {})
@@ -70,8 +57,8 @@ def test_a_host_resolving_to_a_private_address_is_refused(receivers, answer):
     (trickled_status(), (None, f"no response within the {DEADLINE:g} s deadline")),
     (trickled_body(), (200, None)),  # the status arrived in time; the body is not waited for
 ])
-def test_a_trickling_receiver_is_cut_at_the_deadline_and_the_thread_is_free(receivers, answer, outcome):
-    slow, prompt = receivers(answer), receivers(status(204))
+def test_a_trickling_receiver_is_cut_at_the_deadline_and_the_thread_is_free(raw_receiver, answer, outcome):
+    slow, prompt = raw_receiver(answer), raw_receiver(status(204))
     client = WebhookClient(DEADLINE, allow_private=True)
     with ThreadPoolExecutor(max_workers=1) as deliveries:  # one delivery thread, as if the pool were full
         first = deliveries.submit(client.post, f"http://127.0.0.1:{slow.port}/hook", BODY, {})
@@ -81,7 +68,7 @@ def test_a_trickling_receiver_is_cut_at_the_deadline_and_the_thread_is_free(rece
     assert slow.dropped.wait(5), "the connection was closed while the receiver was still trickling"
 
 
-def test_a_slow_dns_answer_ends_at_the_deadline(receivers):
+def test_a_slow_dns_answer_ends_at_the_deadline(raw_receiver):
     answered = threading.Event()
 
     def stalling(host: str, port: int) -> list[str]:
@@ -96,9 +83,9 @@ def test_a_slow_dns_answer_ends_at_the_deadline(receivers):
     assert not attempt.permanent
 
 
-def test_redirects_are_not_followed(receivers):
-    elsewhere = receivers(status(204))
-    redirecting = receivers(status(307, b"Location: http://127.0.0.1:%d/steal" % elsewhere.port))
+def test_redirects_are_not_followed(raw_receiver):
+    elsewhere = raw_receiver(status(204))
+    redirecting = raw_receiver(status(307, b"Location: http://127.0.0.1:%d/steal" % elsewhere.port))
 
     attempt = WebhookClient(DEADLINE, allow_private=True).post(f"http://127.0.0.1:{redirecting.port}/", BODY, {})
 
@@ -106,10 +93,10 @@ def test_redirects_are_not_followed(receivers):
     assert elsewhere.requests == []
 
 
-def test_the_body_read_is_capped(receivers):
+def test_the_body_read_is_capped(raw_receiver):
     """The caller stops after MAX_RESPONSE_BYTES; the receiver could not send its whole body."""
     offered = 64 * MAX_RESPONSE_BYTES
-    receiver = receivers(endless_body(offered))
+    receiver = raw_receiver(endless_body(offered))
     attempt = WebhookClient(DEADLINE, allow_private=True).post(f"http://127.0.0.1:{receiver.port}/", BODY, {})
     assert attempt.status_code == 200
     assert receiver.dropped.wait(5) and receiver.sent < offered
@@ -118,8 +105,8 @@ def test_the_body_read_is_capped(receivers):
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
-def test_proxy_variables_in_the_environment_are_ignored(receivers, monkeypatch):
-    proxy, receiver = receivers(status(204)), receivers(status(204))
+def test_proxy_variables_in_the_environment_are_ignored(raw_receiver, monkeypatch):
+    proxy, receiver = raw_receiver(status(204)), raw_receiver(status(204))
     for name in PROXY_VARIABLES:
         monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.port}")
 
@@ -128,8 +115,8 @@ def test_proxy_variables_in_the_environment_are_ignored(receivers, monkeypatch):
     assert attempt.status_code == 204 and len(receiver.requests) == 1 and proxy.requests == []
 
 
-def test_a_configured_proxy_is_used_with_the_vetted_address(receivers):
-    proxy = receivers(status(204))
+def test_a_configured_proxy_is_used_with_the_vetted_address(raw_receiver):
+    proxy = raw_receiver(status(204))
     client = WebhookClient(DEADLINE, allow_private=True, proxy_url=f"http://127.0.0.1:{proxy.port}",
                            resolver=Resolver(["127.0.0.2"]))
 
@@ -140,11 +127,11 @@ def test_a_configured_proxy_is_used_with_the_vetted_address(receivers):
     assert header(head, "Host") == f"{HOST}:8080" and body == BODY
 
 
-def test_tls_names_the_original_host(receivers, tmp_path):
+def test_tls_names_the_original_host(raw_receiver, tmp_path):
     server_tls, trusted = certificates(tmp_path, HOST)
     names: list[str | None] = []
     server_tls.sni_callback = lambda connection, name, context: names.append(name)
-    receiver = receivers(status(204), tls=server_tls)
+    receiver = raw_receiver(status(204), tls=server_tls)
     client = WebhookClient(DEADLINE, resolver=Resolver(["127.0.0.1"]), allow_private=True, ssl_context=trusted)
 
     assert client.post(f"https://{HOST}:{receiver.port}/hook", BODY, {}).status_code == 204
@@ -156,8 +143,8 @@ def test_tls_names_the_original_host(receivers, tmp_path):
     assert len(receiver.requests) == 1
 
 
-def test_an_unreachable_address_is_skipped_for_the_next(receivers):
-    live = receivers(status(204), host="127.0.0.1")  # nothing listens on 127.0.0.2 at that port
+def test_an_unreachable_address_is_skipped_for_the_next(raw_receiver):
+    live = raw_receiver(status(204), host="127.0.0.1")  # nothing listens on 127.0.0.2 at that port
     client = WebhookClient(DEADLINE, allow_private=True, resolver=Resolver(["127.0.0.2", "127.0.0.1"]))
 
     assert client.post(f"http://{HOST}:{live.port}/hook", BODY, {}).status_code == 204

@@ -14,7 +14,7 @@ from sqlalchemy import func
 
 from shared.models import Conversation, Job
 from tests.integration.helpers import new_conversation, wait_job
-from tests.integration.receivers import (RawReceiver, Resolver, endless_body, in_turn, status,
+from tests.integration.receivers import (Resolver, endless_body, in_turn, status,
                                          trickled_status)
 from worker.webhook_client import WebhookClient
 from worker.webhooks import deliver
@@ -171,19 +171,6 @@ def test_secret_rotation(client, alice, bob):
     rotated = client.post("/v1/webhook-secret/rotate", headers=alice).get_json()["secret"]
     assert rotated != first and rotated.startswith("whsec_")
     assert client.get("/v1/webhook-secret", headers=bob).get_json()["secret"] not in (first, rotated)
-
-
-@pytest.fixture()
-def raw_receiver():
-    made: list[RawReceiver] = []
-
-    def make(*args, **kwargs) -> RawReceiver:
-        made.append(RawReceiver(*args, **kwargs))
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.close()
 
 
 def attempts_of(webhook: dict) -> list[tuple]:
