@@ -1,5 +1,7 @@
 # Two commands: `make run` (the whole stack, foreground) and `make test` (the suite).
 PYTHON ?= python3
+# `make user` prints the new key as its last line, also when run from another make.
+MAKEFLAGS += --no-print-directory
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

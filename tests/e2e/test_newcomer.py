@@ -54,7 +54,10 @@ def fresh_copy(target: Path) -> Path:
 
 
 def newcomer_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in UNSET and not k.startswith(("AWS_", "PYTEST"))}
+    # A newcomer's shell: not inside `make test`'s make (whose MAKEFLAGS/MAKELEVEL make a nested
+    # make print "Entering directory" lines), and no pytest or AWS settings.
+    env = {k: v for k, v in os.environ.items() if k not in UNSET and not k.startswith(("AWS_", "PYTEST"))
+           and k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKE_TERMOUT", "MAKE_TERMERR")}
     return {**env, **NO_AWS, "PYTHONUNBUFFERED": "1", **extra}
 
 
