@@ -79,11 +79,7 @@ class JobEndWaits:
                     return
         finally:
             with self._lock:
-                waiters = self._waiting.get(job_id)
-                if waiters is not None:
-                    waiters.discard(ended)
-                    if not waiters:
-                        del self._waiting[job_id]
+                _discard(self._waiting, job_id, ended)
 
     @contextmanager
     def watch(self, job_id: str) -> Iterator[Watch]:
@@ -97,11 +93,7 @@ class JobEndWaits:
             yield watch
         finally:
             with self._lock:
-                watches = self._streams.get(job_id)
-                if watches is not None:
-                    watches.discard(watch)
-                    if not watches:
-                        del self._streams[job_id]
+                _discard(self._streams, job_id, watch)
 
     def hold(self, user_id: object, cap: int) -> bool:
         """Count one more open stream or long-poll of the user; False at the cap.
@@ -187,3 +179,12 @@ class RowCheck:
                         self.waits.wake(job_id, look_at_row=True)
                 except Exception as error:  # the database is away: waiters keep waiting, as before
                     log.warning("open streams: looking at their jobs failed: %s", error)
+
+
+def _discard(index: dict, job_id: str, item) -> None:
+    """Take `item` out of the job's set, and the set out of `index` once it is empty."""
+    items = index.get(job_id)
+    if items is not None:
+        items.discard(item)
+        if not items:
+            del index[job_id]
