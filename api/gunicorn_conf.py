@@ -30,9 +30,9 @@ from shared.logs import formatter  # gunicorn puts its working directory (the re
 
 # Checked here, in the master, before any worker starts: a bad setting is one line and
 # exit status 2, not a traceback from every worker that gunicorn restarts in a loop.
-require(load_settings(), "database_url", "redis_url")
+_settings = require(load_settings(), "database_url", "redis_url")
 # Likewise a model that was retired or that the provider does not know (shared/catalog.py).
-require_current_models(load_settings())
+require_current_models(_settings)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,11 +17,11 @@ import uuid
 from sqlalchemy import select, update
 
 from shared.bootstrap import Services
-from shared.memory import ConversationMemory
-from shared.models import Conversation, Turn
 from shared.cancel import Cancelled, CancelToken
-from shared.model import ModelError, ModelReply, ModelRequest
 from shared.log_entry import LogEntry, LoggedMessage
+from shared.memory import ConversationMemory
+from shared.model import ModelError, ModelReply, ModelRequest
+from shared.models import Conversation, Turn
 from worker import metrics
 from worker.usage import add_daily_usage, count_quota, priced
 
@@ -64,7 +64,8 @@ def summary_for_turn(services: Services, conversation: Conversation, memory: Con
     return summary
 
 
-def _read_turns(services: Services, conversation: Conversation, target: int) -> list[tuple[int, list[dict]]]:
+def _read_turns(services: Services, conversation: Conversation,
+                target: int) -> list[tuple[int, tuple[LoggedMessage, ...]]]:
     """Messages of turns after the summary up to `target`, from the log. At most a window's
     worth, newest first: after a long gap (the strategy switched on late) the oldest are skipped."""
     budget, tokens, turns = services.settings.max_context_tokens, 0, []
