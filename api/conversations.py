@@ -7,9 +7,9 @@ from flask_openapi3 import APIBlueprint, Tag
 from api import schemas
 from api.context import ctx, require_user, services
 from api.errors import ApiError
-from api.history import decode_cursor, encode_cursor, export_lines, read_page
+from api.history import decode_cursor, encode_cursor, export_lines, read_all, read_page
 from api.service import (create_conversation, delete_conversation, list_conversations, own_conversation,
-                         read_messages, submit_message)
+                         submit_message)
 from api.stream import SSE_RESPONSE, check_stream_slot, sse_response, wants_stream
 from shared.jobs import job_to_dict
 from shared.models import Conversation
@@ -91,7 +91,7 @@ def read(path: schemas.ConversationPath):
     user = require_user()
     with services().sessions() as session:
         conversation = own_conversation(session, user, path.conversation_id)
-        return {**conversation_to_dict(conversation), "messages": read_messages(services(), session, conversation)}
+        return {**conversation_to_dict(conversation), "messages": read_all(services(), session, conversation)}
 
 
 @blueprint.get("/<conversation_id>/messages", responses={200: schemas.MessagePage, 404: schemas.ErrorEnvelope})

@@ -8,8 +8,9 @@ from pydantic import ValidationError
 from api import schemas
 from api.context import ctx, require_user, services
 from api.errors import ApiError, validation_error_response
+from api.history import read_all
 from api.jobs import wait_for_job
-from api.service import create_conversation, own_conversation, read_messages, submit_message
+from api.service import create_conversation, own_conversation, submit_message
 from shared.models import Conversation, User
 
 blueprint = APIBlueprint("seed", __name__, abp_tags=[Tag(name="seed-compatible")],
@@ -104,7 +105,7 @@ def _seed_conversation(query: schemas.SeedConversationQuery | schemas.SeedConver
         raise ApiError(400, "invalid_request", "conversation_id: required.")
     with services().sessions() as session:
         conversation = own_conversation(session, user, str(conversation_id))
-        messages = read_messages(services(), session, conversation)
+        messages = read_all(services(), session, conversation)
         return {"conversation_id": str(conversation.conversation_id),
                 "conversation_name": conversation.conversation_name,
                 "messages": [{"role": m["role"], "content": m["content"]} for m in messages]}

@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError, not_found
-from api.history import read_all
 from api.limits import enforce_token_quota
 from shared.bootstrap import Services
 from shared.jobs import end_job, job_to_dict, next_queued
@@ -86,11 +85,6 @@ def delete_conversation(services: Services, session: Session, conversation: Conv
     session.commit()
     services.store.delete_prefix(conversation.s3_file_location)
     services.windows.delete(conversation.conversation_id)
-
-
-def read_messages(services: Services, session: Session, conversation: Conversation) -> list[dict]:
-    """Every message of the conversation, in order, from the log (read in parallel: api/history.py)."""
-    return read_all(services, session, conversation)
 
 
 def submit_message(services: Services, session: Session, user: User, conversation_id: uuid.UUID,
