@@ -49,6 +49,7 @@ BEDROCK_IDS = {
 }
 
 STAGES = ("active", "deprecated", "retired")
+MAX_OUTPUT_TOKENS = 64000  # every model's largest max_tokens, as the Models API reports it
 GEO_PREFIXES = ("global.", "us.", "eu.", "apac.", "au.", "jp.", "ca.", "us-gov.")
 
 
@@ -78,6 +79,33 @@ def lifecycle(model_id: str, overrides: dict[str, str], today: str | None = None
     return "deprecated" if deprecated else "active"
 
 
+# Thinking as each generation takes it (the extended-thinking docs): budget thinking
+# (`enabled`) only up to the 4.5 models, both on the 4.6 ones, adaptive only from 4.7 on.
+ENABLED_ONLY = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-5", "claude-opus-4-1")
+BOTH_KINDS = ("claude-opus-4-6", "claude-sonnet-4-6", "claude-mythos-preview")
+NO_EFFORT = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
+
+
+def capabilities(model_id: str) -> dict:
+    """The Models API's `capabilities` object for a model (every key present, as the API sends it)."""
+    def yes(flag: bool = True) -> dict:
+        return {"supported": flag}
+
+    base = next((m for m in (*ENABLED_ONLY, *BOTH_KINDS) if model_id.startswith(m)), None)
+    enabled, adaptive = base in (*ENABLED_ONLY, *BOTH_KINDS), base not in ENABLED_ONLY
+    effort = base not in NO_EFFORT
+    newest = model_id.startswith(("claude-opus-4-7", "claude-opus-4-8")) or "-5" in model_id
+    return {
+        "batch": yes(), "citations": yes(), "code_execution": yes(), "image_input": yes(), "pdf_input": yes(),
+        "structured_outputs": yes(), "context_management": {"supported": True},
+        "server_tools": {"supported": True, "code_execution": yes(), "web_search": yes()},
+        "effort": {"supported": effort, "low": yes(effort), "medium": yes(effort), "high": yes(effort),
+                   "max": yes(effort), "xhigh": yes(effort and newest)},
+        "thinking": {"supported": True, "types": {"enabled": yes(enabled), "adaptive": yes(adaptive),
+                                                  "disabled": yes(), "between_tools": yes(False)}},
+    }
+
+
 def model_info(model_id: str, overrides: dict[str, str]) -> dict | None:
     """One model as the Models API describes it."""
     stage = lifecycle(model_id, overrides)
@@ -88,7 +116,8 @@ def model_info(model_id: str, overrides: dict[str, str]) -> dict | None:
         deprecated, retires = "2026-01-01", retires or "2027-01-01"
     return {"type": "model", "id": model_id, "display_name": name, "created_at": "2025-01-01T00:00:00Z",
             "lifecycle": stage, "deprecated_at": _at(deprecated) if stage != "active" else None,
-            "retires_at": _at(retires) if stage != "active" else None}
+            "retires_at": _at(retires) if stage != "active" else None, "max_tokens": MAX_OUTPUT_TOKENS,
+            "capabilities": capabilities(model_id)}
 
 
 def listing(overrides: dict[str, str], stages: list[str]) -> list[dict]:

@@ -6,6 +6,8 @@ from urllib.parse import unquote
 
 from offline_model import catalog
 from offline_model.messages import BadRequest, paced, prompt_tokens, text_of, validate_messages
+from offline_model.thinking import (converse_frames, from_converse, signature_problem, thinking_problem,
+                                    thinking_tokens, thinks, thought_blocks)
 from offline_model.wire import (BEDROCK_ERRORS, TooManyBreakpoints, bedrock_blocks, estimate_tokens,
                                 event_stream_message, reply_text, scripted_answer)
 
@@ -33,9 +35,17 @@ class ConverseRoutes:
             return
         try:
             messages = validate_messages({"messages": [
-                {"role": m.get("role"), "content": [{"type": "text", "text": b.get("text", "")}
-                                                    for b in m.get("content", []) if "text" in b]}
+                {"role": m.get("role"), "content": [from_converse(b) for b in m.get("content", [])
+                                                    if "text" in b or "reasoningContent" in b]}
                 for m in body.get("messages") or []]})
+            extra = body.get("additionalModelRequestFields") or {}
+            thinking = extra.get("thinking")
+            if problem := (thinking_problem(model_id, thinking, (body.get("inferenceConfig") or {}).get("maxTokens"),
+                                            (extra.get("output_config") or {}).get("effort"))
+                           or signature_problem(messages)):
+                raise BadRequest(problem)
+            if thinks(thinking) and "temperature" in (body.get("inferenceConfig") or {}):
+                raise BadRequest("temperature may only be set to 1 when thinking is enabled")
         except BadRequest as exc:
             self._send_bedrock_error(400, "ValidationException", str(exc), {})
             return
@@ -53,13 +63,17 @@ class ConverseRoutes:
         except TooManyBreakpoints as exc:
             self._send_bedrock_error(400, "ValidationException", str(exc), {})
             return
-        output_tokens = estimate_tokens(reply)
+        thoughts = thought_blocks(messages, text_of) if thinks(thinking) and reply else []
+        output_tokens = estimate_tokens(reply) + thinking_tokens(thoughts)
         usage = {"inputTokens": cached["input_tokens"], "outputTokens": output_tokens,
                  "totalTokens": input_tokens + output_tokens,
                  "cacheReadInputTokens": cached["cache_read_input_tokens"],
                  "cacheWriteInputTokens": cached["cache_creation_input_tokens"]}
         if not streaming:
-            self._send_json(200, {"output": {"message": {"role": "assistant", "content": [{"text": reply}]}},
+            reasoning = [{"reasoningContent": {"reasoningText": {"text": t["thinking"], "signature": t["signature"]}}
+                          if t["type"] == "thinking" else {"redactedContent": t["data"]}} for t in thoughts]
+            self._send_json(200, {"output": {"message": {"role": "assistant",
+                                                         "content": [*reasoning, {"text": reply}]}},
                                   "stopReason": stop_reason, "usage": usage, "metrics": {"latencyMs": 1}})
             return
         chunks, gap = paced(reply, settings)
@@ -68,8 +82,13 @@ class ConverseRoutes:
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         frames = [("messageStart", {"role": "assistant"})]
-        frames += [("contentBlockDelta", {"delta": {"text": chunk}, "contentBlockIndex": 0}) for chunk in chunks]
-        frames += [("contentBlockStop", {"contentBlockIndex": 0}), ("messageStop", {"stopReason": stop_reason}),
+        for index, block in enumerate(thoughts):
+            frames += converse_frames(index, block, settings["chunk_chars"])
+        text_index = len(thoughts)
+        frames += [("contentBlockDelta", {"delta": {"text": chunk}, "contentBlockIndex": text_index})
+                   for chunk in chunks]
+        frames += [("contentBlockStop", {"contentBlockIndex": text_index}),
+                   ("messageStop", {"stopReason": stop_reason}),
                    ("metadata", {"usage": usage, "metrics": {"latencyMs": 1}})]
         for i, (kind, payload) in enumerate(frames):
             if fault == "cut_midstream" and i == len(frames) // 2:

@@ -15,6 +15,8 @@ from offline_model import catalog
 from offline_model.converse import ConverseRoutes
 from offline_model.messages import BadRequest, paced, prompt_tokens, text_of, validate_messages
 from offline_model.models_api import ModelsApiRoutes
+from offline_model.thinking import block_events, signature_problem, thinking_problem, thinking_tokens, thinks, \
+    thought_blocks
 from offline_model.wire import (ANTHROPIC_ERRORS, FAULTS, PromptCache, TooManyBreakpoints, anthropic_blocks,
                                  estimate_tokens, reply_text, scripted_answer)
 
@@ -204,6 +206,11 @@ class Handler(ModelsApiRoutes, ConverseRoutes, BaseHTTPRequestHandler):
         if isinstance(body, dict) and (refusal := self._unavailable_model(body.get("model"))):
             self._send_error(404, "not_found_error", refusal)
             return
+        thinking = body.get("thinking")
+        if problem := (thinking_problem(body.get("model"), thinking, body.get("max_tokens"),
+                                        (body.get("output_config") or {}).get("effort"))
+                       or signature_problem(messages)):
+            raise BadRequest(problem)
         if self._fault_before_output(fault, ANTHROPIC_ERRORS, self._send_anthropic_error):
             return
 
@@ -218,16 +225,20 @@ class Handler(ModelsApiRoutes, ConverseRoutes, BaseHTTPRequestHandler):
                                                 time.monotonic() + self.server.clock_offset)
         except TooManyBreakpoints as exc:
             raise BadRequest(str(exc)) from None
+        thoughts = thought_blocks(messages, text_of) if thinks(thinking) and reply else []
+        if thoughts:
+            usage["output_tokens_details"] = {"thinking_tokens": thinking_tokens(thoughts)}
         message = {
             "id": f"msg_offline_{number}",
             "type": "message",
             "role": "assistant",
             "model": body.get("model"),
-            "content": [{"type": "text", "text": reply}] if reply else [],  # an empty answer has no block
+            "content": [*thoughts, {"type": "text", "text": reply}] if reply else [],  # an empty answer has none
             "stop_reason": stop_reason,
             "stop_details": stop_details,
             "stop_sequence": None,
-            "usage": {**usage, "output_tokens": estimate_tokens(reply) + (2 if not reply else 0)},
+            "usage": {**usage, "output_tokens": estimate_tokens(reply) + (2 if not reply else 0)
+                      + thinking_tokens(thoughts)},
         }
         headers = {"request-id": f"req_offline_{number}"}
         if body.get("stream"):
@@ -239,7 +250,7 @@ class Handler(ModelsApiRoutes, ConverseRoutes, BaseHTTPRequestHandler):
         self._send_json(status, {"type": "error", "error": {"type": kind, "message": message}}, headers)
 
     def _stream(self, message: dict, settings: dict, headers: dict, midway: str | None = None) -> None:
-        chunks, gap = paced(message["content"][0]["text"] if message["content"] else "", settings)
+        chunks, gap = paced(message["content"][-1]["text"] if message["content"] else "", settings)
 
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -249,7 +260,7 @@ class Handler(ModelsApiRoutes, ConverseRoutes, BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         try:
-            if not self._stream_events(message, chunks, gap, midway):
+            if not self._stream_events(message, chunks, gap, midway, settings["chunk_chars"]):
                 return
         except ConnectionError:
             with self.server.lock:
@@ -258,14 +269,20 @@ class Handler(ModelsApiRoutes, ConverseRoutes, BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.streams["completed"] += 1
 
-    def _stream_events(self, message: dict, chunks: list[str], gap: float, midway: str | None) -> bool:
+    def _stream_events(self, message: dict, chunks: list[str], gap: float, midway: str | None,
+                       chunk_chars: int) -> bool:
         """Write the stream; False if it was cut on purpose before the end."""
         stop_reason = message["stop_reason"]
         start = {**message, "content": [], "stop_reason": None,
                  "usage": {**message["usage"], "output_tokens": 1}}
         self._event({"type": "message_start", "message": start})
+        text_index = len(message["content"]) - 1  # thinking blocks, if any, come first
+        for index, block in enumerate(message["content"][:-1]):
+            for event in block_events(index, block, chunk_chars):
+                self._event(event)
         if message["content"]:  # an empty answer streams no content block at all
-            self._event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+            self._event({"type": "content_block_start", "index": text_index,
+                         "content_block": {"type": "text", "text": ""}})
         for i, chunk in enumerate(chunks):
             if i and gap:
                 self.server.stopping.wait(gap)
@@ -278,14 +295,15 @@ class Handler(ModelsApiRoutes, ConverseRoutes, BaseHTTPRequestHandler):
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
                 return True
-            self._event({"type": "content_block_delta", "index": 0,
+            self._event({"type": "content_block_delta", "index": text_index,
                          "delta": {"type": "text_delta", "text": chunk}})
         if message["content"]:
-            self._event({"type": "content_block_stop", "index": 0})
+            self._event({"type": "content_block_stop", "index": text_index})
         self._event({"type": "message_delta",
                      "delta": {"stop_reason": stop_reason, "stop_sequence": None,
                                **({"stop_details": message["stop_details"]} if message.get("stop_details") else {})},
-                     "usage": {"output_tokens": message["usage"]["output_tokens"]}})
+                     "usage": {key: message["usage"][key] for key in ("output_tokens", "output_tokens_details")
+                               if key in message["usage"]}})
         self._event({"type": "message_stop"})
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from shared.cancel import Cancelled, CancelToken
+from shared.model.blocks import THINKING_TYPES, AnthropicBlocks, text_of_blocks
 from shared.model.types import (ModelError, ModelReply, ModelRequest, cache_marks, connection_lost, model_error,
                                 retry_after_seconds, summary_block)
 
@@ -31,8 +32,9 @@ class AnthropicProvider:
                                  "cache_control": _cache_control(self.cache_ttl)}]
         if request.summary:
             params["system"] = [*params.get("system", []), {"type": "text", "text": summary_block(request.summary)}]
+        params.update(thinking_params(request))
         cancel = request.cancel or CancelToken()
-        reply = _StreamedReply()
+        reply = _StreamedReply(AnthropicBlocks(request.on_text, request.on_thinking))
         try:
             # The raw event stream, not the SDK's `messages.stream` helper: that one rebuilds
             # a snapshot of the whole message on every event, which cost the worker ~3 ms of
@@ -42,8 +44,7 @@ class AnthropicProvider:
                 for event in stream:
                     if cancel.cancelled:
                         raise Cancelled()
-                    if (text := reply.take(event)) and request.on_text:
-                        request.on_text(text)
+                    reply.take(event)
         except Cancelled:
             raise
         except Exception as error:
@@ -60,21 +61,19 @@ class AnthropicProvider:
 class _StreamedReply:
     """A Messages API reply read off its stream events."""
 
-    def __init__(self) -> None:
-        self.parts: list[str] = []
+    def __init__(self, blocks: AnthropicBlocks) -> None:
+        self.blocks = blocks  # the content, passed to on_text / on_thinking as it streams
         self.model: str | None = None
         self.usage: dict[str, int] = {}
         self.stop_reason: str | None = None
         self.stop_details: dict | None = None
         self.complete = False
 
-    def take(self, event) -> str | None:
-        """Fold one event in; the text it adds, if any."""
-        if event.type == "content_block_delta":
-            if event.delta.type == "text_delta":
-                self.parts.append(event.delta.text)
-                return event.delta.text
-        elif event.type == "message_start":
+    def take(self, event) -> None:
+        """Fold one event in."""
+        if self.blocks.take(event):
+            return
+        if event.type == "message_start":
             self.model = event.message.model
             self._count(event.message.usage)
         elif event.type == "message_delta":  # usage here is cumulative: it replaces message_start's
@@ -84,21 +83,23 @@ class _StreamedReply:
             self._count(event.usage)
         elif event.type == "message_stop":
             self.complete = True
-        return None
 
     def _count(self, usage) -> None:
         for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
             value = getattr(usage, name, None)
             if value is not None:
                 self.usage[name] = value
+        if details := getattr(usage, "output_tokens_details", None):
+            self.usage["thinking_tokens"] = details.thinking_tokens
 
     def finish(self, model: str) -> ModelReply:
         if not self.complete:  # the stream ended without message_stop: the connection was cut
             raise connection_lost()
-        usage = self.usage
-        return ModelReply("".join(self.parts), self.model or model, usage.get("input_tokens", 0),
+        usage, blocks = self.usage, self.blocks.finish()
+        return ModelReply(text_of_blocks(blocks), self.model or model, usage.get("input_tokens", 0),
                           usage.get("output_tokens", 0), usage.get("cache_creation_input_tokens", 0),
-                          usage.get("cache_read_input_tokens", 0), self.stop_reason, self.stop_details)
+                          usage.get("cache_read_input_tokens", 0), self.stop_reason, self.stop_details,
+                          blocks, usage.get("thinking_tokens", 0))
 
 
 def _cache_control(ttl: str) -> dict:
@@ -107,9 +108,25 @@ def _cache_control(ttl: str) -> dict:
 
 def anthropic_messages(messages: list[dict], ttl: str = "5m") -> list[dict]:
     marked = cache_marks(messages)
-    return [{"role": m["role"], "content": [{"type": "text", "text": m["content"],
-                                             **({"cache_control": _cache_control(ttl)} if i in marked else {})}]}
+    return [{"role": m["role"], "content": _content_blocks(m["content"], ttl if i in marked else None)}
             for i, m in enumerate(messages)]
+
+
+def _content_blocks(content: str | list[dict], ttl: str | None) -> list[dict]:
+    """A message's content as blocks, each as it was (a thinking block must return unchanged);
+    with `ttl`, the cache breakpoint on the last block that may carry one."""
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else [dict(b) for b in content]
+    if ttl is not None:
+        marked = next((i for i in range(len(blocks) - 1, -1, -1) if blocks[i].get("type") not in THINKING_TYPES), None)
+        if marked is not None:
+            blocks[marked]["cache_control"] = _cache_control(ttl)
+    return blocks
+
+
+def thinking_params(request: ModelRequest) -> dict:
+    """The request's `thinking` and `output_config.effort`, as the Messages API takes them."""
+    return {**({"thinking": request.thinking} if request.thinking else {}),
+            **({"output_config": {"effort": request.effort}} if request.effort else {})}
 
 
 def classify_anthropic(anthropic, error) -> ModelError:

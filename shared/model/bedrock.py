@@ -3,6 +3,7 @@ and error kinds as the Messages API provider."""
 from __future__ import annotations
 
 from shared.cancel import Cancelled, CancelToken
+from shared.model.blocks import ConverseBlocks, converse_block, text_of_blocks
 from shared.model.types import (ModelError, ModelReply, ModelRequest, cache_marks, connection_lost, model_error,
                                 retry_after_seconds, summary_block)
 
@@ -32,22 +33,21 @@ class BedrockProvider:
             params["system"] = [{"text": request.system}, {"cachePoint": _cache_point(self.cache_ttl)}]
         if request.summary:
             params["system"] = [*params.get("system", []), {"text": summary_block(request.summary)}]
-        if request.temperature is not None:
+        if request.temperature is not None and not request.thinking:  # Claude refuses a temperature with thinking
             params["inferenceConfig"]["temperature"] = request.temperature
+        if fields := thinking_fields(request):
+            params["additionalModelRequestFields"] = fields
         cancel = request.cancel or CancelToken()
-        parts, usage, stop_reason = [], {}, None
+        blocks, usage, stop_reason = ConverseBlocks(request.on_text, request.on_thinking), {}, None
         try:
             stream = self.client.converse_stream(**params)["stream"]
             cancel.on_cancel(stream.close)
             for event in stream:
                 if cancel.cancelled:
                     raise Cancelled()
-                if "contentBlockDelta" in event:
-                    text = event["contentBlockDelta"]["delta"].get("text", "")
-                    parts.append(text)
-                    if text and request.on_text:
-                        request.on_text(text)
-                elif "messageStop" in event:
+                if blocks.take(event):
+                    continue
+                if "messageStop" in event:
                     stop_reason = event["messageStop"].get("stopReason")
                 elif "metadata" in event:
                     usage = event["metadata"].get("usage", {})
@@ -63,8 +63,10 @@ class BedrockProvider:
             if isinstance(error, HTTPError):  # urllib3's, from an event stream cut short
                 raise connection_lost() from error
             raise
-        return ModelReply("".join(parts), request.model, usage.get("inputTokens", 0), usage.get("outputTokens", 0),
-                          usage.get("cacheWriteInputTokens", 0), usage.get("cacheReadInputTokens", 0), stop_reason)
+        content = blocks.finish()
+        return ModelReply(text_of_blocks(content), request.model, usage.get("inputTokens", 0),
+                          usage.get("outputTokens", 0), usage.get("cacheWriteInputTokens", 0),
+                          usage.get("cacheReadInputTokens", 0), stop_reason, blocks=content)
 
 
 def _cache_point(ttl: str) -> dict:
@@ -73,9 +75,22 @@ def _cache_point(ttl: str) -> dict:
 
 def bedrock_messages(messages: list[dict], ttl: str = "5m") -> list[dict]:
     marked = cache_marks(messages)
-    return [{"role": m["role"], "content": [{"text": m["content"]}]
+    return [{"role": m["role"], "content": _converse_content(m["content"])
              + ([{"cachePoint": _cache_point(ttl)}] if i in marked else [])}
             for i, m in enumerate(messages)]
+
+
+def _converse_content(content: str | list[dict]) -> list[dict]:
+    if isinstance(content, str):
+        return [{"text": content}]
+    return [converted for block in content if (converted := converse_block(block)) is not None]
+
+
+def thinking_fields(request: ModelRequest) -> dict:
+    """Thinking and effort go to Claude as the Messages API's own fields, through
+    additionalModelRequestFields (Converse has no parameter of its own for them)."""
+    return {**({"thinking": request.thinking} if request.thinking else {}),
+            **({"output_config": {"effort": request.effort}} if request.effort else {})}
 
 
 def classify_bedrock(error) -> ModelError:

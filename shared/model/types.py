@@ -22,6 +22,10 @@ class ModelReply:
     cache_read_input_tokens: int = 0
     stop_reason: str | None = None  # as the provider sent it; shared/replies.py says what each means
     stop_details: dict | None = None  # for a refusal: {type, category, explanation}, when given
+    # The assistant's content blocks in the Messages API's shape, in order (thinking, text,
+    # tool_use ...), as shared/model/blocks.py assembled them from the stream.
+    blocks: tuple[dict, ...] = ()
+    thinking_tokens: int = 0  # the part of output_tokens spent thinking, when the provider says
 
     @property
     def usage(self) -> dict:
@@ -45,7 +49,12 @@ class ModelRequest:
     # The rolling summary of earlier turns (CONTEXT_STRATEGY=summarize), sent after the system prompt.
     summary: str | None = None
     max_retries: int | None = None  # fewer retries than the policy's, for a call that must stay short
+    # The Messages API's `thinking` parameter ({"type": "enabled", "budget_tokens": n} or
+    # {"type": "adaptive"}) and `output_config.effort`; None sends neither (shared/thinking.py).
+    thinking: dict | None = None
+    effort: str | None = None
     on_text: Callable[[str], None] | None = field(default=None, compare=False)
+    on_thinking: Callable[[str], None] | None = field(default=None, compare=False)
     # Called before a retry when text of the failed attempt was already passed to on_text.
     on_reset: Callable[[], None] | None = field(default=None, compare=False)
     cancel: CancelToken | None = field(default=None, compare=False)
