@@ -1,11 +1,14 @@
 """Reading a conversation: a page of messages by cursor, all of it, or an export stream.
 
-The turns table maps each turn's seq to its log object, so a page is one keyset query
-on the (conversation_id, seq) unique index for just that page's turns. Their entries
-come from segments (shared/segments.py: ten finished turns to an object, copied from
-the per-turn objects by the first reader that needs them), so a page of 50 messages is
-about three GETs, read at once, at turn 100 as at turn 10,000, and an export of 10,000
-turns is about 1,000. Only committed turns are read: a turn still running has no row yet.
+Each turn row keeps a copy of its log entry, written in the commit that records the
+turn, so a page is one keyset query on the (conversation_id, seq) unique index for just
+that page's turns and no storage request, at turn 100 as at turn 10,000; an export is
+one query per batch. The log in object storage stays the verbatim record.
+
+Turns committed before the copy was kept are read from the log, in parallel, and their
+copies written back after checking each entry names its turn's seq and job: each such
+turn costs one GET the first time it is read and none after. Only committed turns are
+read: a turn still running has no row yet.
 """
 from __future__ import annotations
 
@@ -18,27 +21,26 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, exc as sql_errors, select, update
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from shared.bootstrap import Services
 from shared.log_entry import LogEntry
 from shared.models import Conversation, Turn
-from shared.segments import SEGMENT_TURNS, block_of, read_entries
 
 log = logging.getLogger("parley.api")
 
 # A turn is a user message and its reply, so message n is in turn (n + 1) // 2; the
 # conversation's `summary.through_message` counts the same way.
 MESSAGES_PER_TURN = 2
-# Reads in flight for one whole-conversation read or export: enough to hide storage
-# latency, well under the process's READ_THREADS so pages are not starved meanwhile.
+# Log reads in flight for older turns without a copy: enough to hide storage latency,
+# well under the process's READ_THREADS so other requests are not starved meanwhile.
 READ_AHEAD = 32
 # Turn rows fetched per query while exporting: one short query per batch, no cursor held
-# open; whole segments per batch, so a batch never splits one. The first batch is small,
-# so the first line goes out at once even when no segment has been written yet.
-FIRST_BATCH, EXPORT_BATCH = 5 * SEGMENT_TURNS, 200 * SEGMENT_TURNS
+# open. The first batch is small, so the first line goes out at once even when its turns
+# must be read from the log.
+FIRST_BATCH, EXPORT_BATCH = 50, 1000
 _CURSOR_PREFIX = "seq:"
 
 
@@ -77,36 +79,38 @@ def _messages(row, raw: dict | None) -> list[dict]:
             for index, message in enumerate(entry.messages)]
 
 
-def _entries(services: Services, session: Session, conversation: Conversation, rows: list, ahead: int,
-             turn_count: int | None = None) -> dict[int, dict | None]:
-    """The log entries of these turn rows, by seq, through segments (written where missing);
-    only blocks within `turn_count` (default: the conversation's) count as finished."""
-    def block_rows(blocks: list[int]) -> list:
-        wanted = set(blocks)
-        first, last = min(blocks) * SEGMENT_TURNS + 1, (max(blocks) + 1) * SEGMENT_TURNS
-        return [row for row in session.execute(_turn_rows(conversation.conversation_id)
-                                               .where(Turn.seq.between(first, last)).order_by(Turn.seq))
-                if block_of(row.seq) in wanted]
-
-    finished = conversation.turn_count if turn_count is None else turn_count
-    found, written = read_entries(services.store, conversation.s3_file_location, finished, rows, ahead, block_rows)
-    if written:
-        _unless_deleted(services, session, conversation)
+def _entries(services: Services, rows: list, ahead: int) -> dict[int, dict | None]:
+    """The log entries of these turn rows, by seq: the rows' copies, else the log."""
+    found = {row.seq: row.entry for row in rows if row.entry is not None}
+    older = [row for row in rows if row.entry is None]
+    if older:
+        read = dict(zip((row.seq for row in older), services.store.get_many([row.log_key for row in older], ahead)))
+        found.update(read)
+        _keep_copies(services, older, read)
     return found
 
 
-def _unless_deleted(services: Services, session: Session, conversation: Conversation) -> None:
-    """Segments just written for a conversation deleted meanwhile would outlive it: the
-    delete removes its prefix after its commit, so either it runs after our write or we
-    see the commit here."""
-    still = session.execute(select(Conversation.conversation_id)
-                            .where(Conversation.conversation_id == conversation.conversation_id)).first()
-    if still is None:
-        services.store.delete_prefix(conversation.s3_file_location)
+def _keep_copies(services: Services, rows: list, read: dict[int, dict | None]) -> None:
+    """Write back the copies of entries just read from the log that name their own turn.
+    Only where no copy is kept yet, and only for the same job: a conversation deleted or
+    forked meanwhile is untouched. A failure costs nothing but the next read's GETs."""
+    copies = [{"row_id": row.id, "job": row.job_id, "entry": read[row.seq]} for row in rows
+              if isinstance(read.get(row.seq), dict) and read[row.seq].get("seq") == row.seq
+              and read[row.seq].get("job_id") == str(row.job_id)]
+    if not copies:
+        return
+    statement = (update(Turn).where(Turn.id == bindparam("row_id"), Turn.job_id == bindparam("job"), Turn.entry.is_(None))
+                 .values(entry=bindparam("entry")))
+    try:
+        with services.sessions.begin() as session:
+            session.connection().execute(statement, copies)
+    except sql_errors.SQLAlchemyError as error:
+        log.warning("could not keep copies of %d log entries: %s", len(copies), error)
 
 
 def _turn_rows(conversation_id: uuid.UUID):
-    return select(Turn.seq, Turn.job_id, Turn.log_key).where(Turn.conversation_id == conversation_id)
+    return (select(Turn.id, Turn.seq, Turn.job_id, Turn.log_key, Turn.entry)
+            .where(Turn.conversation_id == conversation_id))
 
 
 @dataclass
@@ -136,7 +140,7 @@ def read_page(services: Services, session: Session, conversation: Conversation, 
     seqs = [seq for seq in seqs if (before is None or seq < before) and (after is None or seq > after)]
     needed = {_turn_of(seq) for seq in seqs[:limit]}
     page_rows = sorted((row for row in rows if row.seq in needed), key=lambda row: row.seq)
-    entries = _entries(services, session, conversation, page_rows, ahead=len(page_rows) or 1)
+    entries = _entries(services, page_rows, ahead=len(page_rows) or 1)
     found = {message["seq"]: message for row in page_rows for message in _messages(row, entries[row.seq])}
     return Page([found[seq] for seq in seqs[:limit] if seq in found], len(seqs) > limit)
 
@@ -144,14 +148,14 @@ def read_page(services: Services, session: Session, conversation: Conversation, 
 def read_all(services: Services, session: Session, conversation: Conversation) -> list[dict]:
     """Every message, oldest first (GET /v1/conversations/{id}, the seed's /get_conversation)."""
     rows = session.execute(_turn_rows(conversation.conversation_id).order_by(Turn.seq)).all()
-    entries = _entries(services, session, conversation, rows, READ_AHEAD)
+    entries = _entries(services, rows, READ_AHEAD)
     return [message for row in rows for message in _messages(row, entries[row.seq])]
 
 
 def export_lines(services: Services, conversation_id: uuid.UUID, through_turn: int) -> Iterator[bytes]:
     """The conversation up to `through_turn` as NDJSON, one message a line, oldest first.
 
-    Turn rows come in batches, each read through its segments, so memory holds a batch,
+    Turn rows come in batches, their entries with them, so memory holds a batch,
     never the conversation. The first batch is read before this returns, so an outage at
     the start is an ordinary 503; one later breaks the stream (the chunked body never
     ends), so a cut-off export cannot pass for a complete one. A conversation deleted
@@ -173,7 +177,7 @@ def _export(services: Services, conversation_id: uuid.UUID, through_turn: int) -
                                     .order_by(Turn.seq).limit(EXPORT_BATCH if last else FIRST_BATCH)).all()
             if not batch:
                 return
-            entries = _entries(services, session, conversation, batch, READ_AHEAD, turn_count=through_turn)
+        entries = _entries(services, batch, READ_AHEAD)
         for row in batch:
             for message in _messages(row, entries[row.seq]):
                 yield (json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n").encode()

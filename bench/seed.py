@@ -18,10 +18,12 @@ def conversations(services: Services, user: User, count: int, name: str = "bench
         return [str(create_conversation(session, user, f"{name}-{n}", None).conversation_id) for n in range(count)]
 
 
-def history(services: Services, user: User, messages: int, message_chars: int, store: LogStore | None = None) -> str:
+def history(services: Services, user: User, messages: int, message_chars: int, store: LogStore | None = None,
+            copies: bool = True) -> str:
     """A conversation with `messages` earlier messages (half user, half assistant), written as the
-    pipeline writes them: one log object and one turn row per turn, the objects to `store`
-    (default: the services' own). Returns its id."""
+    pipeline writes them: one log object and one turn row per turn (with its entry's copy,
+    unless `copies` is False, as turns written before copies were kept), the objects to
+    `store` (default: the services' own). Returns its id."""
     store = store or services.store
     conversation_id = conversations(services, user, 1, f"history-{messages}")[0]
     with services.sessions() as session:
@@ -32,20 +34,23 @@ def history(services: Services, user: User, messages: int, message_chars: int, s
     turns = messages // 2
     job_ids = {seq: uuid.uuid4() for seq in range(1, turns + 1)}  # each entry names its turn's job, as the pipeline's do
 
+    entries = {}
+
     def write(seq: int) -> None:
         text_ = (f"turn {seq} " * message_chars)[:message_chars]
-        store.put(turn_key(prefix, seq), {
-            "seq": seq, "job_id": str(job_ids[seq]), "usage": {"input_tokens": tokens, "output_tokens": tokens},
+        store.put(turn_key(prefix, seq), entries.setdefault(seq, {
+            "version": 2, "seq": seq, "job_id": str(job_ids[seq]), "outcome": "complete", "stop_reason": "end_turn",
+            "usage": {"input_tokens": tokens, "output_tokens": tokens},
             "messages": [{"role": "user", "content": text_, "tokens": tokens, "created_at": now},
                          {"role": "assistant", "content": text_, "tokens": tokens, "created_at": now,
-                          "model": "offline"}]})
+                          "model": "offline"}]}))
 
     with ThreadPoolExecutor(8) as pool:  # each put is fsynced; overlap them
         list(pool.map(write, range(1, turns + 1)))
     for seq in range(1, turns + 1):
         rows.append({"conversation_id": uuid.UUID(conversation_id), "seq": seq, "job_id": job_ids[seq],
                      "log_key": turn_key(prefix, seq), "user_tokens": tokens, "assistant_tokens": tokens,
-                     "input_tokens": tokens, "output_tokens": tokens})
+                     "input_tokens": tokens, "output_tokens": tokens, "entry": entries[seq] if copies else None})
     with services.sessions.begin() as session:
         if rows:
             session.execute(insert(Turn), rows)

@@ -60,3 +60,9 @@ class LogEntry:
                    usage=data.get("usage") or {}, outcome=data.get("outcome") or "complete",
                    stop_reason=data.get("stop_reason"), prompt_overhead=overhead.get("tokens"),
                    overhead_key=overhead.get("key"))
+
+
+def stored_entry(store, row) -> dict | None:
+    """A turn row's log entry: the copy kept on the row (one query for many turns), else
+    the log object (turns written before the copy was kept); None if the object is gone."""
+    return row.entry if row.entry is not None else store.get(row.log_key)

@@ -11,13 +11,19 @@ One line per finding, then a summary; exit status 1 if there is any finding.
   counters      a conversation whose turn_count disagrees with its turns (count, last seq)
   missing_log   a turn whose log entry is not in the store
   wrong_log     a log entry of another job or seq than its turn, or whose reply is not the job's
+  wrong_copy    a turn row whose copy of its log entry (read by history pages) differs from the log
   orphan_log    a log entry with no turn, or under a conversation that no longer exists
 
 Not findings, listed as `pending`: log entries at seq = turn_count + 1. The pipeline
 writes a turn's log entry before it commits the turn, so that slot is filled while a
 turn is in flight, and stays filled when the attempt ends without committing (the job
 was cancelled, its claim was lost, or its worker died); the conversation's next turn
-overwrites it, and nothing reads the log except through committed turns.
+overwrites it, and nothing reads the log except through committed turns. Nor are a
+new fork's copied turns whose log objects are still being written (log_copy_pending):
+their rows' entries serve reads until worker/forks.py has written them.
+
+A fork's copied turns keep the job that wrote them in the conversation it came from;
+once that conversation is deleted the job is gone, which is not a stray turn.
 """
 from __future__ import annotations
 
@@ -57,15 +63,17 @@ _SUCCEEDED_WITHOUT_TURN = text("""
 """)
 
 _CONVERSATIONS = text("""
-    SELECT c.conversation_id, c.turn_count, c.s3_file_location,
+    SELECT c.conversation_id, c.turn_count, c.s3_file_location, c.log_copy_pending,
            count(t.id) AS turns, coalesce(max(t.seq), 0) AS last_seq
       FROM conversations c LEFT JOIN turns t ON t.conversation_id = c.conversation_id
      GROUP BY c.conversation_id
 """)
 
 _TURNS = text("""
-    SELECT t.conversation_id, t.seq, t.job_id, t.log_key, j.status, j.reply
-      FROM turns t LEFT JOIN jobs j ON j.id = t.job_id
+    SELECT t.conversation_id, t.seq, t.job_id, t.log_key, t.entry, j.status, j.reply,
+           t.seq <= coalesce(c.forked_from_turn, 0) AS copied, c.log_copy_pending
+      FROM turns t JOIN conversations c ON c.conversation_id = t.conversation_id
+      LEFT JOIN jobs j ON j.id = t.job_id
      ORDER BY t.conversation_id, t.seq
 """)
 
@@ -132,9 +140,12 @@ def check(services: Services, grace: float | None = None, read_entries: bool = T
     for turn in turns:
         committed.add(turn.log_key)
         subject = f"conversation {turn.conversation_id} turn {turn.seq}"
-        if turn.status != "succeeded":
+        if turn.status != "succeeded" and not (turn.copied and turn.status is None):
             report.add("stray_turn", subject, f"its job {turn.job_id} is {turn.status or 'gone'}")
-        if turn.log_key not in listed:
+        if turn.log_key not in listed and turn.copied and turn.log_copy_pending:
+            report.pending.append(Finding("pending", subject, "a fork's copied turn: its log entry is "
+                                          "still being written"))
+        elif turn.log_key not in listed:
             report.add("missing_log", subject, f"no log entry {turn.log_key}")
         elif read_entries:
             _compare_entry(services, report, subject, turn)
@@ -180,6 +191,9 @@ def _compare_entry(services: Services, report: Report, subject: str, turn) -> No
     replies = [m.content for m in entry.messages if m.role == "assistant"]
     if turn.reply and replies != [turn.reply.get("content")]:
         report.add("wrong_log", subject, f"{turn.log_key}: the reply differs from job {turn.job_id}'s")
+        return
+    if turn.entry is not None and turn.entry != raw:
+        report.add("wrong_copy", subject, f"the turn row's copy of its entry differs from {turn.log_key}")
 
 
 def main(argv: list[str] | None = None) -> int:

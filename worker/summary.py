@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from shared.bootstrap import Services
 from shared.cancel import Cancelled, CancelToken
-from shared.log_entry import LogEntry, LoggedMessage
+from shared.log_entry import LogEntry, LoggedMessage, stored_entry
 from shared.memory import ConversationMemory
 from shared.model import ModelError, ModelReply, ModelRequest
 from shared.models import Conversation, Turn
@@ -71,7 +71,7 @@ def _read_turns(services: Services, conversation: Conversation,
     budget, tokens, turns = services.settings.max_context_tokens, 0, []
     with services.sessions() as session:
         rows = session.execute(
-            select(Turn.seq, Turn.log_key, Turn.user_tokens, Turn.assistant_tokens)
+            select(Turn.seq, Turn.log_key, Turn.entry, Turn.user_tokens, Turn.assistant_tokens)
             .where(Turn.conversation_id == conversation.conversation_id,
                    Turn.seq > conversation.summary_seq, Turn.seq <= target)
             .order_by(Turn.seq.desc())).all()
@@ -81,7 +81,7 @@ def _read_turns(services: Services, conversation: Conversation,
             log.warning("conversation %s: turns %s..%s are too long to summarize; left out",
                         conversation.conversation_id, conversation.summary_seq + 1, row.seq)
             break
-        raw = services.store.get(row.log_key)
+        raw = stored_entry(services.store, row)
         entry = LogEntry.from_dict(raw) if raw is not None else None
         if entry is not None and entry.sendable:  # a refused turn never goes back to the model
             turns.append((row.seq, entry.messages))

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from shared.bootstrap import Services
 from shared.memory import ConversationMemory
-from shared.log_entry import LogEntry
+from shared.log_entry import LogEntry, stored_entry
 from shared.models import Conversation, Turn
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def rebuild_window(services: Services, conversation: Conversation) -> Conversati
     with services.sessions() as session:
         start = session.scalar(select(Turn.window_start).where(
             Turn.conversation_id == conversation.conversation_id, Turn.seq == conversation.turn_count))
-        query = (select(Turn.seq, Turn.log_key, Turn.user_tokens, Turn.assistant_tokens)
+        query = (select(Turn.seq, Turn.log_key, Turn.entry, Turn.user_tokens, Turn.assistant_tokens)
                  .where(Turn.conversation_id == conversation.conversation_id, Turn.seq <= conversation.turn_count)
                  .order_by(Turn.seq.desc()).execution_options(yield_per=100))
         if start is not None:
@@ -51,7 +51,7 @@ def rebuild_window(services: Services, conversation: Conversation) -> Conversati
                 needed.append(row)
     memory = ConversationMemory(budget, turn_seq=conversation.turn_count, low_water=low_water)
     for row in reversed(needed):
-        raw = services.store.get(row.log_key)
+        raw = stored_entry(services.store, row)
         if raw is None:
             raise LookupError(f"log entry {row.log_key} of turn {row.seq} is missing")
         entry = LogEntry.from_dict(raw)

@@ -59,6 +59,8 @@ def test_the_checker_reports_every_kind_of_damage_and_nothing_else(fault_stack, 
                             "lease_expires_at = now() - interval '1 hour' WHERE id = :id"), {"id": stuck})
             db.execute(text("UPDATE jobs SET status = 'failed' WHERE id = :id"),  # stray_turn
                        {"id": turns[4].job_id})
+            db.execute(text("UPDATE turns SET entry = jsonb_set(entry, '{outcome}', '\"refused\"') "
+                            "WHERE id = :id"), {"id": turns[4].id})                # wrong_copy
             db.execute(text("DELETE FROM turns WHERE id = :id"), {"id": turns[3].id})  # missing_turn, counters
 
         report = check(services)
@@ -72,6 +74,7 @@ def test_the_checker_reports_every_kind_of_damage_and_nothing_else(fault_stack, 
             ("orphan_log", turn_key(prefix, 9)),
             ("orphan_log", turn_key(stray_prefix, 1)),
             ("stray_turn", f"{in_damaged} turn 5"),
+            ("wrong_copy", f"{in_damaged} turn 5"),
             ("stuck_job", stuck),
             ("wrong_log", f"{in_damaged} turn 2"),
             ("wrong_log", f"{in_damaged} turn 3"),
@@ -82,7 +85,7 @@ def test_the_checker_reports_every_kind_of_damage_and_nothing_else(fault_stack, 
         assert result.returncode == 1, result.stderr
         lines = result.stdout.strip().splitlines()
         assert len(lines) == len(report.findings) + len(report.pending) + 1
-        assert lines[-1].startswith("checked ") and lines[-1].endswith("10 findings, 1 pending")
+        assert lines[-1].startswith("checked ") and lines[-1].endswith("11 findings, 1 pending")
     finally:
         api.delete(f"/v1/conversations/{damaged.conversation_id}", headers=user)
         store.delete_prefix(stray_prefix)

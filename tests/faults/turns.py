@@ -51,3 +51,12 @@ def stall_first_call(services, meanwhile, reply_text: str):
         meanwhile()
         return ModelReply(reply_text, "stalled-model", 10, 10)
     return complete
+
+
+def forget_copies(stack, conversation_id: str) -> None:
+    """Its turn rows without their copies of the log entries, as turns written before rows
+    kept them: reads of them go to the log."""
+    from sqlalchemy import text
+
+    with stack.services.engine.begin() as db:
+        db.execute(text("UPDATE turns SET entry = NULL WHERE conversation_id = :id"), {"id": conversation_id})

@@ -1,5 +1,6 @@
 """Reading a conversation by page and as an export: order, cursors, limits, ownership,
-a page while a turn runs, the export's lines, deletion, and what a page costs in storage."""
+a page while a turn runs, the export's lines, deletion, and what a page costs in storage
+(nothing, with turn rows keeping their entries; once per older turn without)."""
 from __future__ import annotations
 
 import base64
@@ -8,11 +9,12 @@ import uuid
 
 import pytest
 import requests
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from api.history import encode_cursor
 from bench import seed
-from shared.models import Conversation
-from shared.storage import StorageUnavailable
+from shared.models import Conversation, Turn
 from shared.users import get_or_create_user, issue_key
 from tests.integration.helpers import new_conversation, say, submit, wait_job
 from tests.integration.sse import SseReader
@@ -163,14 +165,14 @@ def test_deleting_removes_what_the_reads_showed(stack, client, alice):
     assert stack.services.store.list_keys(prefix) == []
 
 
-@pytest.fixture()
-def long_history(stack):
-    """125 turns seeded as the pipeline writes them (rows + log objects); returns its id,
-    its prefix, request headers, and a counter of the storage GETs made meanwhile."""
+def seeded(stack, copies: bool):
+    """125 turns seeded as the pipeline writes them (rows + log objects, with or without
+    the rows' copies of their entries); returns its id, its prefix, request headers, and a
+    counter of the storage GETs made meanwhile."""
     with stack.services.sessions.begin() as session:
         user = get_or_create_user(session, f"history-{uuid.uuid4().hex[:8]}")
         headers = {"Authorization": f"Bearer {issue_key(session, user)}"}
-    conversation_id = seed.history(stack.services, user, 250, 40)
+    conversation_id = seed.history(stack.services, user, 250, 40, copies=copies)
     with stack.services.sessions() as session:
         prefix = session.get(Conversation, uuid.UUID(conversation_id)).s3_file_location
     gets: list[int] = []
@@ -180,53 +182,90 @@ def long_history(stack):
     events.unregister("before-call.s3.GetObject")
 
 
+@pytest.fixture()
+def long_history(stack):
+    yield from seeded(stack, copies=True)
+
+
+@pytest.fixture()
+def older_history(stack):
+    """As long_history, written before turn rows kept their entries."""
+    yield from seeded(stack, copies=False)
+
+
 def counted(gets: list, read):
     gets.clear()
     return read(), len(gets)
 
 
-def test_a_page_costs_a_few_reads_however_long_the_history(stack, client, long_history):
-    conversation_id, prefix, headers, gets = long_history
+def copies_kept(stack, conversation_id: str) -> list[int]:
+    with stack.services.sessions() as session:
+        return list(session.scalars(select(Turn.seq).where(Turn.conversation_id == uuid.UUID(conversation_id),
+                                                           Turn.entry.is_not(None)).order_by(Turn.seq)))
+
+
+def reads(client, headers, conversation_id: str):
     newest = lambda: page(client, headers, conversation_id, limit=50)
     middle = lambda: page(client, headers, conversation_id, limit=50, before=encode_cursor(121))
     whole = lambda: client.get(f"/v1/conversations/{conversation_id}", headers=headers).get_json()["messages"]
+    return newest, middle, whole
 
-    first_newest, first_middle, first_whole = newest(), middle(), whole()
+
+def test_a_page_reads_no_storage_however_long_the_history(stack, client, long_history):
+    conversation_id, prefix, headers, gets = long_history
+    newest, middle, whole = reads(client, headers, conversation_id)
+    first_newest, newest_gets = counted(gets, newest)
+    assert [m["seq"] for m in first_newest["data"]] == list(range(250, 200, -1)) and newest_gets == 0
+    first_middle, middle_gets = counted(gets, middle)
+    assert [m["seq"] for m in first_middle["data"]] == list(range(120, 70, -1)) and middle_gets == 0
+    assert first_middle["data"][0]["content"].startswith("turn 60 ")
+    first_whole, whole_gets = counted(gets, whole)
+    assert len(first_whole) == 250 and whole_gets == 0
+    assert first_whole[::-1][:50] == first_newest["data"]
+
+
+def test_older_turns_are_read_from_the_log_once_then_from_their_copies(stack, client, older_history):
+    conversation_id, prefix, headers, gets = older_history
+    newest, middle, whole = reads(client, headers, conversation_id)
+    first_newest, newest_gets = counted(gets, newest)
     assert [m["seq"] for m in first_newest["data"]] == list(range(250, 200, -1))
-    assert [m["seq"] for m in first_middle["data"]] == list(range(120, 70, -1))
-    assert first_middle["data"][0]["content"].startswith("turn 60 ") and len(first_whole) == 250
-    # The first reads copied every finished block of ten turns into a segment; the five
-    # turns after the last full block are not one yet.
-    assert len([key for key in stack.services.store.list_keys(prefix) if "/segments/" in key]) == 12
-    # Now 50 messages cost three segments, or two and the five newest turns' own objects.
-    assert counted(gets, newest) == (first_newest, 7)
-    assert counted(gets, middle) == (first_middle, 3)
-    assert counted(gets, whole) == (first_whole, 17)
+    assert newest_gets == 25 and copies_kept(stack, conversation_id) == list(range(101, 126))
+    assert counted(gets, newest) == (first_newest, 0)
+    first_middle, middle_gets = counted(gets, middle)
+    assert first_middle["data"][0]["content"].startswith("turn 60 ") and middle_gets == 25
+    first_whole, whole_gets = counted(gets, whole)
+    assert whole_gets == 125 - 50 and copies_kept(stack, conversation_id) == list(range(1, 126))
+    assert counted(gets, whole) == (first_whole, 0)
+    assert first_whole[::-1][:50] == first_newest["data"]
 
 
-def test_a_segment_that_disagrees_with_its_turns_is_read_around_and_replaced(stack, client, long_history):
-    conversation_id, prefix, headers, gets = long_history
-    oldest = lambda: page(client, headers, conversation_id, limit=20, order="asc")
-    truth = oldest()
-    key = f"{prefix}segments/0000000001.json"
+def test_an_entry_that_is_not_its_turns_is_shown_but_never_copied(stack, client, older_history):
+    conversation_id, prefix, headers, gets = older_history
+    key = f"{prefix}turns/0000000004.json"
     forged = stack.services.store.get(key)
-    forged["turns"][3]["job_id"] = str(uuid.uuid4())
-    forged["turns"][3]["messages"][0]["content"] = "not what was said"
+    forged["job_id"] = str(uuid.uuid4())
     stack.services.store.put(key, forged)
-    assert oldest() == truth
-    assert stack.services.store.get(key)["turns"][3]["job_id"] == truth["data"][6]["job_id"]
-    assert counted(gets, oldest) == (truth, 1)
+    oldest = page(client, headers, conversation_id, limit=10, order="asc")
+    assert [m["seq"] for m in oldest["data"]] == list(range(1, 11))
+    assert copies_kept(stack, conversation_id) == [1, 2, 3, 5]
+    assert counted(gets, lambda: page(client, headers, conversation_id, limit=10, order="asc")) == (oldest, 1)
 
 
-def test_reads_are_answered_when_segments_cannot_be_written(stack, client, long_history, monkeypatch):
-    conversation_id, prefix, headers, gets = long_history
+def test_reads_are_answered_when_copies_cannot_be_kept(stack, client, older_history, monkeypatch):
+    conversation_id, prefix, headers, gets = older_history
+    sessions = stack.services.sessions
 
-    def refuse(entries):
-        raise StorageUnavailable("writes refused")
+    class Refusing:
+        """The sessions factory with every write transaction refused, as a read-only replica would."""
+        def __call__(self, *args, **kwargs):
+            return sessions(*args, **kwargs)
+
+        def begin(self):
+            raise OperationalError("BEGIN", None, Exception("cannot execute UPDATE in a read-only transaction"))
     with monkeypatch.context() as patch:
-        patch.setattr(stack.services.store, "put_many", refuse)
+        patch.setattr(stack.services, "sessions", Refusing())
         cold = page(client, headers, conversation_id, limit=50)
     assert [m["seq"] for m in cold["data"]] == list(range(250, 200, -1))
-    assert not [key for key in stack.services.store.list_keys(prefix) if "/segments/" in key]
-    assert page(client, headers, conversation_id, limit=50) == cold
-    assert counted(gets, lambda: page(client, headers, conversation_id, limit=50))[1] == 7
+    assert copies_kept(stack, conversation_id) == []
+    assert counted(gets, lambda: page(client, headers, conversation_id, limit=50)) == (cold, 25)
+    assert copies_kept(stack, conversation_id) == list(range(101, 126))
