@@ -79,7 +79,9 @@ class Conversation(Base):
 
 
 class Turn(Base):
-    """One user message and its reply; the text itself lives in the log."""
+    """One user message and its reply. The log in object storage is the verbatim record;
+    `entry` is the same log entry kept here for reading (history pages, window rebuilds),
+    None for turns written before it was kept."""
     __tablename__ = "turns"
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     conversation_id: Mapped[uuid.UUID] = mapped_column(
@@ -96,6 +98,7 @@ class Turn(Base):
     cost_usd: Mapped[Decimal] = _cost_column()
     # The first turn of the context window after this turn: where a rebuilt window starts.
     window_start: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    entry: Mapped[dict | None] = mapped_column(JSONB(none_as_null=True), nullable=True)
     created_at: Mapped[datetime] = _now_column()
 
     __table_args__ = (UniqueConstraint("conversation_id", "seq", name="uq_turns_conversation_seq"),)

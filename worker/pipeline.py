@@ -149,11 +149,12 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
     # seq, which is the next turn's or the new holder's, and may already be committed.
     if not renew(services, held):
         return Outcome("skipped")
-    services.store.put(log_key, _log_entry(held, seq, user_tokens, reply, memory, outcome))
+    entry = _log_entry(held, seq, user_tokens, reply, memory, outcome)
+    services.store.put(log_key, entry)
     if sendable(outcome):
         memory.update_memory("assistant", reply.text, reply.output_tokens, seq=seq)  # may drop turns: before the commit
     memory.turn_seq = seq
-    ended = _commit_turn(services, held, seq, log_key, user_tokens, reply, memory.window_start, outcome)
+    ended = _commit_turn(services, held, entry, log_key, user_tokens, reply, memory.window_start, outcome)
     if ended is _LOST:
         _drop_log_if_deleted(services, conversation)
         return Outcome("skipped")
@@ -226,9 +227,11 @@ def _log_entry(held: Claim, seq: int, user_tokens: int, reply: ModelReply, memor
         prompt_overhead=memory.prompt_overhead, overhead_key=memory.overhead_key).to_dict()
 
 
-def _commit_turn(services, held: Claim, seq: int, log_key: str, user_tokens: int, reply: ModelReply,
+def _commit_turn(services, held: Claim, entry: dict, log_key: str, user_tokens: int, reply: ModelReply,
                  window_start: int, outcome: str):
-    """Turn row, counters, usage and job state in one transaction; returns the ended job and the next to run."""
+    """Turn row (with its log entry, for reading), counters, usage and job state in one
+    transaction; returns the ended job and the next to run."""
+    seq = entry["seq"]
     cost = priced(services, reply)
     with services.sessions.begin() as session:
         conversation = session.get(Conversation, held.conversation_id, with_for_update=True)
@@ -237,7 +240,7 @@ def _commit_turn(services, held: Claim, seq: int, log_key: str, user_tokens: int
             return _LOST
         session.add(Turn(conversation_id=held.conversation_id, seq=seq, job_id=held.job_id, log_key=log_key,
                          user_tokens=user_tokens, assistant_tokens=reply.output_tokens, **reply.usage,
-                         cost_usd=cost, window_start=window_start))
+                         cost_usd=cost, window_start=window_start, entry=entry))
         conversation.turn_count = seq
         conversation.message_count += 2
         for name, value in reply.usage.items():
