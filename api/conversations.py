@@ -7,6 +7,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from api import schemas
 from api.context import ctx, require_user, services
 from api.errors import ApiError
+from api.forks import fork_origin
 from api.history import decode_cursor, encode_cursor, export_lines, read_all, read_page
 from api.service import (create_conversation, delete_conversation, list_conversations, own_conversation,
                          submit_message)
@@ -39,6 +40,7 @@ def conversation_to_dict(conversation: Conversation) -> dict:
         "cache_hit_ratio": _cache_hit_ratio(conversation),
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
+        "forked_from": fork_origin(conversation),
     }
 
 

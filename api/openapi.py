@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 
-from api.schemas import ChatIn, NewChatIn, SeedConversationBody
+from api.schemas import ChatIn, NewChatIn, RegenerateIn, SeedConversationBody
 from shared.config import Settings
 from shared.webhooks import MAX_URL_CHARS
 
@@ -21,7 +21,7 @@ def complete(spec: dict, settings: Settings) -> dict:
     """Fill in `spec` (flask-openapi3's document) in place; safe to call on every request."""
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(SSE_SCHEMAS)
-    for model in (ChatIn, NewChatIn, SeedConversationBody):  # the seed's routes parse their bodies by hand
+    for model in (ChatIn, NewChatIn, SeedConversationBody, RegenerateIn):  # routes that parse their bodies by hand
         schemas.setdefault(model.__name__, copy.deepcopy(model.model_json_schema()))  # that one is cached
     _bound_text(schemas, settings)
     for name in BODIES:
@@ -62,6 +62,13 @@ LINKS = {
         ("/v1/conversations/{conversation_id}/messages", "get")]),
     ("/v1/conversations/{conversation_id}/messages", "post", "202"): ("$response.body#/job/id", "job_id", [
         ("/v1/jobs/{job_id}", "get"), ("/v1/jobs/{job_id}/events", "get"), ("/v1/jobs/{job_id}/cancel", "post")]),
+    ("/v1/conversations/{conversation_id}/fork", "post", "201"): ("$response.body#/id", "conversation_id", [
+        ("/v1/conversations/{conversation_id}", "get"), ("/v1/conversations/{conversation_id}/messages", "post"),
+        ("/v1/conversations/{conversation_id}/messages", "get")]),
+    ("/v1/conversations/{conversation_id}/messages/{seq}/edit", "post", "202"): (
+        "$response.body#/job/id", "job_id", [("/v1/jobs/{job_id}", "get"), ("/v1/jobs/{job_id}/events", "get")]),
+    ("/v1/conversations/{conversation_id}/messages/{seq}/regenerate", "post", "202"): (
+        "$response.body#/job/id", "job_id", [("/v1/jobs/{job_id}", "get"), ("/v1/jobs/{job_id}/events", "get")]),
     ("/new_chat", "post", "201"): ("$response.body#/conversation_id", "conversation_id", [
         ("/get_conversation", "get")]),
 }
@@ -93,7 +100,7 @@ def _string_branch(schema: dict) -> dict:
 
 def _bound_text(schemas: dict, settings: Settings) -> None:
     choices = sorted(settings.model_choices)
-    for name in ("ConversationIn", "ConversationPatch"):
+    for name in ("ConversationIn", "ConversationPatch", *FORK_BODIES):
         properties = schemas.get(name, {}).get("properties", {})
         if "name" in properties:
             _string_branch(properties["name"])["maxLength"] = settings.max_name_chars
@@ -101,14 +108,15 @@ def _bound_text(schemas: dict, settings: Settings) -> None:
             _string_branch(properties["system"])["maxLength"] = settings.max_system_chars
         if "model" in properties:
             _string_branch(properties["model"])["enum"] = choices
-    message = schemas.get("MessageIn", {}).get("properties", {})
-    if "content" in message:
-        message["content"]["maxLength"] = settings.max_message_chars
     schemas["ChatIn"]["properties"]["user_input"]["maxLength"] = settings.max_message_chars
-    if "callback_url" in message:
-        # As shared.webhooks.url_problem checks it: absolute http(s), a host, no credentials.
-        _string_branch(message["callback_url"]).update(
-            format="uri", maxLength=MAX_URL_CHARS, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s\x00]+([/?#][^\s\x00]*)?$")
+    for name in ("MessageIn", *FORK_BODIES):
+        message = schemas.get(name, {}).get("properties", {})
+        if "content" in message:
+            message["content"]["maxLength"] = settings.max_message_chars
+        if "callback_url" in message:
+            # As shared.webhooks.url_problem checks it: absolute http(s), a host, no credentials.
+            _string_branch(message["callback_url"]).update(
+                format="uri", maxLength=MAX_URL_CHARS, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s\x00]+([/?#][^\s\x00]*)?$")
 
 
 def _bound_parameters(operation: dict, settings: Settings) -> None:
@@ -137,9 +145,13 @@ SEED_BODIES = {
     ("/new_chat", "post"): (NewChatIn, False, "optional: the new conversation's name"),
     ("/get_conversation", "post"): (SeedConversationBody, True,
                                     "which conversation (or `?conversation_id=`, as the seed's clients sent it)"),
+    ("/v1/conversations/{conversation_id}/messages/{seq}/regenerate", "post"): (
+        RegenerateIn, False, "optional: the fork's name and a callback URL"),
 }
 # Request bodies whose strings the server refuses with NUL characters (api/strict_json.py).
-BODIES = ("ConversationIn", "ConversationPatch", "MessageIn", "ChatIn", "NewChatIn", "SeedConversationBody")
+FORK_BODIES = ("ForkIn", "EditIn", "RegenerateIn")
+BODIES = ("ConversationIn", "ConversationPatch", "MessageIn", "ChatIn", "NewChatIn", "SeedConversationBody",
+          *FORK_BODIES)
 NO_NUL = "^[^\\x00]*$"
 
 SSE_DESCRIPTION = ("Server-Sent Events, one per JobEvent: `id: N`, `event: <type>`, `data: <JSON>`, a blank "

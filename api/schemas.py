@@ -101,6 +101,11 @@ class Summary(BaseModel):
     through_message: int = Field(description="the summary covers messages 1 to this seq")
 
 
+class ForkOrigin(BaseModel):
+    conversation_id: str = Field(description="the conversation this one was forked from (it may since be deleted)")
+    seq: int = Field(description="the reply seq it was forked at: this conversation began with its messages 1..seq")
+
+
 class Conversation(BaseModel):
     id: str
     name: str | None
@@ -118,6 +123,7 @@ class Conversation(BaseModel):
                                           "prompt tokens; null before the first reply")
     created_at: str
     updated_at: str
+    forked_from: ForkOrigin | None = Field(None, description="set on a fork (POST .../fork, edit, regenerate)")
 
 
 class ModelStatus(BaseModel):
@@ -264,6 +270,34 @@ class Job(BaseModel):
 
 class JobEnvelope(BaseModel):
     job: Job
+
+
+# Forks (api/forks.py). A seq is a message seq, as GET .../messages shows: turn n holds 2n-1 and 2n.
+class ForkIn(Strict):
+    at_seq: int = Field(ge=0, le=10**9, description="a reply's seq (even): the fork holds messages 1..at_seq; "
+                        "0 for a fork with no messages")
+    name: str | None = Field(None, description="the fork's name; the original's by default")
+
+
+class MessageSeqPath(Request):
+    conversation_id: str
+    seq: int = Field(ge=1, le=10**9)
+
+
+class EditIn(Strict):
+    content: MessageText = Field(description="replaces the user message at seq, in a new fork")
+    name: str | None = Field(None, description="the fork's name; the original's by default")
+    callback_url: str | None = Field(None, description="POSTed the final job, signed; see /v1/webhook-secret")
+
+
+class RegenerateIn(Strict):
+    name: str | None = Field(None, description="the fork's name; the original's by default")
+    callback_url: str | None = Field(None, description="POSTed the final job, signed; see /v1/webhook-secret")
+
+
+class ForkedJob(BaseModel):
+    conversation: Conversation = Field(description="the new fork, holding the turns before seq")
+    job: Job = Field(description="the message's job in the fork")
 
 
 # The seed's endpoints: lenient, as its users' curl commands were.

@@ -12,8 +12,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError, not_found
+from api.file_service import message_files, record_references, split_content
 from api.limits import enforce_token_quota
 from shared.bootstrap import Services
+from shared.memory import estimate_tokens
 from shared.jobs import end_job, job_to_dict, next_queued
 from shared.models import ACTIVE_STATUSES, FINAL_STATUSES, Conversation, Job, User
 from shared.storage import conversation_prefix
@@ -88,8 +90,8 @@ def delete_conversation(services: Services, session: Session, conversation: Conv
 
 
 def submit_message(services: Services, session: Session, user: User, conversation_id: uuid.UUID,
-                   content: str, idempotency_key: str | None, on_busy: str = "enqueue",
-                   callback_url: str | None = None) -> tuple[Job, bool]:
+                   content: str | list[dict], idempotency_key: str | None, on_busy: str = "enqueue",
+                   callback_url: str | None = None, attachments: list[str] | None = None) -> tuple[Job, bool]:
     """Record a job for one user message; returns (job, whether it must be dispatched now).
 
     The conversation row is locked so a submit and a finishing turn agree on
@@ -105,10 +107,12 @@ def submit_message(services: Services, session: Session, user: User, conversatio
     if idempotency_key:
         existing = session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == idempotency_key))
         if existing is not None:
-            return _same_request(existing, conversation_id, content), False
+            return _same_request(existing, conversation_id, content, attachments), False
+    files = message_files(services, session, user, estimate_tokens(content), attachments)
     enforce_token_quota(services, user)
     if callback_url is not None:
         ensure_secret(session, user.id)  # deliveries are signed with it; also locks the user's row
+    content, attachments = split_content(content, attachments)
     else:
         # NO KEY UPDATE: serializes this user's submits without blocking foreign-key checks
         # (a finishing turn's usage row), which would deadlock against the conversation lock.
@@ -128,7 +132,8 @@ def submit_message(services: Services, session: Session, user: User, conversatio
                        "retry when it ends, or send with on_busy=enqueue.")
     # Every column given or server-set: the INSERT's RETURNING fills the rest, no reload needed.
     job = Job(id=uuid.uuid4(), user_id=user.id, conversation_id=conversation_id, status="queued",
-              request={"content": content}, idempotency_key=idempotency_key, callback_url=callback_url,
+              request={"content": content, **({"attachments": attachments} if attachments else {})},
+              idempotency_key=idempotency_key, callback_url=callback_url,
               reply=None, error=None, started_at=None, finished_at=None, lease_expires_at=None, worker=None,
               webhook_status=None, webhook_next_at=None)
     session.add(job)
@@ -139,7 +144,8 @@ def submit_message(services: Services, session: Session, user: User, conversatio
         existing = session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == idempotency_key))
         if existing is None:
             raise
-        return _same_request(existing, conversation_id, content), False
+        return _same_request(existing, conversation_id, content, attachments), False
+    record_references(session, job.id, files)
     _add_event(services, job, "job.queued")  # before the commit, so it precedes anything a worker adds
     session.commit()
     return job, busy is None
@@ -168,8 +174,9 @@ def _add_event(services: Services, job: Job, type_: str) -> None:
         log.warning("could not add %s to job %s: %s", type_, job.id, error)
 
 
-def _same_request(job: Job, conversation_id: uuid.UUID, content: str) -> Job:
-    if job.conversation_id != conversation_id or job.request.get("content") != content:
+def _same_request(job: Job, conversation_id: uuid.UUID, content: str, attachments: list[str]) -> Job:
+    if (job.conversation_id != conversation_id or job.request.get("content") != content
+            or (job.request.get("attachments") or []) != attachments):
         raise ApiError(409, "idempotency_key_reused",
                        "Idempotency-Key was already used for a different request.")
     return job

@@ -71,6 +71,21 @@ class Settings(BaseSettings):
     summary_max_tokens: int = Field(512, ge=16, le=8192)
     max_message_chars: int = Field(32_000, ge=1, le=1_000_000)
     max_request_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Attachments (shared/media.py), capped by Claude's documented limits. Images: 8000 x 8000 px
+    # and 5 MB each on the API (vision guide, "Basics and limits"; Bedrock's Converse: 3.75 MB,
+    # applied under LLM_PROVIDER=bedrock, see `upload_limits`). PDFs: 100 pages and a 32 MB
+    # request (PDF support guide, "PDF requirements"); base64 adds a third, so 24 MB of PDF
+    # fits one request (Bedrock: 4.5 MB a document). Text: Bedrock's 4.5 MB a document.
+    max_image_bytes: int = Field(5 * 1024 * 1024, ge=1, le=5 * 1024 * 1024)
+    max_image_side_px: int = Field(8000, ge=1, le=8000)
+    max_pdf_bytes: int = Field(24 * 1024 * 1024, ge=1, le=32 * 1024 * 1024)
+    max_pdf_pages: int = Field(100, ge=1, le=100)
+    max_text_file_bytes: int = Field(4_500_000, ge=1, le=32 * 1024 * 1024)
+    # Per message: Bedrock's Converse takes at most 20 images and 5 documents a request.
+    max_attachments_per_message: int = Field(20, ge=0, le=100)
+    # Send images and PDFs to the Anthropic API by a Files API id, uploaded once per file,
+    # instead of their bytes in every request (beta: files-api-2025-04-14).
+    anthropic_files_api: bool = False
     max_name_chars: int = Field(200, ge=1, le=10_000)
     max_system_chars: int = Field(20_000, ge=0, le=1_000_000)
     max_page_size: int = Field(100, ge=1, le=1000)
@@ -192,6 +207,15 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         url = self.require("database_url")
         return url.replace("postgresql://", "postgresql+psycopg://", 1)
+    @property
+    def upload_limits(self):
+        """The attachment caps in force: the settings, lowered to Bedrock's where it is the provider."""
+        from shared.media import BEDROCK_LIMITS, Limits
+
+        caps = Limits(self.max_image_bytes, self.max_image_side_px, self.max_pdf_bytes, self.max_pdf_pages,
+                      self.max_text_file_bytes)
+        return caps.within(BEDROCK_LIMITS) if self.llm_provider == "bedrock" else caps
+
 
     @property
     def celery_broker_url(self) -> str:

@@ -19,7 +19,7 @@ VERSION = 2
 @dataclass(frozen=True)
 class LoggedMessage:
     role: str  # user or assistant
-    content: str
+    content: str | list[dict]  # text, or content blocks: file references (shared/files.py), thinking
     tokens: int  # as the model counted it (see shared/memory.py)
     created_at: str  # ISO 8601
     model: str | None = None  # the model that wrote an assistant message

@@ -24,10 +24,34 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
+def content_tokens(content: str | list[dict]) -> int:
+    """A message's estimate: its text, and each attached file's estimate from its upload
+    (images by pixels, PDFs by pages, shared/media.py); other blocks by their JSON."""
+    if isinstance(content, str):
+        return estimate_tokens(content)
+    total = 0
+    for block in content:
+        if block.get("type") == "text":
+            total += estimate_tokens(block.get("text", ""))
+        elif "token_estimate" in block:
+            total += int(block["token_estimate"])
+        else:
+            total += estimate_tokens(json.dumps(block, ensure_ascii=False))
+    return max(1, total)
+
+
+def _joined(first: str | list[dict], second: str | list[dict]) -> str | list[dict]:
+    """Two same-role messages as one: text stays text; with blocks, the blocks of both."""
+    if isinstance(first, str) and isinstance(second, str):
+        return first + "\n\n" + second
+    as_blocks = [c if isinstance(c, list) else [{"type": "text", "text": c}] for c in (first, second)]
+    return [*as_blocks[0], *as_blocks[1]]
+
+
 @dataclass(frozen=True)
 class Message:
     role: str
-    content: str
+    content: str | list[dict]  # text, or content blocks (attachments: shared/files.py)
     tokens: int
     seq: int = 0  # the turn it belongs to; 0 where unknown
 
@@ -56,11 +80,11 @@ class ConversationMemory:
         for message in messages or []:
             self._append(message)
 
-    def update_memory(self, role: str, content: str, tokens: int | None = None, seq: int = 0) -> None:
+    def update_memory(self, role: str, content: str | list[dict], tokens: int | None = None, seq: int = 0) -> None:
         """Add a message; if the window would pass the budget, drop its oldest turns first."""
         if role not in ("user", "assistant"):
             raise ValueError(f"role must be user or assistant, not {role!r}")
-        self._append(Message(role, content, tokens if tokens is not None else estimate_tokens(content), seq))
+        self._append(Message(role, content, tokens if tokens is not None else content_tokens(content), seq))
 
     @property
     def window_start(self) -> int:
@@ -133,7 +157,7 @@ class ConversationMemory:
         context: list[dict] = []
         for message in self.sent_messages():
             if context and context[-1]["role"] == message.role:
-                context[-1] = {"role": message.role, "content": context[-1]["content"] + "\n\n" + message.content}
+                context[-1] = {"role": message.role, "content": _joined(context[-1]["content"], message.content)}
             else:
                 context.append({"role": message.role, "content": message.content})
         return context

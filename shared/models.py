@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
-    BigInteger, CheckConstraint, Date, DateTime, ForeignKey, Identity, Index, Integer, Numeric, Text,
+    BigInteger, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Identity, Index, Integer, Numeric, Text,
     UniqueConstraint, func, text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -72,10 +72,21 @@ class Conversation(Base):
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)
     summary_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cost_usd: Mapped[Decimal] = _cost_column()  # every model call's, summaries included
+    # A fork holds copies of turns 1..forked_from_turn of forked_from_id; no foreign key,
+    # so it outlives that conversation. Its log objects are written after the fork is made
+    # (worker/forks.py); until then `log_copy_pending` and the rows' entries serve reads.
+    forked_from_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), nullable=True)
+    forked_from_turn: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    log_copy_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _now_column()
 
-    __table_args__ = (Index("ix_conversations_user_recent", "user_id", "created_at", "conversation_id"),)
+    __table_args__ = (
+        Index("ix_conversations_user_recent", "user_id", "created_at", "conversation_id"),
+        Index("ix_conversations_forks", "forked_from_id", "created_at", "conversation_id",
+              postgresql_where="forked_from_id IS NOT NULL"),
+        Index("ix_conversations_log_copy_pending", "created_at", postgresql_where="log_copy_pending"),
+    )
 
 
 class Turn(Base):
@@ -87,7 +98,8 @@ class Turn(Base):
     conversation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("conversations.conversation_id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
-    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    # The job that wrote the turn; a fork's copy keeps it, so unique per conversation only.
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     log_key: Mapped[str] = mapped_column(Text)
     user_tokens: Mapped[int] = mapped_column(Integer)
     assistant_tokens: Mapped[int] = mapped_column(Integer)
@@ -101,7 +113,8 @@ class Turn(Base):
     entry: Mapped[dict | None] = mapped_column(JSONB(none_as_null=True), nullable=True)
     created_at: Mapped[datetime] = _now_column()
 
-    __table_args__ = (UniqueConstraint("conversation_id", "seq", name="uq_turns_conversation_seq"),)
+    __table_args__ = (UniqueConstraint("conversation_id", "seq", name="uq_turns_conversation_seq"),
+                      UniqueConstraint("job_id", "conversation_id", name="uq_turns_job_conversation"))
 
 
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
@@ -157,3 +170,38 @@ class Job(Base):
         Index("ix_jobs_user_created", "user_id", "created_at"),
         Index("ix_jobs_conversation", "conversation_id"),
     )
+
+
+class File(Base):
+    """An uploaded attachment; its bytes live in object storage at `storage_key`
+    (users/{user_id}/files/{id}), its facts here, judged from the bytes (shared/media.py)."""
+    __tablename__ = "files"
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    media_type: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)  # image or document: the content block it becomes
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(Text)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pages: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    token_estimate: Mapped[int] = mapped_column(Integer)
+    storage_key: Mapped[str] = mapped_column(Text)
+    # ANTHROPIC_FILES_API=true: the Files API's id for these bytes, uploaded on first use.
+    anthropic_file_id: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = _now_column()
+
+    __table_args__ = (CheckConstraint("kind IN ('image', 'document')", name="ck_files_kind"),
+                      Index("ix_files_user_recent", "user_id", "created_at", "id"))
+
+
+class MessageFile(Base):
+    """A file attached to a job's user message: what keeps a file from being deleted
+    while a conversation's window still sends it. Goes with its job (and so with its
+    conversation); a forced file deletion takes it too."""
+    __tablename__ = "message_files"
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
+
+    __table_args__ = (Index("ix_message_files_file", "file_id"),)

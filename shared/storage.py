@@ -36,6 +36,10 @@ class LogStore(Protocol):
     def list_keys(self, prefix: str) -> list[str]: ...
     def delete_prefix(self, prefix: str) -> None: ...
     def ping(self) -> None: ...
+    # Attachments: raw bytes beside the log (see file_key).
+    def put_bytes(self, key: str, data: bytes, media_type: str) -> None: ...
+    def get_bytes(self, key: str) -> bytes | None: ...
+    def delete_key(self, key: str) -> None: ...
 
 
 def conversation_prefix(user_id: object, conversation_id: object) -> str:
@@ -44,6 +48,11 @@ def conversation_prefix(user_id: object, conversation_id: object) -> str:
 
 def turn_key(prefix: str, seq: int) -> str:
     return f"{prefix}turns/{seq:010d}.json"
+
+
+def file_key(user_id: object, file_id: object) -> str:
+    """An attachment's bytes: under its owner's prefix, apart from any conversation's log."""
+    return f"users/{user_id}/files/{file_id}"
 
 
 def encode(entry: dict) -> bytes:
@@ -101,6 +110,25 @@ class LocalLogStore:
     def ping(self) -> None:
         if not self.root.is_dir():
             raise StorageUnavailable(f"{self.root} is not a folder")
+
+    def put_bytes(self, key: str, data: bytes, media_type: str) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def delete_key(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
 
 class S3LogStore:
@@ -191,6 +219,25 @@ class S3LogStore:
 
     def ping(self) -> None:
         self._call("head_bucket")
+
+    def put_bytes(self, key: str, data: bytes, media_type: str) -> None:
+        self._call("put_object", Key=self.prefix + key, Body=data, ContentType=media_type)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError, HTTPClientError
+        try:
+            response = self._call("get_object", Key=self.prefix + key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        try:
+            return response["Body"].read()
+        except HTTPClientError as error:
+            raise StorageUnavailable(str(error)) from error
+
+    def delete_key(self, key: str) -> None:
+        self._call("delete_object", Key=self.prefix + key)
 
 
 def make_log_store(storage_url: str, s3_endpoint_url: str | None = None,

@@ -15,6 +15,8 @@ CHAT_QUEUE = "parley.turns"
 # Webhooks have their own queue (and worker), so a slow receiver never delays a turn.
 WEBHOOK_TASK = "parley.deliver_webhook"
 WEBHOOK_QUEUE = "parley.webhooks"
+# Writes a new fork's log objects (worker/forks.py); on the turn queue, where workers are.
+FORK_LOG_TASK = "parley.copy_fork_log"
 # Message header with the id of the API request that sent a task, for the worker's logs.
 REQUEST_ID_HEADER = "request_id"
 
@@ -29,7 +31,8 @@ def make_celery(settings: Settings, name: str) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=CHAT_QUEUE,
-        task_routes={REPLY_TASK: {"queue": CHAT_QUEUE}, WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}},
+        task_routes={REPLY_TASK: {"queue": CHAT_QUEUE}, WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE},
+                     FORK_LOG_TASK: {"queue": CHAT_QUEUE}},
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
@@ -57,6 +60,9 @@ class Dispatcher:
 
     def webhook(self, job_id: object, countdown: float | None = None) -> None:
         self._send(WEBHOOK_TASK, job_id, countdown)
+
+    def fork_log(self, conversation_id: object) -> None:
+        self._send(FORK_LOG_TASK, conversation_id)
 
     def _send(self, task: str, job_id: object, countdown: float | None = None) -> None:
         try:

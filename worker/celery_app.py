@@ -14,8 +14,9 @@ from shared.bootstrap import Services, bootstrap
 from shared.catalog import require_current_models
 from shared.config import load_settings
 from shared.local_stack import require
-from shared.tasks import REPLY_TASK, WEBHOOK_TASK, Dispatcher, make_celery
+from shared.tasks import FORK_LOG_TASK, REPLY_TASK, WEBHOOK_TASK, Dispatcher, make_celery
 from worker import observability
+from worker.forks import copy_fork_log
 from worker.lease import EndWatcher
 from worker.pipeline import Runtime, run_turn
 from worker.retry import backoff
@@ -89,3 +90,9 @@ def reply(self: Task, job_id: str) -> None:
 def deliver_webhook(job_id: str) -> None:
     """One delivery attempt of job `job_id`'s webhook; the next is scheduled if it fails."""
     deliver(services(), job_id, dispatcher)
+
+
+@shared_task(name=FORK_LOG_TASK, base=TurnTask)
+def copy_fork(conversation_id: str) -> None:
+    """Write fork `conversation_id`'s copied turns to its own log prefix."""
+    copy_fork_log(services(), conversation_id)

@@ -12,6 +12,7 @@ from shared.bootstrap import Services
 from shared.jobs import announce_end, end_job, next_queued
 from shared.models import Job
 from shared.tasks import Dispatcher
+from worker.forks import STALLED_FORKS
 from worker.retry import LONGEST_RETRY_SECONDS
 
 log = logging.getLogger("parley.sweeper")
@@ -47,6 +48,8 @@ def sweep_once(services: Services, dispatcher: Dispatcher) -> int:
     with services.engine.begin() as connection:
         rows = connection.execute(_ORPHANS, {**grace, "retry_wait": LONGEST_RETRY_SECONDS}).all()
         webhooks = connection.execute(_DUE_WEBHOOKS, grace).scalars().all()
+        forks = connection.execute(STALLED_FORKS, {"grace": services.settings.task_soft_time_limit_seconds}
+                                   ).scalars().all()
     for row in rows:
         if row.status == "running" and row.takeovers + 1 >= max_attempts:  # its workers died that often
             _give_up(services, dispatcher, row.id)
@@ -55,9 +58,11 @@ def sweep_once(services: Services, dispatcher: Dispatcher) -> int:
         sent += 1
     for job_id in webhooks:
         dispatcher.webhook(job_id)
-    if sent or webhooks:
-        log.info("re-sent %s orphaned jobs and %s webhooks", sent, len(webhooks))
-    return sent + len(webhooks)
+    for conversation_id in forks:
+        dispatcher.fork_log(conversation_id)
+    if sent or webhooks or forks:
+        log.info("re-sent %s orphaned jobs, %s webhooks and %s fork copies", sent, len(webhooks), len(forks))
+    return sent + len(webhooks) + len(forks)
 
 
 def _give_up(services: Services, dispatcher: Dispatcher, job_id) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from shared.cancel import Cancelled, CancelToken
+from shared.model.attachments import FILES_API_BETA, Attachment, AttachmentSource, uses_files_api, with_attachments
 from shared.model.blocks import THINKING_TYPES, AnthropicBlocks, text_of_blocks
 from shared.model.types import (ModelError, ModelReply, ModelRequest, cache_marks, connection_lost, model_error,
                                 retry_after_seconds, summary_block)
@@ -15,8 +16,11 @@ class AnthropicProvider:
     the prompt cache. `cache_ttl` is PROMPT_CACHE_TTL.
     """
 
-    def __init__(self, api_key: str, base_url: str | None, timeout: float, cache_ttl: str = "5m"):
+    def __init__(self, api_key: str, base_url: str | None, timeout: float, cache_ttl: str = "5m",
+                 attachments: AttachmentSource | None = None, files_api: bool = False):
         self.cache_ttl = cache_ttl
+        # Where attached files' bytes come from; with files_api, images and PDFs go by Files API id.
+        self.attachments, self.files_api = attachments, files_api
         import anthropic
         import httpx2
 
@@ -25,8 +29,11 @@ class AnthropicProvider:
         self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
     def complete(self, request: ModelRequest) -> ModelReply:
+        messages = with_attachments(request.messages, self.attachments, self._upload if self.files_api else None)
         params = {"model": request.model, "max_tokens": request.max_tokens,
-                  "messages": anthropic_messages(request.messages, self.cache_ttl)}
+                  "messages": anthropic_messages(messages, self.cache_ttl)}
+        if uses_files_api(messages):
+            params["extra_headers"] = {"anthropic-beta": FILES_API_BETA}
         if request.system:
             params["system"] = [{"type": "text", "text": request.system,
                                  "cache_control": _cache_control(self.cache_ttl)}]
@@ -62,6 +69,16 @@ class _StreamedReply:
     """A Messages API reply read off its stream events."""
 
     def __init__(self, blocks: AnthropicBlocks) -> None:
+    def _upload(self, attachment: Attachment) -> str:
+        """Send a file's bytes to the Files API once; its id stands for them from then on."""
+        try:
+            uploaded = self.client.beta.files.upload(file=(attachment.name, attachment.data, attachment.media_type),
+                                                     betas=[FILES_API_BETA])
+        except self._anthropic.APIError as error:
+            raise classify_anthropic(self._anthropic, error) from error
+        return uploaded.id
+
+
         self.blocks = blocks  # the content, passed to on_text / on_thinking as it streams
         self.model: str | None = None
         self.usage: dict[str, int] = {}

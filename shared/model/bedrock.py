@@ -3,6 +3,7 @@ and error kinds as the Messages API provider."""
 from __future__ import annotations
 
 from shared.cancel import Cancelled, CancelToken
+from shared.model.attachments import AttachmentSource, converse_media, with_attachments
 from shared.model.blocks import ConverseBlocks, converse_block, text_of_blocks
 from shared.model.types import (ModelError, ModelReply, ModelRequest, cache_marks, connection_lost, model_error,
                                 retry_after_seconds, summary_block)
@@ -12,10 +13,11 @@ class BedrockProvider:
     """Claude on AWS Bedrock through boto3's ConverseStream, with the same streaming,
     usage and error kinds as the Anthropic provider."""
 
-    def __init__(self, region: str, endpoint_url: str | None, timeout: float, cache_ttl: str = "5m"):
+    def __init__(self, region: str, endpoint_url: str | None, timeout: float, cache_ttl: str = "5m",
+                 attachments: AttachmentSource | None = None):
         import boto3
 
-        self.cache_ttl = cache_ttl
+        self.cache_ttl, self.attachments = cache_ttl, attachments  # where attached files' bytes come from
         from botocore.config import Config
 
         self.client = boto3.client(
@@ -27,7 +29,8 @@ class BedrockProvider:
         from botocore.exceptions import BotoCoreError, ClientError
         from urllib3.exceptions import HTTPError
 
-        params = {"modelId": request.model, "messages": bedrock_messages(request.messages, self.cache_ttl),
+        messages = with_attachments(request.messages, self.attachments)
+        params = {"modelId": request.model, "messages": bedrock_messages(messages, self.cache_ttl),
                   "inferenceConfig": {"maxTokens": request.max_tokens}}
         if request.system:
             params["system"] = [{"text": request.system}, {"cachePoint": _cache_point(self.cache_ttl)}]
@@ -83,7 +86,8 @@ def bedrock_messages(messages: list[dict], ttl: str = "5m") -> list[dict]:
 def _converse_content(content: str | list[dict]) -> list[dict]:
     if isinstance(content, str):
         return [{"text": content}]
-    return [converted for block in content if (converted := converse_block(block)) is not None]
+    return [converted for block in content
+            if (converted := converse_block(block) or converse_media(block)) is not None]
 
 
 def thinking_fields(request: ModelRequest) -> dict:

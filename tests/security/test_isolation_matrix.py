@@ -93,6 +93,13 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("DELETE", "/v1/conversations/<conversation_id>"): Row(on_fresh("/v1/conversations/{c}"), 204, 404),
     ("POST", "/v1/conversations/<conversation_id>/messages"): Row(
         on_fresh("/v1/conversations/{c}/messages", json={"content": "hi"}), 202, 404),
+    ("POST", "/v1/conversations/<conversation_id>/fork"): Row(at("/v1/conversations/{c}/fork", json={"at_seq": 2}),
+                                                              201, 404),
+    ("GET", "/v1/conversations/<conversation_id>/forks"): Row(at("/v1/conversations/{c}/forks"), 200, 404),
+    ("POST", "/v1/conversations/<conversation_id>/messages/<seq>/edit"): Row(
+        at("/v1/conversations/{c}/messages/1/edit", json={"content": "edited"}), 202, 404),
+    ("POST", "/v1/conversations/<conversation_id>/messages/<seq>/regenerate"): Row(
+        at("/v1/conversations/{c}/messages/2/regenerate"), 202, 404),
     ("GET", "/v1/jobs/<job_id>"): Row(at("/v1/jobs/{j}"), 200, 404),
     ("GET", "/v1/jobs/<job_id>/events"): Row(at("/v1/jobs/{j}/events"), 200, 404),
     ("POST", "/v1/jobs/<job_id>/cancel"): Row(at("/v1/jobs/{j}/cancel"), 409, 404),  # the job has ended

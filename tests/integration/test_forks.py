@@ -1,0 +1,300 @@
+"""Forks, edit and regenerate through the real stack: what a fork holds, its own log
+objects, deleting either side, the original left byte-identical, what reached the model,
+idempotency, the consistency checker, and the errors for a seq that is not usable."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from bench import seed
+from shared.models import Conversation, Turn
+from shared.users import get_or_create_user, issue_key
+from tests.integration.helpers import WAIT, new_conversation, say, submit, wait_job
+from tests.integration.sse import SseReader
+from tests.integration.test_turns import model_requests
+from worker.check import check
+
+QUESTIONS = ("first question", "second question", "third question")
+
+
+@pytest.fixture()
+def talked(client, alice):
+    """A conversation of three real turns (worker, offline model, log)."""
+    conversation_id = new_conversation(client, alice, name="original", system="Be brief.")
+    jobs = [say(client, alice, conversation_id, question) for question in QUESTIONS]
+    return conversation_id, jobs
+
+
+def conversation(client, headers, conversation_id: str, status: int = 200) -> dict:
+    response = client.get(f"/v1/conversations/{conversation_id}", headers=headers)
+    assert response.status_code == status, response.get_json()
+    return response.get_json()
+
+
+def post(client, headers, path: str, status: int, **kwargs) -> dict:
+    response = client.post(path, headers=headers, **kwargs)
+    assert response.status_code == status, response.get_json()
+    return response.get_json()
+
+
+def prefix_of(stack, conversation_id: str) -> str:
+    with stack.services.sessions() as session:
+        return session.get(Conversation, uuid.UUID(conversation_id)).s3_file_location
+
+
+def log_objects(stack, prefix: str) -> dict[str, bytes]:
+    """The conversation's log as stored: every object's key and exact bytes."""
+    store = stack.services.store
+    return {key: store.client.get_object(Bucket=store.bucket, Key=store.prefix + key)["Body"].read()
+            for key in store.list_keys(prefix)}
+
+
+def wait_copied(stack, conversation_id: str) -> None:
+    """Until the worker has written the fork's log objects (it clears log_copy_pending)."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        with stack.services.sessions() as session:
+            if not session.get(Conversation, uuid.UUID(conversation_id)).log_copy_pending:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the log of fork {conversation_id} was not copied within {WAIT}s")
+
+
+def findings_about(stack, *conversation_ids: str) -> list[str]:
+    report = check(stack.services, grace=3600)
+    return [f.line() for f in report.findings if any(c in f.subject or c in f.detail for c in conversation_ids)]
+
+
+def sent_with_last(stack, content: str) -> list[dict]:
+    """The messages of the model request whose newest message is `content`."""
+    matching = [r for r in model_requests(stack) if r["messages"][-1]["content"] == content]
+    assert len(matching) == 1, f"{len(matching)} requests end with {content!r}"
+    return [{"role": m["role"], "content": m["content"]} for m in matching[0]["messages"]]
+
+
+def test_a_fork_holds_the_turns_up_to_at_seq_and_is_listed(stack, client, alice, talked):
+    conversation_id, jobs = talked
+    original = conversation(client, alice, conversation_id)
+    fork = post(client, alice, f"/v1/conversations/{conversation_id}/fork", 201, json={"at_seq": 4})
+    assert fork["forked_from"] == {"conversation_id": conversation_id, "seq": 4}
+    assert (fork["name"], fork["system"], fork["model"]) == ("original", "Be brief.", original["model"])
+    assert fork["message_count"] == 4 and fork["id"] != conversation_id
+    # Nothing was spent on the fork itself.
+    assert (fork["input_tokens"], fork["output_tokens"], fork["cost_usd"]) == (0, 0, 0.0)
+    assert conversation(client, alice, fork["id"])["messages"] == original["messages"][:4]
+    assert [m["job_id"] for m in original["messages"][:4:2]] == [jobs[0]["id"], jobs[1]["id"]]
+    named = post(client, alice, f"/v1/conversations/{conversation_id}/fork", 201, json={"at_seq": 0, "name": "blank"})
+    assert (named["name"], named["message_count"], conversation(client, alice, named["id"])["messages"]) == (
+        "blank", 0, [])
+    listed = client.get(f"/v1/conversations/{conversation_id}/forks", headers=alice).get_json()
+    assert [c["id"] for c in listed["data"]] == [named["id"], fork["id"]] and listed["next_cursor"] is None
+    first = client.get(f"/v1/conversations/{conversation_id}/forks?limit=1", headers=alice).get_json()
+    rest = client.get(f"/v1/conversations/{conversation_id}/forks?limit=1&cursor={first['next_cursor']}",
+                      headers=alice).get_json()
+    assert [c["id"] for c in first["data"] + rest["data"]] == [named["id"], fork["id"]]
+    assert client.get(f"/v1/conversations/{fork['id']}/forks", headers=alice).get_json()["data"] == []
+    assert conversation(client, alice, conversation_id) == original
+
+    # The fork's own log: the two turns' entries under its own prefix, as the original's are.
+    wait_copied(stack, fork["id"])
+    fork_log, original_log = log_objects(stack, prefix_of(stack, fork["id"])), log_objects(
+        stack, prefix_of(stack, conversation_id))
+    assert [key.rsplit("/", 1)[1] for key in fork_log] == ["0000000001.json", "0000000002.json"]
+    assert [stack.services.store.get(key) for key in fork_log] == [
+        stack.services.store.get(key) for key in list(original_log)[:2]]
+    assert findings_about(stack, conversation_id, fork["id"], named["id"]) == []
+
+
+def test_the_fork_goes_on_from_its_own_turns(stack, client, alice, talked):
+    conversation_id, jobs = talked
+    fork = post(client, alice, f"/v1/conversations/{conversation_id}/fork", 201, json={"at_seq": 2})
+    reply = say(client, alice, fork["id"], "a different second question")
+    assert sent_with_last(stack, "a different second question") == [
+        {"role": "user", "content": QUESTIONS[0]}, {"role": "assistant", "content": jobs[0]["reply"]["content"]},
+        {"role": "user", "content": "a different second question"}]
+    messages = conversation(client, alice, fork["id"])["messages"]
+    assert [(m["seq"], m["content"]) for m in messages[2:]] == [
+        (3, "a different second question"), (4, reply["reply"]["content"])]
+    wait_copied(stack, fork["id"])
+    assert len(log_objects(stack, prefix_of(stack, fork["id"]))) == 2
+    assert findings_about(stack, conversation_id, fork["id"]) == []
+
+
+def test_a_fork_survives_its_parents_deletion(stack, client, alice, talked):
+    conversation_id, jobs = talked
+    fork = post(client, alice, f"/v1/conversations/{conversation_id}/fork", 201, json={"at_seq": 6})
+    # Deleted at once, maybe before the worker has written the fork's log: it is written
+    # from the fork's own rows, not from the parent's objects.
+    assert client.delete(f"/v1/conversations/{conversation_id}", headers=alice).status_code == 204
+    conversation(client, alice, conversation_id, 404)
+    wait_copied(stack, fork["id"])
+    fork_view = conversation(client, alice, fork["id"])
+    assert [m["content"] for m in fork_view["messages"][::2]] == list(QUESTIONS)
+    assert [m["content"] for m in fork_view["messages"][1::2]] == [job["reply"]["content"] for job in jobs]
+    assert fork_view["forked_from"] == {"conversation_id": conversation_id, "seq": 6}
+    entries = [stack.services.store.get(key) for key in log_objects(stack, prefix_of(stack, fork["id"]))]
+    assert [e["messages"][0]["content"] for e in entries] == list(QUESTIONS)
+    # The window is rebuilt from the fork's own turns: all three reach the model.
+    say(client, alice, fork["id"], "still there?")
+    assert [m["content"] for m in sent_with_last(stack, "still there?")[::2]] == [*QUESTIONS, "still there?"]
+    # Its turns' jobs went with the parent: not a finding.
+    assert findings_about(stack, conversation_id, fork["id"]) == []
+
+
+def test_a_parent_survives_its_forks_deletion(stack, client, alice, talked):
+    conversation_id, _ = talked
+    original, original_log = conversation(client, alice, conversation_id), log_objects(
+        stack, prefix_of(stack, conversation_id))
+    fork = post(client, alice, f"/v1/conversations/{conversation_id}/fork", 201, json={"at_seq": 6})
+    fork_prefix = prefix_of(stack, fork["id"])
+    assert client.delete(f"/v1/conversations/{fork['id']}", headers=alice).status_code == 204
+    assert conversation(client, alice, conversation_id) == original
+    assert log_objects(stack, prefix_of(stack, conversation_id)) == original_log
+    assert client.get(f"/v1/conversations/{conversation_id}/forks", headers=alice).get_json()["data"] == []
+    # Whether the worker's copy ran before or after the deletion, nothing of the fork is left.
+    from worker.forks import copy_fork_log
+    assert copy_fork_log(stack.services, fork["id"]) == 0
+    assert stack.services.store.list_keys(fork_prefix) == []
+    say(client, alice, conversation_id, "and on")
+    assert findings_about(stack, conversation_id, fork["id"]) == []
+
+
+def test_edit_forks_before_the_message_and_leaves_the_original_byte_identical(stack, client, alice, talked):
+    conversation_id, jobs = talked
+    before, before_log = conversation(client, alice, conversation_id), log_objects(
+        stack, prefix_of(stack, conversation_id))
+    answer = post(client, alice, f"/v1/conversations/{conversation_id}/messages/3/edit", 202,
+                  json={"content": "the second question, edited"})
+    fork, job = answer["conversation"], answer["job"]
+    assert fork["forked_from"] == {"conversation_id": conversation_id, "seq": 2}
+    assert job["conversation_id"] == fork["id"] and job["request"]["content"] == "the second question, edited"
+    done = wait_job(client, alice, job["id"])
+    assert done["status"] == "succeeded"
+    # The model saw turn 1, then the edited message: nothing of turns 2 and 3.
+    assert sent_with_last(stack, "the second question, edited") == [
+        {"role": "user", "content": QUESTIONS[0]}, {"role": "assistant", "content": jobs[0]["reply"]["content"]},
+        {"role": "user", "content": "the second question, edited"}]
+    assert [(m["seq"], m["content"]) for m in conversation(client, alice, fork["id"])["messages"]] == [
+        (1, QUESTIONS[0]), (2, jobs[0]["reply"]["content"]), (3, "the second question, edited"),
+        (4, done["reply"]["content"])]
+    assert conversation(client, alice, conversation_id) == before
+    assert log_objects(stack, prefix_of(stack, conversation_id)) == before_log
+    listed = client.get(f"/v1/conversations/{conversation_id}/forks", headers=alice).get_json()["data"]
+    assert [c["id"] for c in listed] == [fork["id"]]
+
+
+@pytest.mark.parametrize("seq", [3, 4])  # the turn's user message, or its reply
+def test_regenerate_resubmits_the_turns_message_in_a_fork(stack, client, alice, talked, seq):
+    conversation_id, jobs = talked
+    before, before_log = conversation(client, alice, conversation_id), log_objects(
+        stack, prefix_of(stack, conversation_id))
+    requests.delete(f"{stack.model.url}/_requests", timeout=5).raise_for_status()
+    answer = post(client, alice, f"/v1/conversations/{conversation_id}/messages/{seq}/regenerate", 202,
+                  json={"name": "again"})
+    fork, job = answer["conversation"], answer["job"]
+    assert (fork["forked_from"], fork["name"]) == ({"conversation_id": conversation_id, "seq": 2}, "again")
+    done = wait_job(client, alice, job["id"])
+    assert done["status"] == "succeeded" and job["request"]["content"] == QUESTIONS[1]
+    assert sent_with_last(stack, QUESTIONS[1]) == [
+        {"role": "user", "content": QUESTIONS[0]}, {"role": "assistant", "content": jobs[0]["reply"]["content"]},
+        {"role": "user", "content": QUESTIONS[1]}]
+    messages = conversation(client, alice, fork["id"])["messages"]
+    assert [m["content"] for m in messages] == [QUESTIONS[0], jobs[0]["reply"]["content"], QUESTIONS[1],
+                                                done["reply"]["content"]]
+    assert messages[3]["job_id"] == job["id"] != jobs[1]["id"]
+    assert conversation(client, alice, conversation_id) == before
+    assert log_objects(stack, prefix_of(stack, conversation_id)) == before_log
+
+
+def test_regenerate_without_a_body(client, alice, talked):
+    conversation_id, _ = talked
+    answer = post(client, alice, f"/v1/conversations/{conversation_id}/messages/1/regenerate", 202)
+    assert answer["conversation"]["message_count"] == 0 and answer["job"]["request"]["content"] == QUESTIONS[0]
+    assert wait_job(client, alice, answer["job"]["id"])["status"] == "succeeded"
+
+
+def test_an_edit_sent_twice_with_one_idempotency_key_makes_one_fork(client, alice, talked):
+    conversation_id, _ = talked
+    path = f"/v1/conversations/{conversation_id}/messages/5/edit"
+    key = {"Idempotency-Key": f"edit-{uuid.uuid4()}"}
+    first = post(client, {**alice, **key}, path, 202, json={"content": "third, edited"})
+    again = post(client, {**alice, **key}, path, 202, json={"content": "third, edited"})
+    assert (again["conversation"]["id"], again["job"]["id"]) == (first["conversation"]["id"], first["job"]["id"])
+    other = post(client, {**alice, **key}, path, 409, json={"content": "something else"})
+    assert other["error"]["type"] == "idempotency_key_reused"
+    wait_job(client, alice, first["job"]["id"])
+    assert len(client.get(f"/v1/conversations/{conversation_id}/forks", headers=alice).get_json()["data"]) == 1
+
+
+def test_a_seq_that_cannot_be_used_is_a_clear_400(client, alice, talked):
+    conversation_id, _ = talked
+    cases = [("fork", {"json": {"at_seq": 3}}, "at_seq: 3 is a user message"),
+             ("fork", {"json": {"at_seq": 8}}, "at_seq: 8 is beyond the conversation's last message (6)"),
+             ("fork", {"json": {"at_seq": -2}}, "at_seq"),
+             ("fork", {"json": {}}, "at_seq"),
+             ("messages/4/edit", {"json": {"content": "x"}}, "seq: 4 is a reply"),
+             ("messages/7/edit", {"json": {"content": "x"}}, "seq: 7 is beyond"),
+             ("messages/1/edit", {"json": {"content": "  "}}, "content"),
+             ("messages/0/regenerate", {}, "seq"),
+             ("messages/first/regenerate", {}, "seq"),
+             ("messages/9/regenerate", {}, "seq: 9 is beyond")]
+    before = conversation(client, alice, conversation_id)
+    for path, kwargs, message in cases:
+        error = post(client, alice, f"/v1/conversations/{conversation_id}/{path}", 400, **kwargs)["error"]
+        assert error["type"] == "invalid_request" and message in error["message"], (path, error)
+    assert conversation(client, alice, conversation_id) == before
+    assert client.get(f"/v1/conversations/{conversation_id}/forks", headers=alice).get_json()["data"] == []
+
+
+def test_another_users_conversation_is_404(client, bob, talked):
+    conversation_id, _ = talked
+    for path, body in (("fork", {"at_seq": 2}), ("messages/1/edit", {"content": "mine now"}),
+                       ("messages/1/regenerate", {})):
+        error = post(client, bob, f"/v1/conversations/{conversation_id}/{path}", 404, json=body)["error"]
+        assert error["type"] == "not_found"
+    assert client.get(f"/v1/conversations/{conversation_id}/forks", headers=bob).status_code == 404
+
+
+def test_a_turn_still_running_is_409_and_the_committed_ones_fork(stack, client, alice):
+    conversation_id = new_conversation(client, alice)
+    first = say(client, alice, conversation_id, "committed")
+    requests.post(f"{stack.model.url}/_control", json={"chunk_chars": 2, "stream_delay_ms": 1500},
+                  timeout=5).raise_for_status()
+    try:
+        job = submit(client, alice, conversation_id, "still running")
+        events = SseReader(client.get(f"/v1/jobs/{job['id']}/events", headers=alice, buffered=False))
+        while events.next_event().type != "message.delta":  # the model is answering: the turn runs
+            pass
+        for path, body in (("fork", {"at_seq": 4}), ("messages/3/edit", {"content": "x"}),
+                           ("messages/4/regenerate", {})):
+            error = post(client, alice, f"/v1/conversations/{conversation_id}/{path}", 409, json=body)["error"]
+            assert error["type"] == "turn_not_committed", error
+        fork = post(client, alice, f"/v1/conversations/{conversation_id}/fork", 201, json={"at_seq": 2})
+        events.close()
+    finally:
+        requests.post(f"{stack.model.url}/_control", json={"chunk_chars": 8, "stream_delay_ms": 0},
+                      timeout=5).raise_for_status()
+    assert wait_job(client, alice, job["id"])["status"] == "succeeded"
+    assert [m["job_id"] for m in conversation(client, alice, fork["id"])["messages"]] == [first["id"]] * 2
+
+
+def test_turns_written_before_rows_kept_entries_are_forked_too(stack, client):
+    """Older rows without their entry's copy: read from the log once, then copied."""
+    with stack.services.sessions.begin() as session:
+        user = get_or_create_user(session, f"forks-{uuid.uuid4().hex[:8]}")
+        headers = {"Authorization": f"Bearer {issue_key(session, user)}"}
+    conversation_id = seed.history(stack.services, user, 20, 30, copies=False)
+    fork = post(client, headers, f"/v1/conversations/{conversation_id}/fork", 201, json={"at_seq": 16})
+    assert client.delete(f"/v1/conversations/{conversation_id}", headers=headers).status_code == 204
+    wait_copied(stack, fork["id"])
+    messages = conversation(client, headers, fork["id"])["messages"]
+    assert len(messages) == 16 and messages[-1]["content"].startswith("turn 8 ")
+    with stack.services.sessions() as session:
+        copied = session.scalars(select(Turn.entry).where(Turn.conversation_id == uuid.UUID(fork["id"]))
+                                 .order_by(Turn.seq)).all()
+    assert [entry["seq"] for entry in copied] == list(range(1, 9))
+    assert len(log_objects(stack, prefix_of(stack, fork["id"]))) == 8
