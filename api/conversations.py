@@ -9,8 +9,8 @@ from api.context import ctx, require_user, services
 from api.errors import ApiError
 from api.forks import fork_origin
 from api.history import decode_cursor, encode_cursor, export_lines, read_all, read_page
-from api.service import (create_conversation, delete_conversation, list_conversations, own_conversation,
-                         submit_message)
+from api.service import (checked_thinking, create_conversation, delete_conversation, list_conversations,
+                         own_conversation, submit_message)
 from api.stream import SSE_RESPONSE, check_stream_slot, sse_response, wants_stream
 from shared.jobs import job_to_dict
 from shared.models import Conversation
@@ -29,6 +29,7 @@ def conversation_to_dict(conversation: Conversation) -> dict:
         "name": conversation.conversation_name,
         "system": conversation.system,
         "model": conversation.model or services().settings.default_model,
+        "thinking": conversation.thinking,
         "summary": ({"text": conversation.summary, "through_message": 2 * conversation.summary_seq}
                     if conversation.summary else None),
         "message_count": conversation.message_count,
@@ -70,8 +71,9 @@ def create(body: schemas.ConversationIn):
     """Start a conversation, optionally with its own system prompt and model."""
     user = require_user()
     _check_fields(body)
+    thinking = _stored(_thinking(body.model or services().settings.default_model, body.thinking))
     with services().sessions.begin() as session:
-        conversation = create_conversation(session, user, body.name, body.system, body.model)
+        conversation = create_conversation(session, user, body.name, body.system, body.model, thinking)
         payload = conversation_to_dict(conversation)
     return payload, 201
 
@@ -88,12 +90,13 @@ def list_(query: schemas.ListQuery):
 
 
 @blueprint.get("/<conversation_id>", responses={200: schemas.ConversationWithMessages, 404: schemas.ErrorEnvelope})
-def read(path: schemas.ConversationPath):
-    """A conversation with every message, in order."""
+def read(path: schemas.ConversationPath, query: schemas.ReadQuery):
+    """A conversation with every message, in order (replies' thinking with include=thinking)."""
     user = require_user()
     with services().sessions() as session:
         conversation = own_conversation(session, user, path.conversation_id)
-        return {**conversation_to_dict(conversation), "messages": read_all(services(), session, conversation)}
+        return {**conversation_to_dict(conversation),
+                "messages": read_all(services(), session, conversation, query.include == "thinking")}
 
 
 @blueprint.get("/<conversation_id>/messages", responses={200: schemas.MessagePage, 404: schemas.ErrorEnvelope})
@@ -106,7 +109,8 @@ def messages_page(path: schemas.ConversationPath, query: schemas.MessagesQuery):
     after = decode_cursor(query.after, "after") if query.after is not None else None
     with services().sessions() as session:
         conversation = own_conversation(session, user, path.conversation_id)
-        page = read_page(services(), session, conversation, query.limit, query.order, before, after)
+        page = read_page(services(), session, conversation, query.limit, query.order, before, after,
+                         thinking=query.include == "thinking")
     ends = [encode_cursor(page.messages[i]["seq"]) if page.messages else None for i in (0, -1)]
     return {"data": page.messages, "has_more": page.has_more, "first_cursor": ends[0], "last_cursor": ends[1]}
 
@@ -129,12 +133,29 @@ def update(path: schemas.ConversationPath, body: schemas.ConversationPatch):
     _check_fields(body)
     with services().sessions.begin() as session:
         conversation = own_conversation(session, user, path.conversation_id, lock=True)
+        changed = body.model_fields_set
+        if "thinking" in changed or ("model" in changed and conversation.thinking):  # still taken by the model?
+            model = (body.model if "model" in changed else conversation.model) or services().settings.default_model
+            conversation.thinking = _stored(_thinking(model, body.thinking if "thinking" in changed
+                                                      else conversation.thinking))
         for field, column in (("name", "conversation_name"), ("system", "system"), ("model", "model")):
             if field in body.model_fields_set:
                 setattr(conversation, column, getattr(body, field))
         session.flush()
         session.refresh(conversation)
         return conversation_to_dict(conversation)
+
+
+def _thinking(model: str, setting: schemas.ThinkingIn | dict | None) -> dict | None:
+    """A thinking setting checked against what the model takes (a 400 if it does not)."""
+    if isinstance(setting, schemas.ThinkingIn):
+        setting = setting.model_dump(exclude_none=True)
+    return checked_thinking(services(), ctx().catalog, model, setting)
+
+
+def _stored(setting: dict | None) -> dict | None:
+    """A conversation keeps no setting for thinking off (a message's override does)."""
+    return None if setting == {"type": "disabled"} else setting
 
 
 @blueprint.delete("/<conversation_id>", responses={204: None, 404: schemas.ErrorEnvelope})
@@ -158,8 +179,11 @@ def post_message(path: schemas.ConversationPath, body: schemas.MessageIn, header
         check_stream_slot()  # before the job exists: a refused stream must not leave a turn behind
     with services().sessions() as session:
         conversation = own_conversation(session, user, path.conversation_id)
+        thinking = (_thinking(conversation.model or services().settings.default_model, body.thinking)
+                    if body.thinking else None)
         job, send_now = submit_message(services(), session, user, conversation.conversation_id,
-                                       body.content, header.idempotency_key, body.on_busy, body.callback_url)
+                                       body.content, header.idempotency_key, body.on_busy, body.callback_url,
+                                       thinking=thinking)
         payload = job_to_dict(job)
     if send_now:
         ctx().dispatch(job.id)

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from api.errors import ApiError
 from shared.bootstrap import Services
 from shared.log_entry import LogEntry
+from shared.model.blocks import without_thinking
 from shared.models import Conversation, Turn
 
 log = logging.getLogger("parley.api")
@@ -67,13 +68,16 @@ def _turn_of(message_seq: int) -> int:
     return (message_seq - 1) // MESSAGES_PER_TURN + 1
 
 
-def _messages(row, raw: dict | None) -> list[dict]:
-    """A turn's messages as the API shows them; none if its log entry is missing."""
+def _messages(row, raw: dict | None, thinking: bool = False) -> list[dict]:
+    """A turn's messages as the API shows them; none if its log entry is missing. A reply's
+    thinking blocks only with `thinking` (include=thinking); without them a reply of plain
+    text is a string again."""
     if raw is None:
         log.error("log entry %s of turn %s is missing", row.log_key, row.seq)
         return []
     entry = LogEntry.from_dict(raw)
-    return [{"seq": _message_seq(row.seq, index), "role": message.role, "content": message.content,
+    return [{"seq": _message_seq(row.seq, index), "role": message.role,
+             "content": message.content if thinking or message.role != "assistant" else without_thinking(message.content),
              "created_at": message.created_at, "job_id": str(row.job_id),
              "outcome": entry.outcome if message.role == "assistant" or entry.outcome == "refused" else "complete"}
             for index, message in enumerate(entry.messages)]
@@ -120,7 +124,8 @@ class Page:
 
 
 def read_page(services: Services, session: Session, conversation: Conversation, limit: int,
-              order: Literal["asc", "desc"] = "desc", before: int | None = None, after: int | None = None) -> Page:
+              order: Literal["asc", "desc"] = "desc", before: int | None = None, after: int | None = None,
+              thinking: bool = False) -> Page:
     """Up to `limit` messages with after < seq < before, newest first unless order is asc."""
     query = _turn_rows(conversation.conversation_id)
     if before is not None:
@@ -141,15 +146,15 @@ def read_page(services: Services, session: Session, conversation: Conversation, 
     needed = {_turn_of(seq) for seq in seqs[:limit]}
     page_rows = sorted((row for row in rows if row.seq in needed), key=lambda row: row.seq)
     entries = _entries(services, page_rows, ahead=len(page_rows) or 1)
-    found = {message["seq"]: message for row in page_rows for message in _messages(row, entries[row.seq])}
+    found = {message["seq"]: message for row in page_rows for message in _messages(row, entries[row.seq], thinking)}
     return Page([found[seq] for seq in seqs[:limit] if seq in found], len(seqs) > limit)
 
 
-def read_all(services: Services, session: Session, conversation: Conversation) -> list[dict]:
+def read_all(services: Services, session: Session, conversation: Conversation, thinking: bool = False) -> list[dict]:
     """Every message, oldest first (GET /v1/conversations/{id}, the seed's /get_conversation)."""
     rows = session.execute(_turn_rows(conversation.conversation_id).order_by(Turn.seq)).all()
     entries = _entries(services, rows, READ_AHEAD)
-    return [message for row in rows for message in _messages(row, entries[row.seq])]
+    return [message for row in rows for message in _messages(row, entries[row.seq], thinking)]
 
 
 def export_lines(services: Services, conversation_id: uuid.UUID, through_turn: int) -> Iterator[bytes]:

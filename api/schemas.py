@@ -40,10 +40,24 @@ class ErrorEnvelope(BaseModel):
 MODEL_FIELD = "a model id from GET /v1/models; null for the deployment's default"
 
 
+class ThinkingIn(Strict):
+    """Extended thinking (shared/thinking.py): what GET /v1/models says the model takes."""
+    type: Literal["enabled", "adaptive", "disabled"] = Field(
+        description="enabled: think within budget_tokens (older models); adaptive: the model decides (newer ones)")
+    budget_tokens: int | None = Field(None, ge=1024, le=128_000, description="type enabled only: thinking tokens, "
+                                      "on top of MAX_TOKENS for the answer")
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = Field(
+        None, description="how much effort the model spends (output_config.effort), where the model takes it")
+
+
+THINKING_FIELD = "extended thinking for this conversation's replies; null (or type disabled) for none"
+
+
 class ConversationIn(Strict):
     name: str | None = None
     system: str | None = None
     model: str | None = Field(None, description=MODEL_FIELD)
+    thinking: ThinkingIn | None = Field(None, description=THINKING_FIELD)
 
 
 class ConversationPatch(Strict):
@@ -51,6 +65,7 @@ class ConversationPatch(Strict):
     name: str | None = None
     system: str | None = None
     model: str | None = Field(None, description=MODEL_FIELD)
+    thinking: ThinkingIn | None = Field(None, description=THINKING_FIELD)
 
 
 def _has_text(value: str) -> str:
@@ -69,6 +84,7 @@ class MessageIn(Strict):
     on_busy: Literal["enqueue", "reject"] = Field(
         "enqueue", description="while the conversation has a job queued or running: wait behind it, or 409")
     callback_url: str | None = Field(None, description="POSTed the final job, signed; see /v1/webhook-secret")
+    thinking: ThinkingIn | None = Field(None, description="this message only: overrides the conversation's thinking")
 
 
 class IdempotencyHeader(Request):
@@ -111,6 +127,7 @@ class Conversation(BaseModel):
     name: str | None
     system: str | None
     model: str = Field(description="the model that answers this conversation")
+    thinking: dict | None = Field(None, description="its extended thinking setting (ThinkingIn); null when off")
     summary: Summary | None = Field(None, description="CONTEXT_STRATEGY=summarize: what the model is told "
                                     "about messages that no longer fit its context window")
     message_count: int
@@ -126,12 +143,18 @@ class Conversation(BaseModel):
     forked_from: ForkOrigin | None = Field(None, description="set on a fork (POST .../fork, edit, regenerate)")
 
 
+class ModelThinking(BaseModel):
+    types: list[Literal["enabled", "adaptive"]] = Field(description="thinking types it accepts; empty: none")
+    efforts: list[str] = Field(description="effort levels it accepts")
+
+
 class ModelStatus(BaseModel):
     id: str
     lifecycle: Literal["active", "deprecated", "retired", "unknown"] = Field(
         description="as the provider's model list says; unknown when it could not be read")
     retires_at: str | None = Field(None, description="YYYY-MM-DD, for a deprecated model with a retirement date")
     display_name: str | None = None
+    thinking: ModelThinking | None = Field(None, description="what the model takes; null when the provider did not say")
 
 
 class ModelList(BaseModel):
@@ -143,7 +166,8 @@ class ModelList(BaseModel):
 class Message(BaseModel):
     seq: int = Field(description="the message's number in its conversation: 1, 2, …; turn n holds 2n-1 and 2n")
     role: Literal["user", "assistant"]
-    content: str
+    content: str | list[dict] = Field(description="text; content blocks (Messages API shape) when it has more than "
+                                      "text, e.g. a reply's thinking blocks with include=thinking")
     created_at: str
     job_id: str = Field(description="the job whose turn wrote this message")
     outcome: Literal["complete", "truncated", "refused"] = Field(
@@ -155,7 +179,15 @@ class ConversationWithMessages(Conversation):
     messages: list[Message]
 
 
+INCLUDE_FIELD = "thinking: replies keep their thinking blocks (with signatures); left out otherwise"
+
+
+class ReadQuery(Strict):
+    include: Literal["thinking"] | None = Field(None, description=INCLUDE_FIELD)
+
+
 class MessagesQuery(Strict):
+    include: Literal["thinking"] | None = Field(None, description=INCLUDE_FIELD)
     limit: int = Field(20, ge=1, description="at most MAX_PAGE_SIZE")
     order: Literal["desc", "asc"] = Field("desc", description="desc: newest first (a chat view); asc: oldest first")
     before: str | None = Field(None, description="a cursor: only messages older than it")
@@ -181,6 +213,8 @@ class Usage(BaseModel):
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
     cost_usd: float | None = Field(None, description="estimated from these tokens and the model's prices")
+    thinking_tokens: int | None = Field(None, description="of output_tokens (priced as output), those spent "
+                                        "thinking, when the provider says")
 
 
 def _iso_day(value: object) -> object:
@@ -228,11 +262,14 @@ class Reply(BaseModel):
         "complete", description="truncated: cut short, ask for the rest in a new message; refused: kept in the "
         "history but never sent to Claude again")
     notice: str | None = Field(None, description="what to tell the user about a refused message")
+    blocks: list[dict] | None = Field(None, description="the reply's content blocks in the Messages API's shape "
+                                      "(thinking with its signature, then text), when it has more than text")
     usage: Usage
 
 
 class JobRequest(BaseModel):
     content: str
+    thinking: dict | None = Field(None, description="this message's own thinking setting, when it had one")
 
 
 class WebhookAttempt(BaseModel):

@@ -19,6 +19,7 @@ from shared.memory import estimate_tokens
 from shared.jobs import end_job, job_to_dict, next_queued
 from shared.models import ACTIVE_STATUSES, FINAL_STATUSES, Conversation, Job, User
 from shared.storage import conversation_prefix
+from shared.thinking import ThinkingRefused, check_setting
 from shared.webhooks import ensure_secret, url_problem
 
 log = logging.getLogger("parley.api")
@@ -46,11 +47,11 @@ def own_job(session: Session, user: User, job_id: str) -> Job:
 
 
 def create_conversation(session: Session, user: User, name: str | None, system: str | None,
-                        model: str | None = None) -> Conversation:
+                        model: str | None = None, thinking: dict | None = None) -> Conversation:
     conversation_id = uuid.uuid4()
     conversation = Conversation(
         conversation_id=conversation_id, user_id=user.id, conversation_name=name, system=system, model=model,
-        s3_file_location=conversation_prefix(user.id, conversation_id))
+        thinking=thinking, s3_file_location=conversation_prefix(user.id, conversation_id))
     session.add(conversation)
     session.flush()
     session.refresh(conversation)  # server-side timestamps
@@ -89,9 +90,19 @@ def delete_conversation(services: Services, session: Session, conversation: Conv
     services.windows.delete(conversation.conversation_id)
 
 
+def checked_thinking(services: Services, catalog, model: str, setting: dict | None) -> dict | None:
+    """A thinking setting as stored, checked against what `model` takes (the provider's
+    capabilities, shared/thinking.py); a 400 saying why not."""
+    try:
+        return check_setting(setting, model, catalog.thinking(model), services.settings.max_tokens)
+    except ThinkingRefused as refused:
+        raise ApiError(400, "invalid_request", str(refused)) from None
+
+
 def submit_message(services: Services, session: Session, user: User, conversation_id: uuid.UUID,
                    content: str | list[dict], idempotency_key: str | None, on_busy: str = "enqueue",
-                   callback_url: str | None = None, attachments: list[str] | None = None) -> tuple[Job, bool]:
+                   callback_url: str | None = None, attachments: list[str] | None = None,
+                   thinking: dict | None = None) -> tuple[Job, bool]:
     """Record a job for one user message; returns (job, whether it must be dispatched now).
 
     The conversation row is locked so a submit and a finishing turn agree on
@@ -132,7 +143,8 @@ def submit_message(services: Services, session: Session, user: User, conversatio
                        "retry when it ends, or send with on_busy=enqueue.")
     # Every column given or server-set: the INSERT's RETURNING fills the rest, no reload needed.
     job = Job(id=uuid.uuid4(), user_id=user.id, conversation_id=conversation_id, status="queued",
-              request={"content": content, **({"attachments": attachments} if attachments else {})},
+              request={"content": content, **({"attachments": attachments} if attachments else {}),
+                       **({"thinking": thinking} if thinking else {})},
               idempotency_key=idempotency_key, callback_url=callback_url,
               reply=None, error=None, started_at=None, finished_at=None, lease_expires_at=None, worker=None,
               webhook_status=None, webhook_next_at=None)

@@ -13,10 +13,11 @@ import logging
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Iterable, Literal
 
 from shared.config import ConfigError, Settings
+from shared.thinking import ThinkingSupport, bedrock_support, support_from_capabilities
 
 log = logging.getLogger("parley.models")
 
@@ -32,6 +33,11 @@ class ModelStatus:
     lifecycle: Lifecycle
     retires_at: str | None = None  # YYYY-MM-DD, when the provider has scheduled it
     display_name: str | None = None
+    thinking: ThinkingSupport | None = None  # None when the provider did not say
+
+    def describe(self) -> dict:
+        return {"id": self.id, "lifecycle": self.lifecycle, "retires_at": self.retires_at,
+                "display_name": self.display_name, "thinking": self.thinking.describe() if self.thinking else None}
 
 
 class CatalogUnavailable(Exception):
@@ -76,7 +82,8 @@ def _anthropic_statuses(settings: Settings, model_ids: list[str]) -> tuple[dict[
                 except anthropic.NotFoundError:
                     statuses[model_id] = ModelStatus(model_id, "unknown")
                     continue
-            statuses[model_id] = ModelStatus(model_id, info.lifecycle, _day(info.retires_at), info.display_name)
+            statuses[model_id] = ModelStatus(model_id, info.lifecycle, _day(info.retires_at), info.display_name,
+                                             support_from_capabilities(info.capabilities, info.max_tokens))
         return statuses, [model_id for model_id, info in listed.items() if info.lifecycle == "active"]
     except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as error:
         raise ConfigError(f"ANTHROPIC_API_KEY: the Models API refused it ({error.status_code})") from None
@@ -117,7 +124,7 @@ def _bedrock_statuses(settings: Settings, model_ids: list[str]) -> tuple[dict[st
         lifecycle = summary.get("modelLifecycle") or {}
         stage = "deprecated" if lifecycle.get("status") == "LEGACY" else "active"
         statuses[model_id] = ModelStatus(model_id, stage, _day(lifecycle.get("endOfLifeTime")),
-                                         summary.get("modelName"))
+                                         summary.get("modelName"), bedrock_support(model_id))
     active = [s["modelId"] for s in summaries if (s.get("modelLifecycle") or {}).get("status") == "ACTIVE"]
     return statuses, active
 
@@ -170,8 +177,16 @@ class ModelCatalog:
 
     def describe(self) -> list[dict]:
         statuses = self._current()
-        return [asdict(statuses.get(model_id) or ModelStatus(model_id, "unknown"))
+        return [(statuses.get(model_id) or ModelStatus(model_id, "unknown")).describe()
                 for model_id in sorted(self.settings.model_choices)]
+
+    def thinking(self, model_id: str) -> ThinkingSupport | None:
+        """What the model accepts for thinking; None when the provider's list could not be read.
+        Bedrock lists no capabilities: its rule needs no list."""
+        if self.settings.llm_provider == "bedrock":
+            return bedrock_support(model_id)
+        status = self._current().get(model_id)
+        return status.thinking if status else None
 
     def _current(self) -> dict[str, ModelStatus]:
         with self._lock:

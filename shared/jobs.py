@@ -32,6 +32,8 @@ def job_to_dict(job: Job) -> dict:
         "reply": job.reply,
         "error": job.error,
     }
+    if job.request.get("thinking"):  # this message's own thinking setting
+        body["request"]["thinking"] = job.request["thinking"]
     if job.callback_url:
         body["webhook"] = {"url": job.callback_url, "status": job.webhook_status or "waiting",
                            "attempts": job.webhook_attempts or []}

@@ -68,6 +68,8 @@ class Conversation(Base):
     cache_creation_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cache_read_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     model: Mapped[str | None] = mapped_column(Text, nullable=True)  # one of ALLOWED_MODELS; default if None
+    # Extended thinking for its replies (shared/thinking.py), checked against the model when set; None: off.
+    thinking: Mapped[dict | None] = mapped_column(JSONB(none_as_null=True), nullable=True)
     # CONTEXT_STRATEGY=summarize: the model's summary of turns 1..summary_seq.
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)
     summary_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -36,6 +36,7 @@ from sqlalchemy import text
 
 from shared.bootstrap import Services
 from shared.log_entry import LogEntry
+from shared.model.blocks import content_text
 from worker.retry import LONGEST_RETRY_SECONDS
 
 _LOG_KEY = re.compile(r"^(?P<prefix>.+/)turns/(?P<seq>\d+)\.json$")
@@ -188,7 +189,7 @@ def _compare_entry(services: Services, report: Report, subject: str, turn) -> No
         report.add("wrong_log", subject, f"{turn.log_key} holds job {entry.job_id} seq {entry.seq}, "
                    f"not job {turn.job_id} seq {turn.seq}")
         return
-    replies = [m.content for m in entry.messages if m.role == "assistant"]
+    replies = [content_text(m.content) for m in entry.messages if m.role == "assistant"]  # the job keeps the text
     if turn.reply and replies != [turn.reply.get("content")]:
         report.add("wrong_log", subject, f"{turn.log_key}: the reply differs from job {turn.job_id}'s")
         return

@@ -162,3 +162,26 @@ def without_thinking(content):
     if all(block.get("type") == "text" and set(block) == {"type", "text"} for block in kept):
         return text_of_blocks(kept)
     return kept
+
+
+def assistant_content(blocks, text: str) -> str | list[dict]:
+    """What a reply stores and sends back: its blocks when it has more than plain text
+    (thinking, tool calls, citations), else the text, as every reply was before blocks."""
+    if any(block.get("type") != "text" or set(block) != {"type", "text"} for block in blocks):
+        return [dict(block) for block in blocks]
+    return text
+
+
+def visible_tokens(output_tokens: int, thinking_tokens: int, blocks) -> int:
+    """A reply's size in the window: its output less its thinking, which the API does not
+    count again when earlier turns' thinking blocks are sent back (the context-windows
+    guide). The thinking's size is the provider's figure, else an estimate from its text."""
+    if not thinking_tokens:
+        thinking_tokens = sum(max(1, (len(block.get("thinking") or block.get("data", "")) + 3) // 4)
+                              for block in blocks if block.get("type") in THINKING_TYPES)
+    return max(1, output_tokens - thinking_tokens)
+
+
+def content_text(content) -> str:
+    """A message's text, whatever its shape (a summary or a check reads only the words)."""
+    return content if isinstance(content, str) else text_of_blocks(content)
