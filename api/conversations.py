@@ -183,7 +183,7 @@ def post_message(path: schemas.ConversationPath, body: schemas.MessageIn, header
                     if body.thinking else None)
         job, send_now = submit_message(services(), session, user, conversation.conversation_id,
                                        body.content, header.idempotency_key, body.on_busy, body.callback_url,
-                                       thinking=thinking)
+                                       body.attachments, thinking=thinking)
         payload = job_to_dict(job)
     if send_now:
         ctx().dispatch(job.id)

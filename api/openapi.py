@@ -40,6 +40,8 @@ def complete(spec: dict, settings: Settings) -> dict:
                 continue
             _bound_parameters(operation, settings)
             _envelope_errors(operation)
+            if (path, method) == ("/v1/files", "post"):  # read by hand (api/files.py), documented here
+                operation["requestBody"] = UPLOAD_BODY
             if (path, method) in SEED_BODIES:
                 model, required, description = SEED_BODIES[(path, method)]
                 operation["requestBody"] = {"required": required, "description": description, "content": {
@@ -69,6 +71,8 @@ LINKS = {
         "$response.body#/job/id", "job_id", [("/v1/jobs/{job_id}", "get"), ("/v1/jobs/{job_id}/events", "get")]),
     ("/v1/conversations/{conversation_id}/messages/{seq}/regenerate", "post", "202"): (
         "$response.body#/job/id", "job_id", [("/v1/jobs/{job_id}", "get"), ("/v1/jobs/{job_id}/events", "get")]),
+    ("/v1/files", "post", "201"): ("$response.body#/id", "file_id", [
+        ("/v1/files/{file_id}", "get"), ("/v1/files/{file_id}/content", "get"), ("/v1/files/{file_id}", "delete")]),
     ("/new_chat", "post", "201"): ("$response.body#/conversation_id", "conversation_id", [
         ("/get_conversation", "get")]),
 }
@@ -148,6 +152,10 @@ SEED_BODIES = {
     ("/v1/conversations/{conversation_id}/messages/{seq}/regenerate", "post"): (
         RegenerateIn, False, "optional: the fork's name and a callback URL"),
 }
+UPLOAD_BODY = {"required": True, "description": "the file, in a part named `file`; its type is judged from its bytes",
+               "content": {"multipart/form-data": {"schema": {
+                   "type": "object", "required": ["file"],
+                   "properties": {"file": {"type": "string", "format": "binary"}}}}}}
 # Request bodies whose strings the server refuses with NUL characters (api/strict_json.py).
 FORK_BODIES = ("ForkIn", "EditIn", "RegenerateIn")
 BODIES = ("ConversationIn", "ConversationPatch", "MessageIn", "ChatIn", "NewChatIn", "SeedConversationBody",

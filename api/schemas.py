@@ -79,8 +79,13 @@ def _has_text(value: str) -> str:
 MessageText = Annotated[str, Field(min_length=1, json_schema_extra={"pattern": r"\S"}), AfterValidator(_has_text)]
 
 
+FileId = Annotated[str, Field(pattern=r"^file_[0-9a-f]{32}$", description="an id from POST /v1/files")]
+
+
 class MessageIn(Strict):
     content: MessageText
+    attachments: list[FileId] = Field(default_factory=list, description="files sent with the message, in "
+                                      "order, as image or document blocks before its text (POST /v1/files)")
     on_busy: Literal["enqueue", "reject"] = Field(
         "enqueue", description="while the conversation has a job queued or running: wait behind it, or 409")
     callback_url: str | None = Field(None, description="POSTed the final job, signed; see /v1/webhook-secret")
@@ -207,6 +212,38 @@ class ConversationPage(BaseModel):
     next_cursor: str | None
 
 
+# Attachments (api/files.py).
+
+
+class FileOut(BaseModel):
+    id: str = Field(description="file_…; attach it with POST .../messages {\"attachments\": [id]}")
+    name: str
+    media_type: Literal["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain",
+                        "text/markdown", "text/csv", "application/json"] = Field(
+        description="judged from the bytes, never from the client's content type")
+    kind: Literal["image", "document"] = Field(description="the content block it becomes")
+    size_bytes: int
+    sha256: str
+    width: int | None = Field(None, description="images: pixels")
+    height: int | None = None
+    pages: int | None = Field(None, description="PDFs")
+    token_estimate: int = Field(description="what it adds to the context window until the model counts it")
+    created_at: str
+
+
+class FilePage(BaseModel):
+    data: list[FileOut]
+    next_cursor: str | None
+
+
+class FilePath(Request):
+    file_id: str
+
+
+class FileDeleteQuery(Strict):
+    force: bool = Field(False, description="delete even if a conversation's context window still sends it")
+
+
 class Usage(BaseModel):
     input_tokens: int
     output_tokens: int
@@ -269,6 +306,7 @@ class Reply(BaseModel):
 
 class JobRequest(BaseModel):
     content: str
+    attachments: list[str] | None = Field(None, description="the message's file ids, when it had any")
     thinking: dict | None = Field(None, description="this message's own thinking setting, when it had one")
 
 
@@ -378,7 +416,8 @@ class SeedConversationBody(Strict):
 
 class SeedMessage(BaseModel):
     role: Literal["user", "assistant"]
-    content: str
+    content: str | list[dict] = Field(description="text; content blocks (Messages API shape) when it has more than "
+                                      "text, e.g. a user message's attachments (file references) before its text")
 
 
 class SeedConversation(BaseModel):

@@ -15,8 +15,8 @@ from api.errors import ApiError, not_found
 from api.file_service import message_files, record_references, split_content
 from api.limits import enforce_token_quota
 from shared.bootstrap import Services
-from shared.memory import estimate_tokens
 from shared.jobs import end_job, job_to_dict, next_queued
+from shared.memory import estimate_tokens
 from shared.models import ACTIVE_STATUSES, FINAL_STATUSES, Conversation, Job, User
 from shared.storage import conversation_prefix
 from shared.thinking import ThinkingRefused, check_setting
@@ -111,6 +111,7 @@ def submit_message(services: Services, session: Session, user: User, conversatio
     The user's row is locked first, so the in-flight cap holds under concurrency.
     """
     settings = services.settings
+    content, attachments = split_content(content, attachments)
     if len(content) > settings.max_message_chars:
         raise ApiError(413, "message_too_large", f"content: longer than {settings.max_message_chars} characters.")
     if callback_url is not None and (problem := url_problem(callback_url)):
@@ -123,7 +124,6 @@ def submit_message(services: Services, session: Session, user: User, conversatio
     enforce_token_quota(services, user)
     if callback_url is not None:
         ensure_secret(session, user.id)  # deliveries are signed with it; also locks the user's row
-    content, attachments = split_content(content, attachments)
     else:
         # NO KEY UPDATE: serializes this user's submits without blocking foreign-key checks
         # (a finishing turn's usage row), which would deadlock against the conversation lock.

@@ -5,6 +5,7 @@ import time
 from urllib.parse import unquote
 
 from offline_model import catalog
+from offline_model.media import attachment_note, from_converse_media, media_key, received_in
 from offline_model.messages import BadRequest, paced, prompt_tokens, text_of, validate_messages
 from offline_model.thinking import (converse_frames, from_converse, signature_problem, thinking_problem,
                                     thinking_tokens, thinks, thought_blocks)
@@ -35,9 +36,11 @@ class ConverseRoutes:
             return
         try:
             messages = validate_messages({"messages": [
-                {"role": m.get("role"), "content": [from_converse(b) for b in m.get("content", [])
-                                                    if "text" in b or "reasoningContent" in b]}
+                {"role": m.get("role"), "content": [converted or from_converse(b) for b in m.get("content", [])
+                                                    if (converted := from_converse_media(b))
+                                                    or "text" in b or "reasoningContent" in b]}
                 for m in body.get("messages") or []]})
+            media = received_in(messages, {}, "")
             extra = body.get("additionalModelRequestFields") or {}
             thinking = extra.get("thinking")
             if problem := (thinking_problem(model_id, thinking, (body.get("inferenceConfig") or {}).get("maxTokens"),
@@ -52,13 +55,15 @@ class ConverseRoutes:
         if self._fault_before_output(fault, BEDROCK_ERRORS, self._send_bedrock_error):
             return
         reply, stop_reason = reply_text(messages, text_of, (body.get("inferenceConfig") or {}).get("maxTokens"))
+        reply += attachment_note(media) if stop_reason == "end_turn" else ""
         if scripted := scripted_answer(messages, text_of):  # Converse reports a refusal as content_filtered
             reply, stop_reason = scripted[0], "content_filtered" if scripted[1] == "refusal" else scripted[1]
         system_text = "".join(b.get("text", "") for b in body.get("system") or [])
-        input_tokens = prompt_tokens(messages, system_text)
+        input_tokens = prompt_tokens(messages, system_text) + sum(r.tokens for m in media for r in m)
         try:
             with self.server.lock:
-                cached = self.server.cache.usage(path.split("/")[2], bedrock_blocks(body), input_tokens,
+                cached = self.server.cache.usage(path.split("/")[2], bedrock_blocks(body, media_key(media)),
+                                                 input_tokens,
                                                  time.monotonic() + self.server.clock_offset)
         except TooManyBreakpoints as exc:
             self._send_bedrock_error(400, "ValidationException", str(exc), {})

@@ -13,6 +13,7 @@ from typing import Any
 
 from offline_model import catalog
 from offline_model.converse import ConverseRoutes
+from offline_model.media import FilesApiRoutes, attachment_note, media_key, received_in
 from offline_model.messages import BadRequest, paced, prompt_tokens, text_of, validate_messages
 from offline_model.models_api import ModelsApiRoutes
 from offline_model.thinking import block_events, signature_problem, thinking_problem, thinking_tokens, thinks, \
@@ -50,11 +51,12 @@ class OfflineHTTPServer(ThreadingHTTPServer):
         # so a test or the bench can let entries expire without waiting.
         self.clock_offset = 0.0
         self.lifecycle: dict[str, str] = {}  # model id -> stage, overriding the catalog's
+        self.files: dict[str, dict] = {}  # Files API uploads: id -> data, media_type, filename
         # Set on shutdown so in-flight delays end promptly instead of holding threads.
         self.stopping = threading.Event()
 
 
-class Handler(ModelsApiRoutes, ConverseRoutes, BaseHTTPRequestHandler):
+class Handler(ModelsApiRoutes, ConverseRoutes, FilesApiRoutes, BaseHTTPRequestHandler):
     """Routes /v1/messages plus the test-only /_control, /_requests and /healthz."""
 
     server: OfflineHTTPServer
@@ -110,10 +112,11 @@ class Handler(ModelsApiRoutes, ConverseRoutes, BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._dispatch({"/healthz": self._healthz, "/_requests": self._list_requests, "/v1/models": self._models,
-                        "/foundation-models": self._foundation_models})
+                        "/foundation-models": self._foundation_models,
+                        "/_files": self._list_files})
 
     def do_POST(self) -> None:
-        self._dispatch({"/v1/messages": self._messages, "/_control": self._control})
+        self._dispatch({"/v1/messages": self._messages, "/_control": self._control, "/v1/files": self._upload_file})
 
     def do_DELETE(self) -> None:
         self._dispatch({"/_requests": self._clear_requests})
@@ -211,17 +214,21 @@ class Handler(ModelsApiRoutes, ConverseRoutes, BaseHTTPRequestHandler):
                                         (body.get("output_config") or {}).get("effort"))
                        or signature_problem(messages)):
             raise BadRequest(problem)
+        with self.server.lock:
+            media = received_in(messages, dict(self.server.files), self.headers.get("anthropic-beta") or "")
         if self._fault_before_output(fault, ANTHROPIC_ERRORS, self._send_anthropic_error):
             return
 
         reply, stop_reason = reply_text(messages, text_of, body.get("max_tokens"))
+        reply += attachment_note(media) if stop_reason == "end_turn" else ""
         stop_details = None
         if scripted := scripted_answer(messages, text_of):
             reply, stop_reason, stop_details = scripted
-        input_tokens = prompt_tokens(messages, text_of(body.get("system")))
+        input_tokens = prompt_tokens(messages, text_of(body.get("system"))) + sum(r.tokens for m in media for r in m)
         try:
             with self.server.lock:
-                usage = self.server.cache.usage(body.get("model"), anthropic_blocks(body, text_of), input_tokens,
+                usage = self.server.cache.usage(body.get("model"), anthropic_blocks(body, text_of, media_key(media)),
+                                                input_tokens,
                                                 time.monotonic() + self.server.clock_offset)
         except TooManyBreakpoints as exc:
             raise BadRequest(str(exc)) from None

@@ -212,7 +212,9 @@ def _ttl(marker: object) -> str | None:
     return (marker.get("ttl") or "5m") if isinstance(marker, dict) else None
 
 
-def anthropic_blocks(body: dict, text_of) -> list[Block]:
+def anthropic_blocks(body: dict, text_of, media=None) -> list[Block]:
+    """The prompt's blocks; `media` (offline_model/media.py media_key) gives an image or
+    document block's identity and tokens."""
     blocks = []
     system = body.get("system")
     if isinstance(system, str):
@@ -224,15 +226,17 @@ def anthropic_blocks(body: dict, text_of) -> list[Block]:
         content = message["content"]
         items = [{"text": content}] if isinstance(content, str) else [b for b in content if isinstance(b, dict)]
         for i, item in enumerate(items):
-            text = message["role"] + ":" + item.get("text", "")
+            text, tokens = message["role"] + ":" + item.get("text", ""), estimate_tokens(item.get("text", ""))
+            if media is not None and (found := media(item)):
+                text, tokens = message["role"] + ":" + found[0], found[1]
             framing = FRAMING_TOKENS if i == 0 else 0
-            blocks.append(Block(text, estimate_tokens(item.get("text", "")) + framing, _ttl(item.get("cache_control"))))
+            blocks.append(Block(text, tokens + framing, _ttl(item.get("cache_control"))))
     if isinstance(body.get("cache_control"), dict) and blocks:  # automatic caching: the last block
         blocks[-1] = Block(blocks[-1].text, blocks[-1].tokens, _ttl(body["cache_control"]))
     return blocks
 
 
-def bedrock_blocks(body: dict) -> list[Block]:
+def bedrock_blocks(body: dict, media=None) -> list[Block]:
     """Bedrock marks a breakpoint with a `cachePoint` block after the blocks it covers."""
     blocks: list[Block] = []
 
@@ -244,6 +248,9 @@ def bedrock_blocks(body: dict) -> list[Block]:
             elif "text" in item:
                 framing = FRAMING_TOKENS if prefix and first else 0
                 blocks.append(Block(prefix + item["text"], estimate_tokens(item["text"]) + framing))
+                first = False
+            elif media is not None and (found := media(item)):
+                blocks.append(Block(prefix + found[0], found[1] + (FRAMING_TOKENS if prefix and first else 0)))
                 first = False
 
     add(body.get("system") or [], "")

@@ -207,6 +207,7 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         url = self.require("database_url")
         return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
     @property
     def upload_limits(self):
         """The attachment caps in force: the settings, lowered to Bedrock's where it is the provider."""
@@ -215,7 +216,6 @@ class Settings(BaseSettings):
         caps = Limits(self.max_image_bytes, self.max_image_side_px, self.max_pdf_bytes, self.max_pdf_pages,
                       self.max_text_file_bytes)
         return caps.within(BEDROCK_LIMITS) if self.llm_provider == "bedrock" else caps
-
 
     @property
     def celery_broker_url(self) -> str:

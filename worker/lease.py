@@ -50,9 +50,10 @@ class Claim:
     job_id: uuid.UUID
     user_id: uuid.UUID
     conversation_id: uuid.UUID
-    content: str
+    content: str | list[dict]  # the request's text; blocks once its attachments are added (shared/files.py)
     attempt: int
     created_at: object
+    attachments: tuple[str, ...] = ()  # file ids, in the order attached
 
 
 def claim(services: Services, job_id: uuid.UUID, worker: str | None = None) -> Claim | None:
@@ -62,7 +63,8 @@ def claim(services: Services, job_id: uuid.UUID, worker: str | None = None) -> C
                      "max_attempts": services.settings.max_job_attempts}).first()
     if row is None:
         return None
-    return Claim(row.id, row.user_id, row.conversation_id, row.request["content"], row.attempts, row.created_at)
+    return Claim(row.id, row.user_id, row.conversation_id, row.request["content"], row.attempts, row.created_at,
+                 tuple(row.request.get("attachments") or ()))
 
 
 def renew(services: Services, claim: Claim) -> bool:

@@ -5,7 +5,7 @@ import hashlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import redis
@@ -13,10 +13,11 @@ from sqlalchemy import exc as sql_errors, func, select
 
 from shared.bootstrap import Services
 from shared.cancel import Cancelled, CancelToken
+from shared.files import user_content
 from shared.jobs import announce_end, end_job, next_queued
 from shared.log_entry import LogEntry, LoggedMessage
 from shared.logs import bind_context
-from shared.memory import ConversationMemory, estimate_tokens
+from shared.memory import ConversationMemory, content_tokens
 from shared.model import ModelError, ModelReply, ModelRequest
 from shared.model.blocks import assistant_content, visible_tokens
 from shared.models import Conversation, Job, Turn
@@ -118,7 +119,8 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
 
     memory = load_window(services, conversation)
     seq = conversation.turn_count + 1
-    memory.update_memory("user", held.content, estimate_tokens(held.content), seq=seq)
+    held = replace(held, content=user_content(services.sessions, held.user_id, held.content, held.attachments))
+    memory.update_memory("user", held.content, content_tokens(held.content), seq=seq)
     try:
         request = _model_request(services, conversation, memory, held, live, token)
     except ModelError as refused:  # nothing was sent

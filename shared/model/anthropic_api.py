@@ -64,11 +64,6 @@ class AnthropicProvider:
             raise
         return reply.finish(request.model)
 
-
-class _StreamedReply:
-    """A Messages API reply read off its stream events."""
-
-    def __init__(self, blocks: AnthropicBlocks) -> None:
     def _upload(self, attachment: Attachment) -> str:
         """Send a file's bytes to the Files API once; its id stands for them from then on."""
         try:
@@ -79,6 +74,10 @@ class _StreamedReply:
         return uploaded.id
 
 
+class _StreamedReply:
+    """A Messages API reply read off its stream events."""
+
+    def __init__(self, blocks: AnthropicBlocks) -> None:
         self.blocks = blocks  # the content, passed to on_text / on_thinking as it streams
         self.model: str | None = None
         self.usage: dict[str, int] = {}

@@ -47,8 +47,8 @@ class World:
         view = {"list": get("/v1/conversations?limit=100"), "job": get(f"/v1/jobs/{self.job_id}")}
         for conversation_id in [self.conversation_id, *self.fresh_ids[-1:]]:
             view[conversation_id] = get(f"/v1/conversations/{conversation_id}")
-        for path in ("/v1/webhook-secret", "/v1/usage"):
-            if ("GET", path) in routes(self.client.application):
+        for path in ("/v1/webhook-secret", "/v1/usage", "/v1/files?limit=100"):
+            if ("GET", path.split("?")[0]) in routes(self.client.application):
                 view[path] = get(path)
         return view
 
@@ -70,6 +70,22 @@ def at(path: str, **kwargs) -> Request:
 
 def on_fresh(path: str, **kwargs) -> Request:
     return lambda w: (path.format(c=w.fresh_conversation()), kwargs)
+
+
+def png_upload() -> dict:
+    from io import BytesIO
+
+    from tests.media import png
+    return {"data": {"file": (BytesIO(png(8, 8)), "dot.png")}, "content_type": "multipart/form-data"}
+
+
+def on_file(path: str, **kwargs) -> Request:
+    """A new file of the owner's, for a request that reads or deletes one."""
+    def request(w: World) -> tuple[str, dict]:
+        response = w.client.post("/v1/files", headers=w.headers["owner"], **png_upload())
+        assert response.status_code == 201, response.get_json()
+        return path.format(f=response.get_json()["id"]), kwargs
+    return request
 
 
 def chat(w: World) -> tuple[str, dict]:
@@ -103,6 +119,11 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/jobs/<job_id>"): Row(at("/v1/jobs/{j}"), 200, 404),
     ("GET", "/v1/jobs/<job_id>/events"): Row(at("/v1/jobs/{j}/events"), 200, 404),
     ("POST", "/v1/jobs/<job_id>/cancel"): Row(at("/v1/jobs/{j}/cancel"), 409, 404),  # the job has ended
+    ("POST", "/v1/files"): Row(lambda w: ("/v1/files", png_upload()), 201, 201),
+    ("GET", "/v1/files"): Row(at("/v1/files"), 200, 200),
+    ("GET", "/v1/files/<file_id>"): Row(on_file("/v1/files/{f}"), 200, 404),
+    ("GET", "/v1/files/<file_id>/content"): Row(on_file("/v1/files/{f}/content"), 200, 404),
+    ("DELETE", "/v1/files/<file_id>"): Row(on_file("/v1/files/{f}"), 204, 404),
     ("GET", "/v1/usage"): Row(at("/v1/usage"), 200, 200),
     ("GET", "/v1/models"): Row(at("/v1/models"), 200, 200),
     ("GET", "/v1/webhook-secret"): Row(at("/v1/webhook-secret"), 200, 200),
