@@ -29,7 +29,8 @@ class Price:
 
     def cost(self, usage: dict, ttl: str = "5m") -> Decimal:
         """USD for one call's usage (input_tokens, output_tokens, cache_creation_input_tokens,
-        cache_read_input_tokens); cache writes at the price of the entries' `ttl`."""
+        cache_read_input_tokens); cache writes at the price of the entries' `ttl`. Extended
+        thinking is billed as output: its tokens are inside output_tokens, so they are priced here."""
         write = self.cache_write_1h if ttl == "1h" else self.cache_write_5m
         parts = ((usage.get("input_tokens", 0), self.input), (usage.get("output_tokens", 0), self.output),
                  (usage.get("cache_creation_input_tokens", 0), write),
