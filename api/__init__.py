@@ -34,13 +34,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     init_rate_limits(app, settings)  # before authentication: a flood of bad keys is counted too
     app.before_request(require_key_by_default)
 
-    from api import conversations, files, fork_routes, health, jobs, seed, usage, webhooks
+    from api import conversations, files, fork_routes, health, jobs, seed, tool_results, usage, webhooks
 
     app.register_api(health.blueprint)
     app.register_api(conversations.blueprint)
     app.register_api(conversations.models_blueprint)
     app.register_api(fork_routes.blueprint)
     app.register_api(jobs.blueprint)
+    app.register_api(tool_results.blueprint)
     app.register_api(files.blueprint)
     app.register_api(seed.blueprint)
     app.register_api(webhooks.blueprint)

@@ -12,6 +12,7 @@ from api.history import decode_cursor, encode_cursor, export_lines, read_all, re
 from api.service import (checked_thinking, create_conversation, delete_conversation, list_conversations,
                          own_conversation, submit_message)
 from api.stream import SSE_RESPONSE, check_stream_slot, sse_response, wants_stream
+from api.tool_results import message_tools, set_conversation_tools
 from shared.jobs import job_to_dict
 from shared.models import Conversation
 
@@ -30,6 +31,8 @@ def conversation_to_dict(conversation: Conversation) -> dict:
         "system": conversation.system,
         "model": conversation.model or services().settings.default_model,
         "thinking": conversation.thinking,
+        "tools": conversation.tools,
+        "tool_choice": conversation.tool_choice,
         "summary": ({"text": conversation.summary, "through_message": 2 * conversation.summary_seq}
                     if conversation.summary else None),
         "message_count": conversation.message_count,
@@ -74,6 +77,7 @@ def create(body: schemas.ConversationIn):
     thinking = _stored(_thinking(body.model or services().settings.default_model, body.thinking))
     with services().sessions.begin() as session:
         conversation = create_conversation(session, user, body.name, body.system, body.model, thinking)
+        set_conversation_tools(conversation, body)
         payload = conversation_to_dict(conversation)
     return payload, 201
 
@@ -141,6 +145,7 @@ def update(path: schemas.ConversationPath, body: schemas.ConversationPatch):
         for field, column in (("name", "conversation_name"), ("system", "system"), ("model", "model")):
             if field in body.model_fields_set:
                 setattr(conversation, column, getattr(body, field))
+        set_conversation_tools(conversation, body)
         session.flush()
         session.refresh(conversation)
         return conversation_to_dict(conversation)
@@ -183,7 +188,7 @@ def post_message(path: schemas.ConversationPath, body: schemas.MessageIn, header
                     if body.thinking else None)
         job, send_now = submit_message(services(), session, user, conversation.conversation_id,
                                        body.content, header.idempotency_key, body.on_busy, body.callback_url,
-                                       body.attachments, thinking=thinking)
+                                       body.attachments, thinking=thinking, tools=message_tools(body))
         payload = job_to_dict(job)
     if send_now:
         ctx().dispatch(job.id)

@@ -8,6 +8,7 @@ from api.context import ctx, require_user, services
 from api.errors import ApiError
 from api.service import cancel_job, is_final, own_job
 from api.stream import SSE_RESPONSE, hold_stream_slot, resume_point, sse_response
+from api.tool_results import cancel_tool_calls
 from shared.jobs import announce_end, job_to_dict
 from shared.models import User
 
@@ -47,8 +48,9 @@ def read(path: schemas.JobPath, query: schemas.WaitQuery):
 @blueprint.get("/<job_id>/events", responses={200: SSE_RESPONSE})
 def events(path: schemas.JobPath, query: schemas.EventsQuery):
     """The job's events as Server-Sent Events: `job.queued`, `job.started`,
-    `message.delta` {text}, `message.reset`, then one of `job.succeeded`,
-    `job.failed`, `job.cancelled`. Resume with `Last-Event-ID` or `?after=N`."""
+    `message.delta` {text}, `message.reset`, `tool.call` {id, name, input}, then one of
+    `job.succeeded`, `job.failed`, `job.cancelled`, `job.requires_action`.
+    Resume with `Last-Event-ID` or `?after=N`."""
     user = require_user()
     after = resume_point(query.after)
     with services().sessions() as session:
@@ -59,9 +61,14 @@ def events(path: schemas.JobPath, query: schemas.EventsQuery):
 @blueprint.post("/<job_id>/cancel", responses={200: schemas.Job, 409: schemas.ErrorEnvelope})
 def cancel(path: schemas.JobPath):
     """Cancel a job: a queued one never runs, a running one stops its model call
-    and writes no turn. A job that already ended answers 409."""
+    and writes no turn; a requires_action job's tool calls are answered with an error
+    result ("cancelled by the user") and Claude's reply to it is queued, so the
+    conversation stays valid. A job that already ended answers 409."""
     user = require_user()
     with services().sessions() as session:
-        job, next_job = cancel_job(session, own_job(session, user, path.job_id))
+        job = own_job(session, user, path.job_id)
+        if job.status == "requires_action" and job.continued_by is None:
+            return cancel_tool_calls(session, job)
+        job, next_job = cancel_job(session, job)
     announce_end(services().events, ctx().dispatcher, job, next_job)
     return job_to_dict(job)

@@ -163,8 +163,8 @@ BODIES = ("ConversationIn", "ConversationPatch", "MessageIn", "ChatIn", "NewChat
 NO_NUL = "^[^\\x00]*$"
 
 SSE_DESCRIPTION = ("Server-Sent Events, one per JobEvent: `id: N`, `event: <type>`, `data: <JSON>`, a blank "
-                   "line; `: ping` comments while quiet. The last event is job.succeeded, job.failed or "
-                   "job.cancelled.")
+                   "line; `: ping` comments while quiet. The last event is job.succeeded, job.failed, "
+                   "job.cancelled or job.requires_action.")
 
 
 def _event(type_: str, data: dict, description: str) -> dict:
@@ -187,5 +187,11 @@ SSE_SCHEMAS = {
         _event("job.succeeded", JOB, "the reply is complete (final)"),
         _event("job.failed", JOB, "the job failed; `error` says why (final)"),
         _event("job.cancelled", JOB, "the job was cancelled (final)"),
+        _event("tool.call", {"type": "object", "required": ["id", "name", "input"],
+                             "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                                            "input": {"type": "object"}}},
+               "the reply calls a client tool (one event a call, before job.requires_action)"),
+        _event("job.requires_action", JOB, "the reply called client tools; `required_action` lists the calls "
+                                           "to answer with POST /v1/jobs/{id}/tool_results (final)"),
     ]},
 }

@@ -53,11 +53,32 @@ class ThinkingIn(Strict):
 THINKING_FIELD = "extended thinking for this conversation's replies; null (or type disabled) for none"
 
 
+class ToolIn(Strict):
+    """A client tool: Claude may call it; the caller runs it and POSTs the result (shared/tools.py)."""
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$", description="unique among the tools")
+    description: str | None = Field(None, max_length=10_000, description="what it does, for Claude")
+    input_schema: dict = Field(description="a JSON Schema with \"type\": \"object\": the call's input")
+
+
+class ToolChoiceIn(Strict):
+    type: Literal["auto", "any", "tool", "none"] = Field(
+        description="auto: Claude decides; any: it must call one; tool: it must call `name`; none: no calls")
+    name: str | None = Field(None, description="type tool only: the tool to call")
+    disable_parallel_tool_use: bool | None = Field(None, description="at most one call a reply")
+
+
+TOOLS_FIELD = ("client tools Claude may call (at most 64, 64 KB); a call ends the job requires_action until "
+               "POST /v1/jobs/{id}/tool_results answers it; null for none")
+TOOL_CHOICE_FIELD = "how Claude uses the tools (the Messages API's tool_choice); null: auto"
+
+
 class ConversationIn(Strict):
     name: str | None = None
     system: str | None = None
     model: str | None = Field(None, description=MODEL_FIELD)
     thinking: ThinkingIn | None = Field(None, description=THINKING_FIELD)
+    tools: list[ToolIn] | None = Field(None, description=TOOLS_FIELD)
+    tool_choice: ToolChoiceIn | None = Field(None, description=TOOL_CHOICE_FIELD)
 
 
 class ConversationPatch(Strict):
@@ -66,6 +87,8 @@ class ConversationPatch(Strict):
     system: str | None = None
     model: str | None = Field(None, description=MODEL_FIELD)
     thinking: ThinkingIn | None = Field(None, description=THINKING_FIELD)
+    tools: list[ToolIn] | None = Field(None, description=TOOLS_FIELD)
+    tool_choice: ToolChoiceIn | None = Field(None, description=TOOL_CHOICE_FIELD)
 
 
 def _has_text(value: str) -> str:
@@ -90,6 +113,9 @@ class MessageIn(Strict):
         "enqueue", description="while the conversation has a job queued or running: wait behind it, or 409")
     callback_url: str | None = Field(None, description="POSTed the final job, signed; see /v1/webhook-secret")
     thinking: ThinkingIn | None = Field(None, description="this message only: overrides the conversation's thinking")
+    tools: list[ToolIn] | None = Field(None, description="this message (and its tool rounds) only: overrides the "
+                                       "conversation's tools; [] for none")
+    tool_choice: ToolChoiceIn | None = Field(None, description="with tools: this message's tool_choice")
 
 
 class IdempotencyHeader(Request):
@@ -133,6 +159,8 @@ class Conversation(BaseModel):
     system: str | None
     model: str = Field(description="the model that answers this conversation")
     thinking: dict | None = Field(None, description="its extended thinking setting (ThinkingIn); null when off")
+    tools: list[dict] | None = Field(None, description="its client tools (ToolIn); null for none")
+    tool_choice: dict | None = Field(None, description="its tool_choice (ToolChoiceIn); null: auto")
     summary: Summary | None = Field(None, description="CONTEXT_STRATEGY=summarize: what the model is told "
                                     "about messages that no longer fit its context window")
     message_count: int
@@ -305,7 +333,8 @@ class Reply(BaseModel):
 
 
 class JobRequest(BaseModel):
-    content: str
+    content: str | list[dict] = Field(description="the message; a continuation's: its tool_result blocks")
+    continues: str | None = Field(None, description="a continuation: the job whose tool calls it answers")
     attachments: list[str] | None = Field(None, description="the message's file ids, when it had any")
     thinking: dict | None = Field(None, description="this message's own thinking setting, when it had one")
 
@@ -329,10 +358,38 @@ class WebhookSecret(BaseModel):
     algorithm: str = "HMAC-SHA256 over '{Parley-Timestamp}.{body}', hex, header Parley-Signature: v1=<hex>"
 
 
+class ToolCall(BaseModel):
+    id: str = Field(description="answer it with this id as tool_call_id")
+    name: str
+    input: dict = Field(description="the arguments, valid for the tool's input_schema")
+
+
+class RequiredAction(BaseModel):
+    type: Literal["tool_calls"]
+    tool_calls: list[ToolCall]
+    continued_by: str | None = Field(description="the continuation job carrying their results; null while waiting")
+
+
+class ToolResultText(Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ToolResultIn(Strict):
+    tool_call_id: str = Field(max_length=200)
+    content: str | list[ToolResultText] = Field(description="what the tool returned, for Claude")
+    is_error: bool = Field(False, description="the call failed; `content` says how")
+
+
+class ToolResultsIn(Strict):
+    results: list[ToolResultIn] = Field(min_length=1, max_length=64, description="one per call of the job")
+
+
 class Job(BaseModel):
     id: str
     conversation_id: str
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled", "requires_action"] = Field(
+        description="requires_action: the reply called client tools; POST .../tool_results answers them")
     request: JobRequest
     created_at: str
     started_at: str | None
@@ -341,6 +398,7 @@ class Job(BaseModel):
     reply: Reply | None
     error: ErrorBody | None
     webhook: Webhook | None = None
+    required_action: RequiredAction | None = Field(None, description="status requires_action: the calls to answer")
 
 
 class JobEnvelope(BaseModel):
@@ -348,6 +406,8 @@ class JobEnvelope(BaseModel):
 
 
 # Forks (api/forks.py). A seq is a message seq, as GET .../messages shows: turn n holds 2n-1 and 2n.
+
+
 class ForkIn(Strict):
     at_seq: int = Field(ge=0, le=10**9, description="a reply's seq (even): the fork holds messages 1..at_seq; "
                         "0 for a fork with no messages")
@@ -416,8 +476,7 @@ class SeedConversationBody(Strict):
 
 class SeedMessage(BaseModel):
     role: Literal["user", "assistant"]
-    content: str | list[dict] = Field(description="text; content blocks (Messages API shape) when it has more than "
-                                      "text, e.g. a user message's attachments (file references) before its text")
+    content: str
 
 
 class SeedConversation(BaseModel):

@@ -15,7 +15,7 @@ from api.errors import ApiError, not_found
 from api.file_service import message_files, record_references, split_content
 from api.limits import enforce_token_quota
 from shared.bootstrap import Services
-from shared.jobs import end_job, job_to_dict, next_queued
+from shared.jobs import awaiting_tools, end_job, job_to_dict, next_queued
 from shared.memory import estimate_tokens
 from shared.models import ACTIVE_STATUSES, FINAL_STATUSES, Conversation, Job, User
 from shared.storage import conversation_prefix
@@ -102,7 +102,7 @@ def checked_thinking(services: Services, catalog, model: str, setting: dict | No
 def submit_message(services: Services, session: Session, user: User, conversation_id: uuid.UUID,
                    content: str | list[dict], idempotency_key: str | None, on_busy: str = "enqueue",
                    callback_url: str | None = None, attachments: list[str] | None = None,
-                   thinking: dict | None = None) -> tuple[Job, bool]:
+                   thinking: dict | None = None, tools: dict | None = None) -> tuple[Job, bool]:
     """Record a job for one user message; returns (job, whether it must be dispatched now).
 
     The conversation row is locked so a submit and a finishing turn agree on
@@ -136,6 +136,9 @@ def submit_message(services: Services, session: Session, user: User, conversatio
     own = session.get(Conversation, conversation_id, with_for_update=True)
     if own is None or own.user_id != user.id:
         raise not_found("conversation")
+    if (waiting := session.scalar(select(Job.id).where(*awaiting_tools(conversation_id)).limit(1))) is not None:
+        raise ApiError(409, "tool_results_required", f"This conversation waits for the results of job {waiting}'s "
+                       f"tool calls: POST /v1/jobs/{waiting}/tool_results (or cancel that job) first.")
     busy = session.scalar(select(Job.id).where(Job.conversation_id == conversation_id,
                                                Job.status.in_(ACTIVE_STATUSES)).limit(1))
     if busy is not None and on_busy == "reject":
@@ -144,7 +147,7 @@ def submit_message(services: Services, session: Session, user: User, conversatio
     # Every column given or server-set: the INSERT's RETURNING fills the rest, no reload needed.
     job = Job(id=uuid.uuid4(), user_id=user.id, conversation_id=conversation_id, status="queued",
               request={"content": content, **({"attachments": attachments} if attachments else {}),
-                       **({"thinking": thinking} if thinking else {})},
+                       **({"thinking": thinking} if thinking else {}), **(tools or {})},
               idempotency_key=idempotency_key, callback_url=callback_url,
               reply=None, error=None, started_at=None, finished_at=None, lease_expires_at=None, worker=None,
               webhook_status=None, webhook_next_at=None)

@@ -9,6 +9,8 @@ from offline_model.media import attachment_note, from_converse_media, media_key,
 from offline_model.messages import BadRequest, paced, prompt_tokens, text_of, validate_messages
 from offline_model.thinking import (converse_frames, from_converse, signature_problem, thinking_problem,
                                     thinking_tokens, thinks, thought_blocks)
+from offline_model.tools import (converse_frames as tool_frames, converse_tools, from_converse_tool, tool_reply,
+                                 tools_problem)
 from offline_model.wire import (BEDROCK_ERRORS, TooManyBreakpoints, bedrock_blocks, estimate_tokens,
                                 event_stream_message, reply_text, scripted_answer)
 
@@ -37,7 +39,7 @@ class ConverseRoutes:
         try:
             messages = validate_messages({"messages": [
                 {"role": m.get("role"), "content": [converted or from_converse(b) for b in m.get("content", [])
-                                                    if (converted := from_converse_media(b))
+                                                    if (converted := from_converse_media(b) or from_converse_tool(b))
                                                     or "text" in b or "reasoningContent" in b]}
                 for m in body.get("messages") or []]})
             media = received_in(messages, {}, "")
@@ -45,7 +47,7 @@ class ConverseRoutes:
             thinking = extra.get("thinking")
             if problem := (thinking_problem(model_id, thinking, (body.get("inferenceConfig") or {}).get("maxTokens"),
                                             (extra.get("output_config") or {}).get("effort"))
-                           or signature_problem(messages)):
+                           or signature_problem(messages) or tools_problem(messages, converse_tools(body)[0])):
                 raise BadRequest(problem)
             if thinks(thinking) and "temperature" in (body.get("inferenceConfig") or {}):
                 raise BadRequest("temperature may only be set to 1 when thinking is enabled")
@@ -58,6 +60,9 @@ class ConverseRoutes:
         reply += attachment_note(media) if stop_reason == "end_turn" else ""
         if scripted := scripted_answer(messages, text_of):  # Converse reports a refusal as content_filtered
             reply, stop_reason = scripted[0], "content_filtered" if scripted[1] == "refusal" else scripted[1]
+        tool_blocks: list[dict] = []
+        if not scripted and (called := tool_reply(messages, *converse_tools(body), text_of, _number)):
+            reply, tool_blocks, stop_reason = called
         system_text = "".join(b.get("text", "") for b in body.get("system") or [])
         input_tokens = prompt_tokens(messages, system_text) + sum(r.tokens for m in media for r in m)
         try:
@@ -78,7 +83,10 @@ class ConverseRoutes:
             reasoning = [{"reasoningContent": {"reasoningText": {"text": t["thinking"], "signature": t["signature"]}}
                           if t["type"] == "thinking" else {"redactedContent": t["data"]}} for t in thoughts]
             self._send_json(200, {"output": {"message": {"role": "assistant",
-                                                         "content": [*reasoning, {"text": reply}]}},
+                                                         "content": [*reasoning, {"text": reply}, *(
+                                                             {"toolUse": {"toolUseId": b["id"], "name": b["name"],
+                                                                          "input": b["input"]}}
+                                                             for b in tool_blocks)]}},
                                   "stopReason": stop_reason, "usage": usage, "metrics": {"latencyMs": 1}})
             return
         chunks, gap = paced(reply, settings)
@@ -92,8 +100,10 @@ class ConverseRoutes:
         text_index = len(thoughts)
         frames += [("contentBlockDelta", {"delta": {"text": chunk}, "contentBlockIndex": text_index})
                    for chunk in chunks]
-        frames += [("contentBlockStop", {"contentBlockIndex": text_index}),
-                   ("messageStop", {"stopReason": stop_reason}),
+        frames += [("contentBlockStop", {"contentBlockIndex": text_index})]
+        for offset, block in enumerate(tool_blocks):
+            frames += tool_frames(text_index + 1 + offset, block)
+        frames += [("messageStop", {"stopReason": stop_reason}),
                    ("metadata", {"usage": usage, "metrics": {"latencyMs": 1}})]
         for i, (kind, payload) in enumerate(frames):
             if fault == "cut_midstream" and i == len(frames) // 2:

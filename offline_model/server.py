@@ -16,6 +16,7 @@ from offline_model.converse import ConverseRoutes
 from offline_model.media import FilesApiRoutes, attachment_note, media_key, received_in
 from offline_model.messages import BadRequest, paced, prompt_tokens, text_of, validate_messages
 from offline_model.models_api import ModelsApiRoutes
+from offline_model.tools import stream_events as tool_stream_events, tool_reply, tools_problem
 from offline_model.thinking import block_events, signature_problem, thinking_problem, thinking_tokens, thinks, \
     thought_blocks
 from offline_model.wire import (ANTHROPIC_ERRORS, FAULTS, PromptCache, TooManyBreakpoints, anthropic_blocks,
@@ -212,7 +213,8 @@ class Handler(ModelsApiRoutes, ConverseRoutes, FilesApiRoutes, BaseHTTPRequestHa
         thinking = body.get("thinking")
         if problem := (thinking_problem(body.get("model"), thinking, body.get("max_tokens"),
                                         (body.get("output_config") or {}).get("effort"))
-                       or signature_problem(messages)):
+                       or signature_problem(messages)
+                       or tools_problem(messages, [t.get("name") for t in body.get("tools") or []])):
             raise BadRequest(problem)
         with self.server.lock:
             media = received_in(messages, dict(self.server.files), self.headers.get("anthropic-beta") or "")
@@ -224,6 +226,10 @@ class Handler(ModelsApiRoutes, ConverseRoutes, FilesApiRoutes, BaseHTTPRequestHa
         stop_details = None
         if scripted := scripted_answer(messages, text_of):
             reply, stop_reason, stop_details = scripted
+        tool_blocks: list[dict] = []
+        if not scripted and (called := tool_reply(messages, [t.get("name") for t in body.get("tools") or []],
+                                                  body.get("tool_choice"), text_of, number)):
+            reply, tool_blocks, stop_reason = called
         input_tokens = prompt_tokens(messages, text_of(body.get("system"))) + sum(r.tokens for m in media for r in m)
         try:
             with self.server.lock:
@@ -249,14 +255,16 @@ class Handler(ModelsApiRoutes, ConverseRoutes, FilesApiRoutes, BaseHTTPRequestHa
         }
         headers = {"request-id": f"req_offline_{number}"}
         if body.get("stream"):
-            self._stream(message, settings, headers, midway=fault if fault in MIDSTREAM_FAULTS else None)
+            self._stream(message, settings, headers, midway=fault if fault in MIDSTREAM_FAULTS else None,
+                         tool_blocks=tool_blocks)
         else:
-            self._send_json(200, message, headers)
+            self._send_json(200, {**message, "content": message["content"] + tool_blocks}, headers)
 
     def _send_anthropic_error(self, status: int, kind: str, message: str, headers: dict) -> None:
         self._send_json(status, {"type": "error", "error": {"type": kind, "message": message}}, headers)
 
-    def _stream(self, message: dict, settings: dict, headers: dict, midway: str | None = None) -> None:
+    def _stream(self, message: dict, settings: dict, headers: dict, midway: str | None = None,
+                tool_blocks: list[dict] = ()) -> None:
         chunks, gap = paced(message["content"][-1]["text"] if message["content"] else "", settings)
 
         self.send_response(200)
@@ -267,7 +275,7 @@ class Handler(ModelsApiRoutes, ConverseRoutes, FilesApiRoutes, BaseHTTPRequestHa
             self.send_header(name, value)
         self.end_headers()
         try:
-            if not self._stream_events(message, chunks, gap, midway, settings["chunk_chars"]):
+            if not self._stream_events(message, chunks, gap, midway, settings["chunk_chars"], tool_blocks):
                 return
         except ConnectionError:
             with self.server.lock:
@@ -277,7 +285,7 @@ class Handler(ModelsApiRoutes, ConverseRoutes, FilesApiRoutes, BaseHTTPRequestHa
             self.server.streams["completed"] += 1
 
     def _stream_events(self, message: dict, chunks: list[str], gap: float, midway: str | None,
-                       chunk_chars: int) -> bool:
+                       chunk_chars: int, tool_blocks: list[dict] = ()) -> bool:
         """Write the stream; False if it was cut on purpose before the end."""
         stop_reason = message["stop_reason"]
         start = {**message, "content": [], "stop_reason": None,
@@ -306,6 +314,9 @@ class Handler(ModelsApiRoutes, ConverseRoutes, FilesApiRoutes, BaseHTTPRequestHa
                          "delta": {"type": "text_delta", "text": chunk}})
         if message["content"]:
             self._event({"type": "content_block_stop", "index": text_index})
+        for offset, block in enumerate(tool_blocks):  # client tool calls come after the text
+            for event in tool_stream_events(text_index + 1 + offset, block):
+                self._event(event)
         self._event({"type": "message_delta",
                      "delta": {"stop_reason": stop_reason, "stop_sequence": None,
                                **({"stop_details": message["stop_details"]} if message.get("stop_details") else {})},

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(10.0, gt=0, le=3600)
     queued_grace_seconds: float = Field(30.0, ge=0, le=86400)
     max_jobs_in_flight: int = Field(20, ge=1, le=100_000)  # a user's queued + running jobs
+    # Client tools (shared/tools.py): how long a job's tool calls may wait for their results
+    # before the sweeper answers them with an error, and how many continuations one user
+    # message may have (the last one is asked for an answer without tools).
+    tool_results_timeout_seconds: float = Field(3600.0, gt=0, le=30 * 24 * 3600)
+    max_tool_rounds: int = Field(10, ge=1, le=1000)
 
     # Delivery: event streams and webhooks.
     events_ttl_seconds: int = Field(3600, ge=1, le=30 * 24 * 3600)  # kept after the job ends

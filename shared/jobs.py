@@ -32,6 +32,11 @@ def job_to_dict(job: Job) -> dict:
         "reply": job.reply,
         "error": job.error,
     }
+    if job.required_action:
+        body["required_action"] = {**job.required_action,
+                                   "continued_by": str(job.continued_by) if job.continued_by else None}
+    if job.request.get("continues"):
+        body["request"]["continues"] = job.request["continues"]
     if job.request.get("thinking"):  # this message's own thinking setting
         body["request"]["thinking"] = job.request["thinking"]
     if job.callback_url:
@@ -41,10 +46,10 @@ def job_to_dict(job: Job) -> dict:
 
 
 def end_job(session: Session, job: Job, status: str, *, reply: dict | None = None,
-            error: dict | None = None) -> None:
+            error: dict | None = None, required_action: dict | None = None) -> None:
     """Give a locked job its final state, and schedule its webhook in the same transaction."""
     job.status, job.finished_at, job.lease_expires_at = status, func.now(), None
-    job.reply, job.error = reply, error
+    job.reply, job.error, job.required_action = reply, error, required_action
     if job.callback_url:
         job.webhook_status, job.webhook_next_at = "pending", func.now()
     session.flush()
@@ -52,12 +57,20 @@ def end_job(session: Session, job: Job, status: str, *, reply: dict | None = Non
 
 
 def next_queued(session: Session, conversation_id: object) -> str | None:
-    """The conversation's first waiting job, if none of its jobs is running."""
+    """The conversation's first waiting job, if none of its jobs is running or waits for
+    tool results (those must come next: shared/tool_results.py)."""
+    if session.scalar(select(Job.id).where(*awaiting_tools(conversation_id)).limit(1)) is not None:
+        return None
     row = session.execute(
         select(Job.id, Job.status).where(Job.conversation_id == conversation_id,
                                          Job.status.in_(ACTIVE_STATUSES))
         .order_by(Job.position).limit(1)).first()
     return str(row.id) if row is not None and row.status == "queued" else None
+
+
+def awaiting_tools(conversation_id: object) -> tuple:
+    """Where-clauses: the conversation's job whose tool calls are not answered yet."""
+    return (Job.conversation_id == conversation_id, Job.status == "requires_action", Job.continued_by.is_(None))
 
 
 def final_event(job: Job) -> str:

@@ -12,9 +12,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "requires_action")
 WEBHOOK_STATUSES = ("pending", "delivered", "failed")
-FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+# requires_action is final for its job (events, long-polls and webhooks end there), but until
+# its tool calls are answered (`continued_by` set) its conversation waits: see shared/tools.py.
+FINAL_STATUSES = ("succeeded", "failed", "cancelled", "requires_action")
 ACTIVE_STATUSES = ("queued", "running")
 
 
@@ -74,6 +76,9 @@ class Conversation(Base):
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)
     summary_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cost_usd: Mapped[Decimal] = _cost_column()  # every model call's, summaries included
+    # Client tools offered to Claude (shared/tools.py checks them) and the API's tool_choice.
+    tools: Mapped[list | None] = mapped_column(JSONB(none_as_null=True), nullable=True)
+    tool_choice: Mapped[dict | None] = mapped_column(JSONB(none_as_null=True), nullable=True)
     # A fork holds copies of turns 1..forked_from_turn of forked_from_id; no foreign key,
     # so it outlives that conversation. Its log objects are written after the fork is made
     # (worker/forks.py); until then `log_copy_pending` and the rows' entries serve reads.
@@ -160,6 +165,10 @@ class Job(Base):
     webhook_status: Mapped[str | None] = mapped_column(Text, nullable=True)
     webhook_attempts: Mapped[list] = mapped_column(JSONB, default=list, server_default=text("'[]'::jsonb"))
     webhook_next_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # status requires_action: {"tool_calls": [{id, name, input}]}; `continued_by` is the job
+    # that carries their results (the caller's, or an error result on cancel or timeout).
+    required_action: Mapped[dict | None] = mapped_column(JSONB(none_as_null=True), nullable=True)
+    continued_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), nullable=True)
 
     __table_args__ = (
         CheckConstraint(f"status IN {JOB_STATUSES}", name="ck_jobs_status"),
@@ -171,6 +180,8 @@ class Job(Base):
               postgresql_where="status IN ('queued', 'running')"),
         Index("ix_jobs_user_created", "user_id", "created_at"),
         Index("ix_jobs_conversation", "conversation_id"),
+        Index("ix_jobs_awaiting_tools", "finished_at",
+              postgresql_where="status = 'requires_action' AND continued_by IS NULL"),
     )
 
 

@@ -97,7 +97,8 @@ def stack(tmp_path_factory):
                VAR_DIR=str(base / "var"), PYTHONUNBUFFERED="1", SWEEP_INTERVAL_SECONDS="0.5",
                QUEUED_GRACE_SECONDS="1", JOB_LEASE_SECONDS="5", SSE_PING_SECONDS="0.5",
                WEBHOOK_ALLOW_PRIVATE_ADDRESSES="true", WEBHOOK_BACKOFF_SECONDS="0.2",
-               WEBHOOK_RETRY_WINDOW_SECONDS="3", WEBHOOK_TIMEOUT_SECONDS="2", MODEL_RETRY_BASE_SECONDS="0.05")
+               WEBHOOK_RETRY_WINDOW_SECONDS="3", WEBHOOK_TIMEOUT_SECONDS="2", MODEL_RETRY_BASE_SECONDS="0.05",
+               MAX_TOOL_ROUNDS="2")
     settings = Settings(_env_file=None, **{k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
     config = Config(str(ROOT / "alembic.ini"))
     config.attributes.update(url=settings.sqlalchemy_url, configure_logger=False)

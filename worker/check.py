@@ -6,8 +6,8 @@ One line per finding, then a summary; exit status 1 if there is any finding.
                 out more than GRACE ago, or first in its conversation and still queued
                 GRACE after the sweeper should have re-sent it (QUEUED_GRACE_SECONDS
                 after it could run, plus the longest retry delay if it was handed back)
-  missing_turn  a succeeded job without its turn
-  stray_turn    a turn whose job did not succeed (or no longer exists)
+  missing_turn  a succeeded job (or one that called tools: requires_action) without its turn
+  stray_turn    a turn whose job did not succeed or call tools (or no longer exists)
   counters      a conversation whose turn_count disagrees with its turns (count, last seq)
   missing_log   a turn whose log entry is not in the store
   wrong_log     a log entry of another job or seq than its turn, or whose reply is not the job's
@@ -49,7 +49,9 @@ _STUCK = text("""
             AND coalesce(j.lease_expires_at, j.started_at, j.created_at) < now() - make_interval(secs => :grace))
         OR (j.status = 'queued'
             AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.conversation_id = j.conversation_id
-                             AND e.position < j.position AND e.status IN ('queued', 'running'))
+                             AND e.position < j.position
+                             AND (e.status IN ('queued', 'running')
+                                  OR (e.status = 'requires_action' AND e.continued_by IS NULL)))
             AND greatest(j.created_at, j.lease_expires_at + make_interval(secs => :retry_wait),
                          (SELECT max(e.finished_at) FROM jobs e WHERE e.conversation_id = j.conversation_id
                              AND e.position < j.position))
@@ -59,7 +61,7 @@ _STUCK = text("""
 
 _SUCCEEDED_WITHOUT_TURN = text("""
     SELECT j.id FROM jobs j
-     WHERE j.status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.job_id = j.id)
+     WHERE j.status IN ('succeeded', 'requires_action') AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.job_id = j.id)
      ORDER BY j.position
 """)
 
@@ -141,7 +143,7 @@ def check(services: Services, grace: float | None = None, read_entries: bool = T
     for turn in turns:
         committed.add(turn.log_key)
         subject = f"conversation {turn.conversation_id} turn {turn.seq}"
-        if turn.status != "succeeded" and not (turn.copied and turn.status is None):
+        if turn.status not in ("succeeded", "requires_action") and not (turn.copied and turn.status is None):
             report.add("stray_turn", subject, f"its job {turn.job_id} is {turn.status or 'gone'}")
         if turn.log_key not in listed and turn.copied and turn.log_copy_pending:
             report.pending.append(Finding("pending", subject, "a fork's copied turn: its log entry is "

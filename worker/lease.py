@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import text
 
@@ -27,7 +27,8 @@ _CLAIM = text("""
        AND NOT EXISTS (SELECT 1 FROM jobs earlier
                         WHERE earlier.conversation_id = jobs.conversation_id
                           AND earlier.position < jobs.position
-                          AND earlier.status IN ('queued', 'running'))
+                          AND (earlier.status IN ('queued', 'running')
+                               OR (earlier.status = 'requires_action' AND earlier.continued_by IS NULL)))
  RETURNING id, user_id, conversation_id, request, attempts, created_at
 """)
 
@@ -54,6 +55,7 @@ class Claim:
     attempt: int
     created_at: object
     attachments: tuple[str, ...] = ()  # file ids, in the order attached
+    request: dict = field(default_factory=dict)  # the whole request: tools, a continuation's round
 
 
 def claim(services: Services, job_id: uuid.UUID, worker: str | None = None) -> Claim | None:
@@ -64,7 +66,7 @@ def claim(services: Services, job_id: uuid.UUID, worker: str | None = None) -> C
     if row is None:
         return None
     return Claim(row.id, row.user_id, row.conversation_id, row.request["content"], row.attempts, row.created_at,
-                 tuple(row.request.get("attachments") or ()))
+                 tuple(row.request.get("attachments") or ()), request=row.request)
 
 
 def renew(services: Services, claim: Claim) -> bool:

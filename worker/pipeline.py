@@ -25,10 +25,12 @@ from shared.replies import empty_reply_message, refusal_message, reply_outcome, 
 from shared.storage import StorageUnavailable, turn_key
 from shared.thinking import request_parts
 from shared.tasks import Dispatcher
+from shared.tools import window_for
 from worker import metrics
 from worker.lease import Claim, EndWatcher, Heartbeat, claim, release, renew
 from worker.live import LiveEvents
 from worker.summary import summary_for_turn
+from worker.tool_turns import announce_calls, calls_of, job_ending, offered_tools, past_the_guard
 from worker.usage import add_daily_usage, count_quota, priced
 from worker.window import load_window, save_window
 
@@ -138,7 +140,11 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
     metrics.model_call(time.monotonic() - started, reply.prompt_tokens, reply.output_tokens)
     if token.cancelled:
         raise Cancelled()
-    outcome = reply_outcome(reply.stop_reason, reply.text)
+    reply, past_guard = past_the_guard(services.settings, held, reply)
+    if past_guard:
+        log.info("job %s: %s", held.job_id, past_guard)
+    # A reply that only calls tools has no text, and is complete: its calls are its answer.
+    outcome = "complete" if calls_of(reply) else reply_outcome(reply.stop_reason, reply.text)
     metrics.stop_reason(reply.stop_reason, outcome)
     if outcome == "empty":  # never stored: an empty assistant message would fail every later turn
         _finish_failed(services, held, runtime, "empty_reply", empty_reply_message(reply.stop_reason), billed=reply)
@@ -165,6 +171,7 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
         return Outcome("skipped")
     count_quota(services, held.user_id, reply)
     save_window(services, held.conversation_id, memory)
+    announce_calls(live, reply)
     announce_end(services.events, runtime.dispatcher, *ended)
     return Outcome("done")
 
@@ -182,10 +189,11 @@ def _model_request(services: Services, conversation: Conversation, memory: Conve
         raise ModelError("invalid_request", model_gone_message(settings, conversation, model, "no longer offered"))
     summary = (summary_for_turn(services, conversation, memory, held.user_id, model, token)
                if settings.context_strategy == "summarize" else None)
+    tools, tool_choice = offered_tools(settings, conversation, held)
     thinking, effort, max_tokens = request_parts(_thinking_setting(services, conversation, held), settings.max_tokens)
-    return ModelRequest(system=conversation.system or settings.default_system_prompt, messages=context,
+    return ModelRequest(system=conversation.system or settings.default_system_prompt, messages=window_for(context, tools),
                         model=model, max_tokens=max_tokens, temperature=settings.temperature,
-                        thinking=thinking, effort=effort, summary=summary,
+                        thinking=thinking, effort=effort, summary=summary, tools=tools, tool_choice=tool_choice,
                         on_text=lambda text: live.add("message.delta", {"text": text}),
                         on_thinking=lambda text: live.add("thinking.delta", {"thinking": text}),
                         on_reset=lambda: live.add("message.reset", {"reason": "retry"}), cancel=token)
@@ -265,7 +273,7 @@ def _commit_turn(services, held: Claim, entry: dict, log_key: str, user_tokens: 
         conversation.cost_usd += cost
         conversation.updated_at = func.now()
         add_daily_usage(session, held.user_id, reply, turns=1, cost=cost)
-        end_job(session, job, "succeeded", reply={
+        end_job(session, job, **job_ending(reply), reply={
             "role": "assistant", "content": reply.text, **_blocks_field(reply), "model": reply.model,
             "stop_reason": reply.stop_reason,
             "stop_details": reply.stop_details, "outcome": outcome,

@@ -14,6 +14,7 @@ from shared.models import Job
 from shared.tasks import Dispatcher
 from worker.forks import STALLED_FORKS
 from worker.retry import LONGEST_RETRY_SECONDS
+from worker.tool_timeouts import answer_overdue
 
 log = logging.getLogger("parley.sweeper")
 
@@ -28,7 +29,9 @@ _ORPHANS = text("""
              AND coalesce(lease_expires_at + make_interval(secs => :retry_wait), created_at)
                  < now() - make_interval(secs => :grace)
              AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.conversation_id = j.conversation_id
-                              AND e.position < j.position AND e.status IN ('queued', 'running')))
+                              AND e.position < j.position
+                              AND (e.status IN ('queued', 'running')
+                                   OR (e.status = 'requires_action' AND e.continued_by IS NULL))))
         OR (status = 'running' AND lease_expires_at < now()))
      ORDER BY position LIMIT 500
 """)
@@ -60,6 +63,7 @@ def sweep_once(services: Services, dispatcher: Dispatcher) -> int:
         dispatcher.webhook(job_id)
     for conversation_id in forks:
         dispatcher.fork_log(conversation_id)
+    sent += answer_overdue(services, dispatcher)
     if sent or webhooks or forks:
         log.info("re-sent %s orphaned jobs, %s webhooks and %s fork copies", sent, len(webhooks), len(forks))
     return sent + len(webhooks) + len(forks)

@@ -40,6 +40,10 @@ class AnthropicProvider:
         if request.summary:
             params["system"] = [*params.get("system", []), {"type": "text", "text": summary_block(request.summary)}]
         params.update(thinking_params(request))
+        if request.tools:
+            params["tools"] = request.tools
+            if request.tool_choice:
+                params["tool_choice"] = request.tool_choice
         cancel = request.cancel or CancelToken()
         reply = _StreamedReply(AnthropicBlocks(request.on_text, request.on_thinking))
         try:
@@ -63,6 +67,7 @@ class AnthropicProvider:
                 raise connection_lost() from error
             raise
         return reply.finish(request.model)
+
 
     def _upload(self, attachment: Attachment) -> str:
         """Send a file's bytes to the Files API once; its id stands for them from then on."""

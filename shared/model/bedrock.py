@@ -40,6 +40,8 @@ class BedrockProvider:
             params["inferenceConfig"]["temperature"] = request.temperature
         if fields := thinking_fields(request):
             params["additionalModelRequestFields"] = fields
+        if request.tools:
+            params["toolConfig"] = tool_config(request.tools, request.tool_choice)
         cancel = request.cancel or CancelToken()
         blocks, usage, stop_reason = ConverseBlocks(request.on_text, request.on_thinking), {}, None
         try:
@@ -88,6 +90,19 @@ def _converse_content(content: str | list[dict]) -> list[dict]:
         return [{"text": content}]
     return [converted for block in content
             if (converted := converse_block(block) or converse_media(block)) is not None]
+
+
+def tool_config(tools: list[dict], choice: dict | None) -> dict:
+    """Converse's toolConfig. It has no `none` choice: the tools go without one (auto)."""
+    config = {"tools": [{"toolSpec": {"name": t["name"], "inputSchema": {"json": t["input_schema"]},
+                                      **({"description": t["description"]} if t.get("description") else {})}}
+                        for t in tools]}
+    kind = (choice or {}).get("type")
+    if kind in ("auto", "any"):
+        config["toolChoice"] = {kind: {}}
+    elif kind == "tool":
+        config["toolChoice"] = {"tool": {"name": choice["name"]}}
+    return config
 
 
 def thinking_fields(request: ModelRequest) -> dict:

@@ -53,6 +53,9 @@ class ModelRequest:
     # {"type": "adaptive"}) and `output_config.effort`; None sends neither (shared/thinking.py).
     thinking: dict | None = None
     effort: str | None = None
+    # Client tools ({name, description, input_schema}) and the Messages API's tool_choice (shared/tools.py).
+    tools: list[dict] | None = None
+    tool_choice: dict | None = None
     on_text: Callable[[str], None] | None = field(default=None, compare=False)
     on_thinking: Callable[[str], None] | None = field(default=None, compare=False)
     # Called before a retry when text of the failed attempt was already passed to on_text.
