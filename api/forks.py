@@ -83,7 +83,7 @@ def fork(services: Services, session: Session, user: User, parent: Conversation,
         history._entries(services, older, history.READ_AHEAD)
         session.commit()  # a fresh snapshot for the copy
     child = create_conversation(session, user, name if name is not None else parent.conversation_name,
-                                parent.system, parent.model)
+                                parent.system, parent.model, parent.thinking)
     child.forked_from_id, child.forked_from_turn = parent.conversation_id, through
     child.turn_count, child.message_count = through, MESSAGES_PER_TURN * through
     child.log_copy_pending = through > 0

@@ -80,6 +80,8 @@ def signature_problem(messages: list[dict]) -> str | None:
         for j, block in enumerate(message["content"]):
             if not isinstance(block, dict):
                 continue
+            if block.get("type") in ("thinking", "redacted_thinking") and "cache_control" in block:
+                return f"messages.{i}.content.{j}.{block['type']}.cache_control: Extra inputs are not permitted"
             if block.get("type") == "thinking" and not hmac.compare_digest(
                     sign(str(block.get("thinking", ""))), str(block.get("signature", ""))):
                 return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"

@@ -19,7 +19,6 @@ from shared.log_entry import LogEntry, LoggedMessage
 from shared.logs import bind_context
 from shared.memory import ConversationMemory, content_tokens
 from shared.model import ModelError, ModelReply, ModelRequest
-from shared.model.blocks import assistant_content, visible_tokens
 from shared.models import Conversation, Job, Turn
 from shared.replies import empty_reply_message, refusal_message, reply_outcome, sendable
 from shared.storage import StorageUnavailable, turn_key
@@ -30,6 +29,7 @@ from worker import metrics
 from worker.lease import Claim, EndWatcher, Heartbeat, claim, release, renew
 from worker.live import LiveEvents
 from worker.summary import summary_for_turn
+from worker.thinking import job_fields, reply_content, turn_setting, usage_fields, window_tokens
 from worker.tool_turns import announce_calls, calls_of, job_ending, offered_tools, past_the_guard
 from worker.usage import add_daily_usage, count_quota, priced
 from worker.window import load_window, save_window
@@ -161,9 +161,8 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
         return Outcome("skipped")
     entry = _log_entry(held, seq, user_tokens, reply, memory, outcome)
     services.store.put(log_key, entry)
-    if sendable(outcome):  # thinking blocks included: the next request sends them back as they came
-        memory.update_memory("assistant", assistant_content(reply.blocks, reply.text),
-                             visible_tokens(reply.output_tokens, reply.thinking_tokens, reply.blocks), seq=seq)  # may drop turns: before the commit
+    if sendable(outcome):  # with its thinking blocks, sent back as they came; may drop turns: before the commit
+        memory.update_memory("assistant", reply_content(reply), window_tokens(reply), seq=seq)
     memory.turn_seq = seq
     ended = _commit_turn(services, held, entry, log_key, user_tokens, reply, memory.window_start, outcome)
     if ended is _LOST:
@@ -190,21 +189,13 @@ def _model_request(services: Services, conversation: Conversation, memory: Conve
     summary = (summary_for_turn(services, conversation, memory, held.user_id, model, token)
                if settings.context_strategy == "summarize" else None)
     tools, tool_choice = offered_tools(settings, conversation, held)
-    thinking, effort, max_tokens = request_parts(_thinking_setting(services, conversation, held), settings.max_tokens)
+    thinking, effort, max_tokens = request_parts(turn_setting(services, conversation, held.job_id), settings.max_tokens)
     return ModelRequest(system=conversation.system or settings.default_system_prompt, messages=window_for(context, tools),
                         model=model, max_tokens=max_tokens, temperature=settings.temperature,
                         thinking=thinking, effort=effort, summary=summary, tools=tools, tool_choice=tool_choice,
                         on_text=lambda text: live.add("message.delta", {"text": text}),
                         on_thinking=lambda text: live.add("thinking.delta", {"thinking": text}),
                         on_reset=lambda: live.add("message.reset", {"reason": "retry"}), cancel=token)
-
-
-def _thinking_setting(services: Services, conversation: Conversation, held: Claim) -> dict | None:
-    """The message's own thinking setting (POST .../messages), else the conversation's;
-    both were checked against the model when they were set."""
-    with services.sessions() as session:
-        request = session.scalar(select(Job.request).where(Job.id == held.job_id)) or {}
-    return request["thinking"] if "thinking" in request else conversation.thinking
 
 
 def model_gone_message(settings, conversation: Conversation, model: str, why: str) -> str:
@@ -247,8 +238,7 @@ def _log_entry(held: Claim, seq: int, user_tokens: int, reply: ModelReply, memor
     return LogEntry(
         seq=seq, job_id=str(held.job_id), outcome=outcome, stop_reason=reply.stop_reason, usage=reply.usage,
         messages=(LoggedMessage("user", held.content, user_tokens, held.created_at.isoformat()),
-                  LoggedMessage("assistant", assistant_content(reply.blocks, reply.text), reply.output_tokens, now,
-                                reply.model)),
+                  LoggedMessage("assistant", reply_content(reply), window_tokens(reply), now, reply.model)),
         prompt_overhead=memory.prompt_overhead, overhead_key=memory.overhead_key).to_dict()
 
 
@@ -274,23 +264,12 @@ def _commit_turn(services, held: Claim, entry: dict, log_key: str, user_tokens: 
         conversation.updated_at = func.now()
         add_daily_usage(session, held.user_id, reply, turns=1, cost=cost)
         end_job(session, job, **job_ending(reply), reply={
-            "role": "assistant", "content": reply.text, **_blocks_field(reply), "model": reply.model,
+            "role": "assistant", "content": reply.text, **job_fields(reply), "model": reply.model,
             "stop_reason": reply.stop_reason,
             "stop_details": reply.stop_details, "outcome": outcome,
             **({"notice": refusal_message(reply.stop_details)} if outcome == "refused" else {}),
-            "usage": {**reply.usage, **_thinking_usage(reply), "cost_usd": float(cost)}})
+            "usage": {**reply.usage, **usage_fields(reply), "cost_usd": float(cost)}})
         return job, next_queued(session, held.conversation_id)
-
-
-def _blocks_field(reply: ModelReply) -> dict:
-    """The reply's content blocks for the job, when it has more than its text (thinking)."""
-    content = assistant_content(reply.blocks, reply.text)
-    return {"blocks": content} if isinstance(content, list) else {}
-
-
-def _thinking_usage(reply: ModelReply) -> dict:
-    """Of output_tokens (priced as output), those spent thinking, when the provider says."""
-    return {"thinking_tokens": reply.thinking_tokens} if reply.thinking_tokens else {}
 
 
 def _finish_failed(services: Services, held: Claim, runtime: Runtime, kind: str, message: str,

@@ -130,3 +130,17 @@ def test_thinking_is_left_out_unless_asked_and_not_counted_twice_in_the_window()
     assert visible_tokens(150, 0, content) == 50  # 400 characters of thinking, about 100 tokens
     assert visible_tokens(150, 120, content) == 30  # the provider's own figure wins
     assert visible_tokens(10, 120, content) == 1
+
+
+def test_blocks_go_back_unchanged_with_the_cache_breakpoint_never_on_thinking():
+    from shared.model.anthropic_api import anthropic_messages
+
+    thinking = {"type": "thinking", "thinking": "t", "signature": SIGNATURE}
+    messages = [{"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": [thinking, {"type": "text", "text": "Hello"}]},
+                {"role": "user", "content": "Again"},
+                {"role": "assistant", "content": [{"type": "text", "text": "So"}, thinking]}]
+    sent = anthropic_messages(messages)
+    assert sent[1]["content"] == messages[1]["content"]  # an earlier turn's blocks, exactly
+    assert sent[3]["content"] == [{"type": "text", "text": "So", "cache_control": {"type": "ephemeral"}}, thinking]
+    assert messages[3]["content"][0] == {"type": "text", "text": "So"}  # the window's own copy is untouched
