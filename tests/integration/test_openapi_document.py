@@ -14,7 +14,7 @@ from tests.security.support import assert_envelope
 
 DOC = "urn:parley:openapi"
 EVENT_TYPES = {"job.queued", "job.started", "message.delta", "message.reset", "job.succeeded", "job.failed",
-               "job.cancelled"}
+               "job.cancelled", "thinking.delta"}
 
 
 def document(client) -> dict:
@@ -85,12 +85,13 @@ def test_streamed_events_match_the_documented_event_schema(client, alice):
     documented = {branch["properties"]["event"]["const"]: n for n, branch in enumerate(branches)}
     assert set(documented) == EVENT_TYPES
 
-    conversation = client.post("/v1/conversations", json={}, headers=alice).get_json()["id"]
+    thinking = {"thinking": {"type": "adaptive"}}  # so its thinking.delta events are checked too
+    conversation = client.post("/v1/conversations", json=thinking, headers=alice).get_json()["id"]
     response = client.post(f"/v1/conversations/{conversation}/messages", json={"content": "stream me"},
                            headers={**alice, "Accept": "text/event-stream"})
     events, _ = parse(response.get_data(as_text=True))
     assert [e.type for e in events][:1] == ["job.queued"] and events[-1].type == "job.succeeded", events
-    assert "message.delta" in {e.type for e in events}
+    assert {"message.delta", "thinking.delta"} <= {e.type for e in events}
     envelope = jsonschema.Draft202012Validator({"$ref": f"{DOC}#/components/schemas/JobEvent"}, registry=registry)
     for event in events:
         envelope.validate({"id": event.id, "event": event.type, "data": json.dumps(event.data)})
