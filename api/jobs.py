@@ -48,8 +48,9 @@ def read(path: schemas.JobPath, query: schemas.WaitQuery):
 @blueprint.get("/<job_id>/events", responses={200: SSE_RESPONSE})
 def events(path: schemas.JobPath, query: schemas.EventsQuery):
     """The job's events as Server-Sent Events: `job.queued`, `job.started`,
-    `message.delta` {text}, `message.reset`, `tool.call` {id, name, input}, then one of
-    `job.succeeded`, `job.failed`, `job.cancelled`, `job.requires_action`.
+    `thinking.delta` {thinking} (extended thinking, before the text), `message.delta` {text},
+    `message.reset`, `tool.call` {id, name, input}, then one of `job.succeeded`, `job.failed`,
+    `job.cancelled`, `job.requires_action`.
     Resume with `Last-Event-ID` or `?after=N`."""
     user = require_user()
     after = resume_point(query.after)

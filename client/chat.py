@@ -10,6 +10,7 @@ from client.sse import Event
 PROMPT = "you> "
 SPEAKER = "claude> "
 RESTARTED = "[reply restarted]"
+THINKING = "[thinking...]"  # extended thinking, collapsed: the reply's thought is not printed
 HISTORY_PAGE = 10  # messages shown on opening a conversation, and per /older
 OLDER = "/older"
 
@@ -19,7 +20,7 @@ class ReplyPrinter:
     server says to discard the partial text, and the outcome."""
 
     def __init__(self, out: TextIO):
-        self.out, self.shown, self.started = out, "", False
+        self.out, self.shown, self.started, self.thinking = out, "", False, False
         self.job_id: str | None = None
         self.final: str | None = None
 
@@ -29,6 +30,10 @@ class ReplyPrinter:
         self.job_id = self.job_id or data.get("job_id") or (data.get("id") if event.type.startswith("job.") else None)
         if event.type == "message.delta":
             self._write(str(data.get("text", "")))
+        elif event.type == "thinking.delta" and not self.thinking:
+            self.out.write(THINKING + "\n")
+            self.out.flush()
+            self.thinking = True
         elif event.type == "message.reset":
             if self.shown:
                 self.out.write(f"\n{RESTARTED}\n")

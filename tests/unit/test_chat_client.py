@@ -12,7 +12,7 @@ import pytest
 
 from client import __main__ as cli
 from client.api import ClientError, Parley
-from client.chat import RESTARTED, chat, send
+from client.chat import RESTARTED, THINKING, chat, send
 from client.sse import Event, parse_events
 
 JOB = "5b7c0f8e-0000-4000-8000-000000000001"
@@ -102,6 +102,12 @@ def test_reply_streams_and_a_reset_discards_the_partial_text():
     assert request.headers["accept"] == "text/event-stream"
     assert request.headers["authorization"] == "Bearer pk_test"
     assert json.loads(request.content) == {"content": "hello"}
+
+
+def test_thinking_shows_as_one_collapsed_line_before_the_reply():
+    server = Server(sse(("thinking.delta", {"thinking": "Let me"}), ("thinking.delta", {"thinking": " see."}),
+                        ("message.delta", {"text": "Hi"}), ("job.succeeded", succeeded("Hi"))))
+    assert talk(server)[1] == f"{THINKING}\nclaude> Hi\n"
 
 
 def test_final_reply_completes_text_the_stream_did_not_show():

@@ -67,6 +67,7 @@ class Reply {
 
   onEvent(event, data) {
     if (event === "job.started") this.say("streaming", "Writing…");
+    else if (event === "thinking.delta") this.say("streaming", "Thinking…");  // the thought itself stays folded away
     else if (event === "message.delta") { this.text += data.text; this.say("streaming", "Writing…"); this.draw(); }
     else if (event === "message.reset") { this.text = ""; this.say("streaming", "Retrying the model call…"); this.draw(); }
   }
