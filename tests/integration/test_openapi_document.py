@@ -14,7 +14,7 @@ from tests.security.support import assert_envelope
 
 DOC = "urn:parley:openapi"
 EVENT_TYPES = {"job.queued", "job.started", "message.delta", "message.reset", "job.succeeded", "job.failed",
-               "job.cancelled", "thinking.delta"}
+               "job.cancelled", "thinking.delta", "tool.call", "job.requires_action"}
 
 
 def document(client) -> dict:
@@ -92,6 +92,13 @@ def test_streamed_events_match_the_documented_event_schema(client, alice):
     events, _ = parse(response.get_data(as_text=True))
     assert [e.type for e in events][:1] == ["job.queued"] and events[-1].type == "job.succeeded", events
     assert {"message.delta", "thinking.delta"} <= {e.type for e in events}
+    tools = {"tools": [{"name": "clock", "input_schema": {"type": "object"}}]}  # and a reply that calls a tool
+    conversation = client.post("/v1/conversations", json=tools, headers=alice).get_json()["id"]
+    response = client.post(f"/v1/conversations/{conversation}/messages", json={"content": "call tool clock {}"},
+                           headers={**alice, "Accept": "text/event-stream"})
+    calling, _ = parse(response.get_data(as_text=True))
+    assert [e.type for e in calling][-2:] == ["tool.call", "job.requires_action"], calling
+    events += calling
     envelope = jsonschema.Draft202012Validator({"$ref": f"{DOC}#/components/schemas/JobEvent"}, registry=registry)
     for event in events:
         envelope.validate({"id": event.id, "event": event.type, "data": json.dumps(event.data)})

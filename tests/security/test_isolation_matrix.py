@@ -88,6 +88,18 @@ def on_file(path: str, **kwargs) -> Request:
     return request
 
 
+def on_tool_call(w: World) -> tuple[str, dict]:
+    """A new job of the owner's waiting for its tool call's result, and that result."""
+    owner = w.headers["owner"]
+    tool = {"name": "clock", "input_schema": {"type": "object"}}
+    conversation_id = w.client.post("/v1/conversations", json={"tools": [tool]}, headers=owner).get_json()["id"]
+    job = w.client.post(f"/v1/conversations/{conversation_id}/messages", json={"content": "call tool clock {}"},
+                        headers=owner).get_json()["job"]
+    job = w.client.get(f"/v1/jobs/{job['id']}?wait={WAIT}", headers=owner).get_json()
+    (call,) = job["required_action"]["tool_calls"]
+    return f"/v1/jobs/{job['id']}/tool_results", {"json": {"results": [{"tool_call_id": call["id"], "content": "noon"}]}}
+
+
 def chat(w: World) -> tuple[str, dict]:
     return "/chat", {"json": {"user_input": "hi", "conversation_id": w.fresh_conversation()}}
 
@@ -119,6 +131,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/jobs/<job_id>"): Row(at("/v1/jobs/{j}"), 200, 404),
     ("GET", "/v1/jobs/<job_id>/events"): Row(at("/v1/jobs/{j}/events"), 200, 404),
     ("POST", "/v1/jobs/<job_id>/cancel"): Row(at("/v1/jobs/{j}/cancel"), 409, 404),  # the job has ended
+    ("POST", "/v1/jobs/<job_id>/tool_results"): Row(on_tool_call, 202, 404),
     ("POST", "/v1/files"): Row(lambda w: ("/v1/files", png_upload()), 201, 201),
     ("GET", "/v1/files"): Row(at("/v1/files"), 200, 200),
     ("GET", "/v1/files/<file_id>"): Row(on_file("/v1/files/{f}"), 200, 404),
