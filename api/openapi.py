@@ -186,7 +186,7 @@ SSE_SCHEMAS = {
                "the next piece of the reply's thinking (extended thinking on); all of it comes before the text"),
         _event("message.reset", {"type": "object", "required": ["reason"],
                                  "properties": {"reason": {"const": "retry"}, "attempt": {"type": "integer"}}},
-               "the model call is being retried: drop the text received so far"),
+               "the model call is being retried: drop the text (and thinking) received so far"),
         _event("job.succeeded", JOB, "the reply is complete (final)"),
         _event("job.failed", JOB, "the job failed; `error` says why (final)"),
         _event("job.cancelled", JOB, "the job was cancelled (final)"),

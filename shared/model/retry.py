@@ -50,7 +50,13 @@ class RetryingProvider:
                 if request.on_text:
                     request.on_text(text)
 
-            attempt = replace(request, on_text=on_text, on_reset=None, cancel=cancel)
+            def on_thinking(text: str) -> None:  # a retry's reader must drop partial thinking too
+                nonlocal emitted
+                emitted = True
+                if request.on_thinking:
+                    request.on_thinking(text)
+
+            attempt = replace(request, on_text=on_text, on_thinking=on_thinking, on_reset=None, cancel=cancel)
             try:
                 return self.inner.complete(attempt)
             except ModelError as error:

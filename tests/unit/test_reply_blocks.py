@@ -144,3 +144,27 @@ def test_blocks_go_back_unchanged_with_the_cache_breakpoint_never_on_thinking():
     assert sent[1]["content"] == messages[1]["content"]  # an earlier turn's blocks, exactly
     assert sent[3]["content"] == [{"type": "text", "text": "So", "cache_control": {"type": "ephemeral"}}, thinking]
     assert messages[3]["content"][0] == {"type": "text", "text": "So"}  # the window's own copy is untouched
+
+
+def test_a_retry_after_thinking_was_streamed_tells_readers_to_start_over():
+    from shared.model import ModelReply, ModelRequest, RetryingProvider, RetryPolicy
+    from shared.model.types import model_error
+
+    class ThinksThenFails:  # the model edge: the first attempt breaks off after some thinking
+        calls = 0
+
+        def complete(self, request):
+            self.calls += 1
+            request.on_thinking("Let me")
+            if self.calls == 1:
+                raise model_error("overloaded")
+            request.on_text("Hi")
+            return ModelReply("Hi", request.model, 1, 1)
+
+    heard = []
+    provider = RetryingProvider(ThinksThenFails(), RetryPolicy(max_retries=2, budget_seconds=5, base_seconds=0.001,
+                                                               cap_seconds=0.001))
+    provider.complete(ModelRequest(None, [{"role": "user", "content": "q"}], "m", 10,
+                                   on_thinking=lambda t: heard.append(t), on_text=lambda t: heard.append(t),
+                                   on_reset=lambda: heard.append("RESET")))
+    assert heard == ["Let me", "RESET", "Let me", "Hi"]
