@@ -33,6 +33,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="each scenario at a small size (a smoke run)")
     parser.add_argument("--api-processes", type=int, default=2, help="gunicorn processes (API_PROCESSES)")
     parser.add_argument("--api-threads", type=int, default=400, help="threads per gunicorn process (API_THREADS)")
+    parser.add_argument("--worker-pool", choices=("gevent", "threads"),
+                        help="turn workers' pool (WORKER_POOL); default the settings'")
+    parser.add_argument("--worker-concurrency", type=int, help="WORKER_CONCURRENCY; default the settings'")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the API and worker processes during scenarios 1 and 4")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, profiles)")
@@ -56,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench: stack in {base} (API {args.api_processes} x {args.api_threads} threads)", flush=True)
     results: list[Result] = []
     started = time.monotonic()
-    stack = BenchStack(base, args.api_processes, args.api_threads)
+    stack = BenchStack(base, args.api_processes, args.api_threads,
+                       {"WORKER_POOL": args.worker_pool, "WORKER_CONCURRENCY": args.worker_concurrency})
     # A scenario with NEEDS_STACK = False brings its own offline model (7: cost).
     needs_stack = any(getattr(importlib.import_module(f"bench.scenarios.{SCENARIOS[n]}"), "NEEDS_STACK", True)
                       for n in chosen)

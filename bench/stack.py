@@ -109,11 +109,18 @@ class Child:
             return []
 
 
+def worker_argv(app: str, queue: str, name: str, concurrency: int, pool: str) -> list[str]:
+    """A Celery worker as `make run` starts one (without gossip and mingle: bench workers
+    need not know each other, and start faster)."""
+    return [sys.executable, "-m", "celery", "-A", app, "worker", "--pool", pool, "--concurrency", str(concurrency),
+            "-Q", queue, "-n", name, "-l", "INFO", "--without-gossip", "--without-mingle"]
+
+
 class BenchStack:
     # What gunicorn and celery load; an experiment may point these at a patched module.
     api_app, worker_app = "api.wsgi:app", "worker.celery_app"
 
-    def __init__(self, base: Path, api_processes: int = 2, api_threads: int = 400):
+    def __init__(self, base: Path, api_processes: int = 2, api_threads: int = 400, overrides: dict | None = None):
         self.base, self.logs = base, base / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.api_processes, self.api_threads = api_processes, api_threads
@@ -127,11 +134,12 @@ class BenchStack:
         self.env.update(BENCH_ENV, DATABASE_URL=self.postgres.url, REDIS_URL=self.valkey.url,
                         STORAGE_URL=str(self.storage), ANTHROPIC_BASE_URL=self.model_url,
                         VAR_DIR=str(base / "var"), API_THREADS=str(api_threads), API_PROCESSES=str(api_processes))
+        self.env.update({name: str(value) for name, value in (overrides or {}).items() if value is not None})
         self.settings = Settings(_env_file=None, **{k.lower(): v for k, v in self.env.items()
                                                     if k.lower() in Settings.model_fields})
         self.workers: list[Child] = []
-        self.worker_config = (0, 0)
-        self.model = self.api = None
+        self.worker_config = (0, 0, "")
+        self.model = self.api = self.webhooks = self.flower = None
         self.services: Services | None = None
         self.profile = False  # py-spy the throughput scenario
 
@@ -150,6 +158,16 @@ class BenchStack:
         self.api = Child("api", [python, "-m", "gunicorn", "-c", "api/gunicorn_conf.py", "-b",
                                  self.api_url.removeprefix("http://"), self.api_app], self.env, self.logs)
         self.api.wait_ready(self.api_url + "/healthz")
+        # `make run` also starts the webhook worker and Flower: their CPU is part of every turn
+        # (Flower reads every task event the workers send).
+        self.webhooks = Child("webhooks", worker_argv(self.worker_app, "parley.webhooks", "webhooks@%h", 8,
+                                                      self.settings.worker_pool),
+                              {**self.env, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true"}, self.logs,
+                              ready_line=" ready.")
+        self.flower = Child("flower", [python, "-m", "celery", "-A", self.worker_app, "flower",
+                                       "--address=127.0.0.1", f"--port={free_port()}"],
+                            {**self.env, "FLOWER_BASIC_AUTH": "bench:bench"}, self.logs)
+        self.webhooks.wait_ready()
         return self
 
     def new_user(self, name: str) -> tuple[User, str]:
@@ -157,27 +175,29 @@ class BenchStack:
             user = get_or_create_user(session, name)
             return user, issue_key(session, user)
 
-    def use_workers(self, processes: int, concurrency: int) -> list[Child]:
-        """Celery turn workers with this pool; restarted only if it differs from the running one."""
-        if self.worker_config == (processes, concurrency) and all(w.process.poll() is None for w in self.workers):
+    def use_workers(self, processes: int, concurrency: int | None = None, pool: str | None = None) -> list[Child]:
+        """Celery turn workers with this pool (by default, the settings' as `make run` starts them);
+        restarted only if it differs from the running one."""
+        concurrency = concurrency or self.settings.worker_concurrency
+        pool = pool or self.settings.worker_pool
+        config = (processes, concurrency, pool)
+        if self.worker_config == config and all(w.process.poll() is None for w in self.workers):
             return self.workers
         self.stop_workers()
-        env = {**self.env, "WORKER_CONCURRENCY": str(concurrency)}
+        env = {**self.env, "WORKER_CONCURRENCY": str(concurrency), "WORKER_POOL": pool}
         for n in range(1, processes + 1):
-            self.workers.append(Child(
-                f"worker{n}-c{concurrency}",
-                [sys.executable, "-m", "celery", "-A", self.worker_app, "worker", "--pool", "threads",
-                 "--concurrency", str(concurrency), "-Q", "parley.turns", "-n", f"bench{n}@%h", "-l", "INFO",
-                 "--without-gossip", "--without-mingle"], env, self.logs, ready_line=" ready."))
+            self.workers.append(Child(f"worker{n}-{pool}{concurrency}",
+                                      worker_argv(self.worker_app, "parley.turns", f"bench{n}@%h", concurrency, pool),
+                                      env, self.logs, ready_line=" ready."))
         for worker in self.workers:
             worker.wait_ready()
-        self.worker_config = (processes, concurrency)
+        self.worker_config = config
         return self.workers
 
     def stop_workers(self) -> None:
         for worker in self.workers:
             worker.stop()
-        self.workers, self.worker_config = [], (0, 0)
+        self.workers, self.worker_config = [], (0, 0, "")
 
     def model_control(self, delay_ms: int = 0, stream_delay_ms: int = 0, chunk_chars: int = 8) -> None:
         httpx2.post(self.model_url + "/_control", json={"delay_ms": delay_ms, "stream_delay_ms": stream_delay_ms,
@@ -186,8 +206,9 @@ class BenchStack:
     def problems(self) -> Counter:
         """Warnings and errors the API and workers logged since the last call."""
         found = Counter()
-        for child in (self.api, *self.workers):
-            found.update(child.problems())
+        for child in (self.api, *self.workers, self.webhooks):
+            if child is not None:
+                found.update(child.problems())
         return found
 
     def roles(self) -> dict[str, list[psutil.Process]]:
@@ -200,6 +221,8 @@ class BenchStack:
         return {
             "api": self.api.tree(),
             "worker": [p for w in self.workers for p in w.tree()],
+            "webhook worker": self.webhooks.tree() if self.webhooks else [],
+            "flower": self.flower.tree() if self.flower else [],
             "postgres": tree(self.postgres.server.get_pid()),
             "redis": tree(self.valkey.server._process.pid),
             "model": self.model.tree(),
@@ -208,7 +231,7 @@ class BenchStack:
 
     def stop(self) -> None:
         self.stop_workers()
-        for child in (self.api, self.model):
+        for child in (self.flower, self.webhooks, self.api, self.model):
             if child is not None:
                 child.stop()
         if self.services is not None:

@@ -144,7 +144,8 @@ def run() -> int:
         manager.add_process("api", f"{python} -m gunicorn -c api/gunicorn_conf.py -b 127.0.0.1:{settings.port} "
                                    "api.wsgi:app", env=env, cwd=ROOT)
         for n in range(1, workers + 1):
-            manager.add_process(f"worker{n}", f"{python} -m celery -A worker.celery_app worker --pool threads "
+            manager.add_process(f"worker{n}", f"{python} -m celery -A worker.celery_app worker "
+                                              f"--pool {settings.worker_pool} "
                                               f"--concurrency {settings.worker_concurrency} -Q parley.turns "
                                               f"-n worker{n}@%h -l INFO",
                                 env=metrics_port(env, settings, n - 1), cwd=ROOT)

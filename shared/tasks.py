@@ -42,8 +42,11 @@ def make_celery(settings: Settings, name: str) -> Celery:
         broker_transport_options={"visibility_timeout": settings.task_soft_time_limit_seconds * 2},
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         worker_hijack_root_logger=False,
+        # Flower shows each task from the worker's events (received, started, succeeded);
+        # a `task-sent` event from the API as well would be one more Redis publish per
+        # message there and one more event for Flower to digest, for the same task list.
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        task_send_sent_event=False,
     )
     return app
 

@@ -41,6 +41,9 @@ class Stack:
     workers: list[WorkerProcess] = field(default_factory=list)
 
 
+DEFAULT_POOL = Settings.model_fields["worker_pool"].default
+
+
 class WorkerProcess:
     """`celery worker` as a child process; ready when it says so on stderr."""
 
@@ -48,7 +51,9 @@ class WorkerProcess:
         self.lines: list[str] = []
         self.ready = threading.Event()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "threads",
+            # Turns on the pool `make run` starts (WORKER_POOL, gevent by default); webhooks on threads.
+            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+             "--pool", env.get("WORKER_POOL", DEFAULT_POOL) if queue == "parley.turns" else "threads",
              "--concurrency", str(concurrency), "-Q", queue, "-n", f"{name}@%h", "-l", "INFO",
              "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

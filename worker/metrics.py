@@ -1,6 +1,6 @@
 """The worker's Prometheus metrics, and the small HTTP server that exposes them.
 
-A worker is one process (its tasks run in a thread pool), so plain
+A worker is one process (its tasks run in greenlets, or threads), so plain
 prometheus_client metrics are correct here; no multiprocess mode. Each process
 serves its own `/metrics` on WORKER_METRICS_PORT (0 = off): in compose every
 container has its own network namespace, so they all use one port and

@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import logging
+
 from celery import Task
 from celery.signals import setup_logging, task_postrun, task_prerun, worker_ready
 
@@ -19,10 +21,19 @@ from worker import metrics
 _settings: Settings | None = None
 
 
+# Celery logs a task twice at INFO, when received and when it ends; the end line says it
+# all (the task, its job and request ids, how long it ran), so one line a turn is enough
+# (LOG_LEVEL=DEBUG keeps both).
+QUIET = {"celery.worker.strategy": logging.WARNING}
+
+
 def install(settings: Settings) -> None:
     global _settings
     _settings = settings
     configure_logging(settings.log_level, settings.log_format)
+    if settings.log_level != "DEBUG":
+        for name, level in QUIET.items():
+            logging.getLogger(name).setLevel(level)
     for signal, receiver in ((setup_logging, _keep_our_logging), (task_prerun, _task_started),
                              (task_postrun, _task_ended), (worker_ready, _serve_metrics)):
         signal.connect(receiver, weak=False, dispatch_uid=f"parley.{receiver.__name__}")

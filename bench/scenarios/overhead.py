@@ -82,8 +82,8 @@ def run(stack: BenchStack, quick: bool) -> Result:
     http, inproc = sample.http, sample.in_process
     used = {role: round(seconds / turns * 1000, 2) for role, seconds in sample.cpu.items()}
     result = Result(1, "overhead", config={"turns": turns, "model_delay_ms": 0, "worker": "1 process, "
-                                           f"threads pool x{stack.settings.worker_concurrency}"})
-    result.check("p50 overhead", (percentile(http, 50) - percentile(inproc, 50)) * 1000, "<=", 15, " ms")
+                                           f"{stack.settings.worker_pool} pool x{stack.settings.worker_concurrency}"})
+    result.check("p50 overhead", (percentile(http, 50) - percentile(inproc, 50)) * 1000, "<=", 10, " ms")
     result.check("p99 overhead", (percentile(http, 99) - percentile(inproc, 99)) * 1000, "<=", 50, " ms")
     result.check("failed HTTP turns", len(sample.failures), "<=", 0)
     if sample.failures:

@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from shared.config import ROOT
+from shared.config import ROOT, Settings
 from shared.embedded import EmbeddedPostgres
 
 
@@ -157,6 +157,9 @@ class RestartableValkey:
             self.server.stop()
 
 
+DEFAULT_POOL = Settings.model_fields["worker_pool"].default
+
+
 class WorkerProcess:
     """`celery worker` as a child process that a test may SIGKILL or SIGTERM."""
 
@@ -165,7 +168,9 @@ class WorkerProcess:
         self.log_file = (log_dir / f"{name}.log").open("a") if log_dir else None
         self.ready = threading.Event()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "threads",
+            # The pool `make run` starts (WORKER_POOL, gevent by default).
+            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+             "--pool", env.get("WORKER_POOL", DEFAULT_POOL),
              "--concurrency", str(concurrency), "-Q", "parley.turns", "-n", f"{name}@%h", "-l", "INFO",
              "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
