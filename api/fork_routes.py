@@ -34,7 +34,7 @@ def create_fork(path: schemas.ConversationPath, body: schemas.ForkIn):
     _check_name(body.name)
     with services().sessions() as session:
         parent = own_conversation(session, user, path.conversation_id)
-        child = fork(services(), session, user, parent, fork_turn(session, parent, body.at_seq), body.name)
+        child = fork(services(), session, user, parent, fork_turn(services(), session, parent, body.at_seq), body.name)
         session.commit()
         payload = conversation_to_dict(child)
     if child.log_copy_pending:

@@ -62,14 +62,28 @@ def _require_committed(session: Session, conversation: Conversation, turn: int, 
                    f"({MESSAGES_PER_TURN * conversation.turn_count}).")
 
 
-def fork_turn(session: Session, conversation: Conversation, at_seq: int) -> int:
+def fork_turn(services: Services, session: Session, conversation: Conversation, at_seq: int) -> int:
     """The turn a fork at message `at_seq` ends with: at_seq must end a turn (a reply, or 0)."""
     if at_seq % MESSAGES_PER_TURN:
         raise ApiError(400, "invalid_request", f"at_seq: {at_seq} is a user message; a fork holds whole turns, "
                        "so fork at a reply's seq (even), or at 0 for none.")
     turn = at_seq // MESSAGES_PER_TURN
     _require_committed(session, conversation, turn, "at_seq", at_seq)
+    if _calls_tools(services, session, conversation, turn):
+        raise ApiError(400, "invalid_request", f"at_seq: reply {at_seq} calls tools that message {at_seq + 1} "
+                       "answers; a fork cannot end between a call and its result. Fork at another reply.")
     return turn
+
+
+def _calls_tools(services: Services, session: Session, conversation: Conversation, turn: int) -> bool:
+    """Whether turn `turn`'s reply calls tools: the Messages API wants their results next,
+    so neither a fork nor an edited message may follow it."""
+    if turn == 0:
+        return False
+    entry = _turn_entry(services, session, conversation, turn)
+    reply = [m.content for m in entry.messages if m.role == "assistant"] if entry else []
+    return any(isinstance(content, list) and any(isinstance(block, dict) and block.get("type") == "tool_use"
+                                                 for block in content) for content in reply)
 
 
 def fork(services: Services, session: Session, user: User, parent: Conversation, through: int,
@@ -84,6 +98,7 @@ def fork(services: Services, session: Session, user: User, parent: Conversation,
         session.commit()  # a fresh snapshot for the copy
     child = create_conversation(session, user, name if name is not None else parent.conversation_name,
                                 parent.system, parent.model, parent.thinking)
+    child.tools, child.tool_choice = parent.tools, parent.tool_choice
     child.forked_from_id, child.forked_from_turn = parent.conversation_id, through
     child.turn_count, child.message_count = through, MESSAGES_PER_TURN * through
     child.log_copy_pending = through > 0
@@ -98,13 +113,11 @@ def fork(services: Services, session: Session, user: User, parent: Conversation,
     return child
 
 
-def _turn_entry(services: Services, session: Session, conversation: Conversation, turn: int) -> LogEntry:
+def _turn_entry(services: Services, session: Session, conversation: Conversation, turn: int) -> LogEntry | None:
+    """A committed turn's log entry; None if it is lost (the history shows nothing for it either)."""
     row = session.execute(history._turn_rows(conversation.conversation_id).where(Turn.seq == turn)).one()
     raw = stored_entry(services.store, row)
-    if raw is None:
-        raise ApiError(409, "message_unavailable", f"message {MESSAGES_PER_TURN * turn - 1}'s log entry is "
-                       "missing; it cannot be sent again.")
-    return LogEntry.from_dict(raw)
+    return LogEntry.from_dict(raw) if raw is not None else None
 
 
 def resubmit(services: Services, session: Session, user: User, parent: Conversation, seq: int,
@@ -118,8 +131,17 @@ def resubmit(services: Services, session: Session, user: User, parent: Conversat
                        "or regenerate the reply.")
     turn = (seq + 1) // MESSAGES_PER_TURN
     _require_committed(session, parent, turn, "seq", seq)
+    if _calls_tools(services, session, parent, turn - 1):
+        user_seq = MESSAGES_PER_TURN * turn - 1
+        raise ApiError(400, "invalid_request", f"seq: message {user_seq} holds the results of the tools reply "
+                       f"{user_seq - 1} called, not a message of the user's; edit or regenerate the turn that "
+                       f"called them ({user_seq - 2} or {user_seq - 1}).")
     if content is None:
-        content = next(m.content for m in _turn_entry(services, session, parent, turn).messages if m.role == "user")
+        entry = _turn_entry(services, session, parent, turn)
+        if entry is None:
+            raise ApiError(409, "message_unavailable", f"message {MESSAGES_PER_TURN * turn - 1}'s log entry is "
+                           "missing; it cannot be sent again.")
+        content = next(m.content for m in entry.messages if m.role == "user")
     if idempotency_key:
         replay = _replay(session, user, parent, turn - 1, content, idempotency_key)
         if replay is not None:

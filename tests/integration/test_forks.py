@@ -298,3 +298,27 @@ def test_turns_written_before_rows_kept_entries_are_forked_too(stack, client):
                                  .order_by(Turn.seq)).all()
     assert [entry["seq"] for entry in copied] == list(range(1, 9))
     assert len(log_objects(stack, prefix_of(stack, fork["id"]))) == 8
+
+
+def test_a_fork_never_ends_between_a_tool_call_and_its_result(stack, client, alice):
+    from tests.integration.test_tools import CLOCK, answer, calling, ended
+    conversation_id = new_conversation(client, alice, tools=[CLOCK])
+    called = calling(client, alice, conversation_id, 'What time is it? call tool clock {"tz": "UTC"}')
+    (call,) = called["required_action"]["tool_calls"]
+    continuation = answer(client, alice, called["id"], [{"tool_call_id": call["id"], "content": "09:00"}])
+    assert ended(client, alice, continuation.get_json()["job"]["id"])["status"] == "succeeded"
+    before = conversation(client, alice, conversation_id)
+    # Turn 1's reply calls the clock; message 3 is its result, not the user's.
+    cases = [("fork", {"at_seq": 2}, "at_seq: reply 2 calls tools that message 3 answers"),
+             ("messages/3/edit", {"content": "no tools"}, "seq: message 3 holds the results of the tools reply 2"),
+             ("messages/4/regenerate", {}, "seq: message 3 holds the results")]
+    for path, body, message in cases:
+        error = post(client, alice, f"/v1/conversations/{conversation_id}/{path}", 400, json=body)["error"]
+        assert message in error["message"], error
+    fork = post(client, alice, f"/v1/conversations/{conversation_id}/fork", 201, json={"at_seq": 4})
+    assert fork["tools"] == [CLOCK]
+    # The fork sends the call and its result back; the offline model refuses a call without its result.
+    assert say(client, alice, fork["id"], "Thanks")["status"] == "succeeded"
+    again = post(client, alice, f"/v1/conversations/{conversation_id}/messages/2/regenerate", 202)
+    assert ended(client, alice, again["job"]["id"])["status"] == "requires_action"
+    assert conversation(client, alice, conversation_id) == before
