@@ -1,4 +1,4 @@
-"""`python -m client chat [--url URL] [--key KEY] [--conversation ID]`"""
+"""`python -m client chat [--url URL] [--key KEY] [--conversation ID] [--tool NAME ...]`"""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from client.api import ClientError, Parley
 from client.chat import chat
+from client.tools import DEMO_TOOLS
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 REPO = Path(__file__).resolve().parent.parent
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     talk.add_argument("--key", default=os.environ.get("PARLEY_API_KEY"),
                       help="API key (env PARLEY_API_KEY, default: var/dev-api-key from `make run`)")
     talk.add_argument("--conversation", metavar="ID", help="continue this conversation instead of choosing")
+    talk.add_argument("--tool", action="append", choices=sorted(DEMO_TOOLS), default=[],
+                      help="offer Claude a demo tool this client runs (clock: the current time); repeatable")
     args = parser.parse_args(argv)
 
     key = args.key or dev_key()
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         import readline  # noqa: F401  (line editing and history for input())
     parley = Parley(args.url, key)
     try:
-        return chat(parley, sys.stdout, args.conversation)
+        return chat(parley, sys.stdout, args.conversation, {name: DEMO_TOOLS[name] for name in args.tool})
     except ClientError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

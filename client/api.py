@@ -9,8 +9,8 @@ import httpx2 as httpx
 
 from client.sse import Event, parse_events
 
-FINAL_EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
-FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+FINAL_EVENTS = ("job.succeeded", "job.failed", "job.cancelled", "job.requires_action")
+FINAL_STATUSES = ("succeeded", "failed", "cancelled", "requires_action")
 WAIT_SECONDS = 30  # the API's long-poll cap
 
 
@@ -60,11 +60,27 @@ class Parley:
                 return job
 
     @contextmanager
-    def send(self, conversation_id: str, content: str) -> Iterator["Reply"]:
-        """Post a message and stream its job's events."""
+    def send(self, conversation_id: str, content: str, tools: list[dict] | None = None) -> Iterator["Reply"]:
+        """Post a message (with the client's own tools, if any) and stream its job's events."""
+        body = {"content": content, **({"tools": tools} if tools else {})}
+        with self._stream("POST", f"/v1/conversations/{conversation_id}/messages", json=body) as reply:
+            yield reply
+
+    @contextmanager
+    def follow(self, job_id: str) -> Iterator["Reply"]:
+        """Stream the events of a job already queued (a tool round's continuation)."""
+        with self._stream("GET", f"/v1/jobs/{job_id}/events") as reply:
+            reply.job_id = reply.job_id or job_id
+            yield reply
+
+    def tool_results(self, job_id: str, results: list[dict]) -> dict:
+        """Answer a requires_action job's calls; returns the continuation job."""
+        return self._json("POST", f"/v1/jobs/{job_id}/tool_results", json={"results": results})["job"]
+
+    @contextmanager
+    def _stream(self, method: str, path: str, **options) -> Iterator["Reply"]:
         with self._guard():
-            with self.http.stream("POST", f"/v1/conversations/{conversation_id}/messages",
-                                  json={"content": content}, headers={"Accept": "text/event-stream"}) as response:
+            with self.http.stream(method, path, headers={"Accept": "text/event-stream"}, **options) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise _http_error(response)

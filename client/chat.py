@@ -1,11 +1,13 @@
 """The interactive chat: pick or start a conversation, then type; replies stream in."""
 from __future__ import annotations
 
+import json
 import sys
 from typing import TextIO
 
 from client.api import FINAL_EVENTS, ClientError, Parley
 from client.sse import Event
+from client.tools import Tool, run_calls
 
 PROMPT = "you> "
 SPEAKER = "claude> "
@@ -23,6 +25,7 @@ class ReplyPrinter:
         self.out, self.shown, self.started, self.thinking = out, "", False, False
         self.job_id: str | None = None
         self.final: str | None = None
+        self.job: dict = {}  # the job as it ended
 
     def handle(self, event: Event) -> bool:
         """Print `event`; True once the reply has ended."""
@@ -45,8 +48,11 @@ class ReplyPrinter:
 
     def end(self, status: str, job: dict) -> None:
         """Finish the reply with the job's outcome (from a final event or the job itself)."""
-        self.final = status
-        if status == "succeeded":
+        self.final, self.job = status, job
+        if status == "requires_action":  # Claude called tools: the caller runs them (client/tools.py)
+            if self.shown:
+                self.out.write("\n")
+        elif status == "succeeded":
             content = str((job.get("reply") or {}).get("content", ""))
             if not content.startswith(self.shown):
                 self.out.write(f"\n{RESTARTED}\n")
@@ -71,16 +77,29 @@ class ReplyPrinter:
         self.out.flush()
 
 
-def send(parley: Parley, conversation_id: str, content: str, out: TextIO) -> str:
-    """Send one message and print its reply; Ctrl-C cancels the job. Returns the final status."""
+def send(parley: Parley, conversation_id: str, content: str, out: TextIO, tools: dict[str, Tool] | None = None
+         ) -> str:
+    """Send one message and print its reply, running the tools Claude calls and sending
+    their results until it answers; Ctrl-C cancels the job. Returns the final status."""
+    definitions = [tool.definition for tool in (tools or {}).values()]
+    printer = _reply(parley, out, lambda: parley.send(conversation_id, content, definitions))
+    while printer.final == "requires_action":
+        results = run_calls(tools or {}, printer.job["required_action"]["tool_calls"], out)
+        continuation = parley.tool_results(printer.job["id"], results)
+        printer = _reply(parley, out, lambda: parley.follow(continuation["id"]))
+    return printer.final
+
+
+def _reply(parley: Parley, out: TextIO, open_reply) -> ReplyPrinter:
+    """Print one job's reply; the printer holds how it ended."""
     printer = ReplyPrinter(out)
     try:
-        with parley.send(conversation_id, content) as reply:
+        with open_reply() as reply:
             printer.job_id = reply.job_id
             try:
                 for event in reply.events():
                     if printer.handle(event):
-                        return printer.final
+                        return printer
             except ClientError:
                 if printer.job_id is None:
                     raise
@@ -89,16 +108,17 @@ def send(parley: Parley, conversation_id: str, content: str, out: TextIO) -> str
             raise ClientError("the server did not say which job took the message")
         job = parley.wait(printer.job_id)
         printer.end(job["status"], job)
-        return printer.final
+        return printer
     except KeyboardInterrupt:
         out.write("\n")
         if printer.job_id is None:
             out.write("[stopped]\n")
-            return "cancelled"
-        cancelled = parley.cancel(printer.job_id)
-        out.write("[cancelled]\n" if cancelled else "[the reply had already ended]\n")
+        else:
+            cancelled = parley.cancel(printer.job_id)
+            out.write("[cancelled]\n" if cancelled else "[the reply had already ended]\n")
         out.flush()
-        return "cancelled"
+        printer.final = "cancelled"
+        return printer
 
 
 class History:
@@ -118,7 +138,7 @@ class History:
         if self.cursor is not None:
             out.write("[earlier]\n")
         for message in reversed(page["data"]):  # newest first on the wire, oldest first on screen
-            out.write(f"{PROMPT if message['role'] == 'user' else SPEAKER}{message['content']}\n")
+            out.write(f"{PROMPT if message['role'] == 'user' else SPEAKER}{_shown(message['content'])}\n")
         self.cursor, self.more = page["last_cursor"], page["has_more"]
         if self.more:
             out.write(f"[{OLDER} shows earlier messages]\n")
@@ -141,7 +161,8 @@ def choose_conversation(parley: Parley, out: TextIO) -> dict:
     return parley.create_conversation(answer or None)
 
 
-def chat(parley: Parley, out: TextIO = sys.stdout, conversation_id: str | None = None) -> int:
+def chat(parley: Parley, out: TextIO = sys.stdout, conversation_id: str | None = None,
+         tools: dict[str, Tool] | None = None) -> int:
     """The session: returns the exit status."""
     try:
         if conversation_id is None:
@@ -163,7 +184,7 @@ def chat(parley: Parley, out: TextIO = sys.stdout, conversation_id: str | None =
                 if line.strip() == OLDER:
                     history.show(out)
                     continue
-                send(parley, conversation_id, line, out)
+                send(parley, conversation_id, line, out, tools)
             except ClientError as error:
                 if error.fatal:
                     raise
@@ -180,3 +201,20 @@ def _outcome_note(reply: dict) -> str | None:
     if reply.get("outcome") == "truncated":
         return f"[cut short ({reply.get('stop_reason')}): say \"continue\" for the rest]"
     return None
+
+
+def _shown(content) -> str:
+    """A stored message as a line: its text, and its tool calls and results in brackets."""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content:
+        if block.get("type") == "text":
+            parts.append(block["text"])
+        elif block.get("type") == "tool_use":
+            parts.append(f"[tool {block['name']} {json.dumps(block.get('input') or {})}]")
+        elif block.get("type") == "tool_result":
+            result = block.get("content")
+            text = result if isinstance(result, str) else " ".join(b.get("text", "") for b in result or [])
+            parts.append(f"[{'tool error' if block.get('is_error') else 'tool result'}: {text}]")
+    return " ".join(parts)

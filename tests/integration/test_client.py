@@ -91,6 +91,24 @@ def test_chat_streams_a_reply_into_a_new_conversation(client, api_url, alice):
     assert conversation["name"] == "From the terminal" and conversation["message_count"] == 2
 
 
+def test_the_clock_tool_answers_claudes_call(client, api_url, alice):
+    conversation = new_conversation(client, alice, name="what time")
+    terminal = Terminal("--url", api_url, "--conversation", conversation, "--tool", "clock",
+                        env={"PARLEY_API_KEY": key_of(alice)})
+    terminal.wait_for("you> ")
+    terminal.type('What time is it in Paris? call tool clock {"tz": "Europe/Paris"}')
+    terminal.wait_for('claude> Calling clock.\n[tool clock {"tz": "Europe/Paris"}] -> ')
+    terminal.wait_for("claude> The tool clock returned: ")
+    terminal.type("call tool clock {\"tz\": \"Mars/Olympus\"}")
+    terminal.wait_for("claude> The tool clock failed: unknown time zone 'Mars/Olympus'")
+    status, errors = terminal.close()
+    assert (status, errors) == (0, "")
+    stored = client.get(f"/v1/conversations/{conversation}", headers=alice).get_json()["messages"]
+    assert [m["role"] for m in stored] == ["user", "assistant"] * 4
+    assert stored[3]["content"].startswith("The tool clock returned: 20") and \
+        stored[3]["content"].endswith(("+01:00 (Europe/Paris)", "+02:00 (Europe/Paris)"))
+
+
 def test_ctrl_c_cancels_the_reply_and_the_chat_goes_on(client, api_url, alice, model):
     conversation = new_conversation(client, alice, name="cancel me")
     model(chunk_chars=4, stream_delay_ms=30_000)  # the reply trickles out for half a minute
