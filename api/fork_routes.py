@@ -57,13 +57,13 @@ def forks(path: schemas.ConversationPath, query: schemas.ListQuery):
 
 
 def _resubmit(path: schemas.MessageSeqPath, content: str | None, name: str | None, callback_url: str | None,
-              idempotency_key: str | None):
+              idempotency_key: str | None, attachments: list[str] | None = None):
     user = require_user()
     _check_name(name)
     with services().sessions() as session:
         parent = own_conversation(session, user, path.conversation_id)
         child, job, send_now = resubmit(services(), session, user, parent, path.seq, content, name,
-                                        idempotency_key, callback_url)
+                                        idempotency_key, callback_url, attachments)
         payload = {"conversation": conversation_to_dict(child), "job": job_to_dict(job)}
     if send_now:
         ctx().dispatch(job.id)
@@ -78,7 +78,7 @@ def _resubmit(path: schemas.MessageSeqPath, content: str | None, name: str | Non
 def edit(path: schemas.MessageSeqPath, body: schemas.EditIn, header: schemas.IdempotencyHeader):
     """Edit the user message at seq: a fork holding the turns before it, with `content`
     submitted in its place. The original conversation is unchanged."""
-    return _resubmit(path, body.content, body.name, body.callback_url, header.idempotency_key)
+    return _resubmit(path, body.content, body.name, body.callback_url, header.idempotency_key, body.attachments)
 
 
 @blueprint.post("/<conversation_id>/messages/<seq>/regenerate", responses=RESUBMIT_RESPONSES)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from api import history
 from api.errors import ApiError
+from api.file_service import split_content
 from api.service import _decode_cursor, _encode_cursor, create_conversation, submit_message
 from shared.bootstrap import Services
 from shared.log_entry import LogEntry, stored_entry
@@ -122,7 +123,7 @@ def _turn_entry(services: Services, session: Session, conversation: Conversation
 
 def resubmit(services: Services, session: Session, user: User, parent: Conversation, seq: int,
              content: object | None, name: str | None, idempotency_key: str | None,
-             callback_url: str | None) -> tuple[Conversation, Job, bool]:
+             callback_url: str | None, attachments: list[str] | None = None) -> tuple[Conversation, Job, bool]:
     """Edit (`content` given: `seq` must be a user message) or regenerate (`content` None:
     either message of the turn): a fork just before that turn, and the message submitted to
     it. Returns (fork, job, whether the job must be dispatched now); commits."""
@@ -143,25 +144,26 @@ def resubmit(services: Services, session: Session, user: User, parent: Conversat
                            "missing; it cannot be sent again.")
         content = next(m.content for m in entry.messages if m.role == "user")
     if idempotency_key:
-        replay = _replay(session, user, parent, turn - 1, content, idempotency_key)
+        replay = _replay(session, user, parent, turn - 1, content, attachments, idempotency_key)
         if replay is not None:
             return (*replay, False)
     child = fork(services, session, user, parent, turn - 1, name)
     # Submitting commits the fork with the job, or rolls both back (quota, cap, size).
     job, send_now = submit_message(services, session, user, child.conversation_id, content, idempotency_key,
-                                   "enqueue", callback_url)
+                                   "enqueue", callback_url, attachments)
     return child, job, send_now
 
 
 def _replay(session: Session, user: User, parent: Conversation, through: int, content: object,
-            idempotency_key: str) -> tuple[Conversation, Job] | None:
+            attachments: list[str] | None, idempotency_key: str) -> tuple[Conversation, Job] | None:
     """The fork and job an earlier request with this Idempotency-Key made, if it was this request."""
     job = session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == idempotency_key))
     if job is None:
         return None
     child = session.get(Conversation, job.conversation_id)
+    text, files = split_content(content, attachments)  # as submit_message records them
     if (child is None or child.forked_from_id != parent.conversation_id or child.forked_from_turn != through
-            or job.request.get("content") != content):
+            or job.request.get("content") != text or (job.request.get("attachments") or []) != files):
         raise ApiError(409, "idempotency_key_reused", "Idempotency-Key was already used for a different request.")
     return child, job
 

@@ -421,6 +421,8 @@ class MessageSeqPath(Request):
 
 class EditIn(Strict):
     content: MessageText = Field(description="replaces the user message at seq, in a new fork")
+    attachments: list[FileId] = Field(default_factory=list, description="files sent with the edited message "
+                                      "(POST /v1/files); the original message's are not carried over")
     name: str | None = Field(None, description="the fork's name; the original's by default")
     callback_url: str | None = Field(None, description="POSTed the final job, signed; see /v1/webhook-secret")
 

@@ -322,3 +322,23 @@ def test_a_fork_never_ends_between_a_tool_call_and_its_result(stack, client, ali
     again = post(client, alice, f"/v1/conversations/{conversation_id}/messages/2/regenerate", 202)
     assert ended(client, alice, again["job"]["id"])["status"] == "requires_action"
     assert conversation(client, alice, conversation_id) == before
+
+
+def test_a_regenerated_message_keeps_its_attachments_and_an_edit_takes_new_ones(client, alice):
+    from tests.integration.test_attachments import send, uploaded
+    from tests.media import png
+    conversation_id = new_conversation(client, alice)
+    picture, other = uploaded(client, alice, "dot.png", png(8, 8)), uploaded(client, alice, "red.png", png(9, 9))
+    first = send(client, alice, conversation_id, "what is this?", [picture["id"]])
+    assert first.status_code == 202, first.get_json()
+    assert wait_job(client, alice, first.get_json()["job"]["id"])["status"] == "succeeded"
+    key = {"Idempotency-Key": f"regenerate-{uuid.uuid4()}"}
+    again = post(client, {**alice, **key}, f"/v1/conversations/{conversation_id}/messages/2/regenerate", 202)
+    assert again["job"]["request"] == {"content": "what is this?", "attachments": [picture["id"]]}
+    replay = post(client, {**alice, **key}, f"/v1/conversations/{conversation_id}/messages/2/regenerate", 202)
+    assert (replay["conversation"]["id"], replay["job"]["id"]) == (again["conversation"]["id"], again["job"]["id"])
+    assert wait_job(client, alice, again["job"]["id"])["status"] == "succeeded"
+    edited = post(client, alice, f"/v1/conversations/{conversation_id}/messages/1/edit", 202,
+                  json={"content": "and this?", "attachments": [other["id"]]})
+    assert edited["job"]["request"] == {"content": "and this?", "attachments": [other["id"]]}
+    assert wait_job(client, alice, edited["job"]["id"])["status"] == "succeeded"
