@@ -6,6 +6,7 @@ is not answered by the very next message, so every later turn succeeding proves 
 conversation stayed valid for the Messages API."""
 from __future__ import annotations
 
+import json
 import threading
 
 import requests
@@ -14,6 +15,8 @@ from sqlalchemy import text
 from shared.tasks import Dispatcher, make_celery
 from tests.integration.helpers import WAIT, new_conversation, say, submit
 from tests.integration.sse import SseReader
+from tests.integration.test_webhooks import receiver  # noqa: F401 (a fixture)
+from worker.check import check
 
 CLOCK = {"name": "clock", "description": "The current time in a time zone.",
          "input_schema": {"type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]}}
@@ -254,3 +257,34 @@ def test_a_message_may_bring_its_own_tools(stack, client, alice):
     last = model_requests(stack)[-1]
     assert "tools" not in last
     assert {"type": "text", "text": '[called tool weather with {"city": "Rome"}]'} in last["messages"][1]["content"]
+
+
+def test_the_webhook_fires_when_the_job_waits_and_again_for_the_continuation(client, alice, receiver):
+    hook = receiver()
+    conversation_id = new_conversation(client, alice, tools=[CLOCK])
+    response = client.post(f"/v1/conversations/{conversation_id}/messages",
+                           json={"content": 'call tool clock {"tz": "UTC"}', "callback_url": hook.url}, headers=alice)
+    job = ended(client, alice, response.get_json()["job"]["id"])
+    (headers, body), = hook.wait_calls(1)
+    delivered = json.loads(body)
+    assert headers["Parley-Event"] == "job.requires_action" and delivered["status"] == "requires_action"
+    assert delivered["required_action"]["tool_calls"] == job["required_action"]["tool_calls"]
+    (call,) = job["required_action"]["tool_calls"]
+    continuation = answer(client, alice, job["id"], [{"tool_call_id": call["id"], "content": "noon"}]).get_json()["job"]
+    assert continuation["webhook"]["url"] == hook.url  # the continuation reports to the same receiver
+    ended(client, alice, continuation["id"])
+    calls = hook.wait_calls(2)
+    assert calls[1][0]["Parley-Event"] == "job.succeeded" and json.loads(calls[1][1])["id"] == continuation["id"]
+
+
+def test_the_checker_finds_tool_rounds_consistent(stack, client, alice):
+    conversation_id = new_conversation(client, alice, tools=[CLOCK])
+    job = calling(client, alice, conversation_id, 'call tool clock {"tz": "UTC"}')
+    waiting = check(stack.services, grace=3600)  # a job waiting for results has its turn committed
+    (call,) = job["required_action"]["tool_calls"]
+    ended(client, alice, answer(client, alice, job["id"], [{"tool_call_id": call["id"], "content": "1"}])
+          .get_json()["job"]["id"])
+    answered = check(stack.services, grace=3600)
+    for report in (waiting, answered):
+        assert not [f for f in report.findings if conversation_id in f.subject or job["id"] in f.subject], \
+            report.lines()
