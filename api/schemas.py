@@ -416,7 +416,8 @@ class ForkIn(Strict):
 
 class MessageSeqPath(Request):
     conversation_id: str
-    seq: int = Field(ge=1, le=10**9)
+    seq: int = Field(ge=1, le=10**9, description="a message seq as GET .../messages shows it (turn n holds 2n-1 "
+                     "and 2n): for edit a user message (odd), for regenerate either message of the turn")
 
 
 class EditIn(Strict):
