@@ -78,3 +78,14 @@ def test_the_offline_catalog_agrees_with_the_bedrock_rule():
         types = capabilities(model_id)["thinking"]["types"]
         offered = {kind for kind in ("enabled", "adaptive") if types[kind]["supported"]}
         assert bedrock_support(f"global.anthropic.{model_id}").types - {"disabled"} == offered, model_id
+
+
+def test_on_bedrock_the_catalog_answers_without_asking_aws():
+    from shared.catalog import ModelCatalog
+    from shared.config import Settings
+
+    settings = Settings(_env_file=None, llm_provider="bedrock",
+                        bedrock_model_id="global.anthropic.claude-sonnet-4-5-20250929-v1:0")
+    support = ModelCatalog(settings).thinking(settings.default_model)
+    with pytest.raises(ThinkingRefused, match="it takes enabled"):
+        check_setting({"type": "adaptive"}, settings.default_model, support, settings.max_tokens)
