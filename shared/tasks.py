@@ -73,4 +73,4 @@ class Dispatcher:
             self.celery.send_task(task, args=[str(job_id)], countdown=countdown,
                                   headers={REQUEST_ID_HEADER: request_id} if request_id else None)
         except Exception as error:
-            log.warning("could not send %s for job %s (the sweeper will): %s", task, job_id, error)
+            log.warning("could not send %s for %s (the sweeper will): %s", task, job_id, error)

@@ -1,5 +1,6 @@
 """The sweeper: re-sends jobs whose task was lost (broker restart, failed send) or
 whose worker died (lease ran out). Claims are atomic, so a spare send is harmless.
+Likewise a fork's log copy not done a task time limit after the fork (worker/forks.py).
 """
 from __future__ import annotations
 
