@@ -11,7 +11,6 @@ import requests
 
 from shared.models import Conversation
 from tests.integration.helpers import WAIT, new_conversation, say, wait_job
-from tests.integration.test_turns import model_requests
 from worker.check import check
 
 QUESTIONS = ("first question", "second question", "third question")
@@ -68,11 +67,17 @@ def findings_about(stack, *conversation_ids: str) -> list[str]:
     return [f.line() for f in report.findings if any(c in f.subject or c in f.detail for c in conversation_ids)]
 
 
+def _text(content) -> str:
+    return content if isinstance(content, str) else "".join(
+        block.get("text", "") for block in content if isinstance(block, dict))
+
+
 def sent_with_last(stack, content: str) -> list[dict]:
-    """The messages of the model request whose newest message is `content`."""
-    matching = [r for r in model_requests(stack) if r["messages"][-1]["content"] == content]
+    """The messages (as text) of the one model request whose newest message is `content`."""
+    recorded = requests.get(f"{stack.model.url}/_requests", timeout=5).json()["requests"]
+    matching = [r["messages"] for r in recorded if _text(r["messages"][-1]["content"]) == content]
     assert len(matching) == 1, f"{len(matching)} requests end with {content!r}"
-    return [{"role": m["role"], "content": m["content"]} for m in matching[0]["messages"]]
+    return [{"role": m["role"], "content": _text(m["content"])} for m in matching[0]]
 
 
 def test_a_fork_holds_the_turns_up_to_at_seq_and_is_listed(stack, client, alice, talked):
