@@ -53,10 +53,14 @@ class ThinkingIn(Strict):
 THINKING_FIELD = "extended thinking for this conversation's replies; null (or type disabled) for none"
 
 
+# Text inside a tool's or a result's fields: the server refuses NUL anywhere in a body (api/strict_json.py).
+ToolText = Annotated[str, Field(pattern=r"^[^\x00]*$")]
+
+
 class ToolIn(Strict):
     """A client tool: Claude may call it; the caller runs it and POSTs the result (shared/tools.py)."""
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$", description="unique among the tools")
-    description: str | None = Field(None, max_length=10_000, description="what it does, for Claude")
+    description: ToolText | None = Field(None, max_length=10_000, description="what it does, for Claude")
     input_schema: dict = Field(description="a JSON Schema with \"type\": \"object\": the call's input")
 
 
@@ -77,7 +81,7 @@ class ConversationIn(Strict):
     system: str | None = None
     model: str | None = Field(None, description=MODEL_FIELD)
     thinking: ThinkingIn | None = Field(None, description=THINKING_FIELD)
-    tools: list[ToolIn] | None = Field(None, description=TOOLS_FIELD)
+    tools: list[ToolIn] | None = Field(None, max_length=64, description=TOOLS_FIELD)
     tool_choice: ToolChoiceIn | None = Field(None, description=TOOL_CHOICE_FIELD)
 
 
@@ -87,7 +91,7 @@ class ConversationPatch(Strict):
     system: str | None = None
     model: str | None = Field(None, description=MODEL_FIELD)
     thinking: ThinkingIn | None = Field(None, description=THINKING_FIELD)
-    tools: list[ToolIn] | None = Field(None, description=TOOLS_FIELD)
+    tools: list[ToolIn] | None = Field(None, max_length=64, description=TOOLS_FIELD)
     tool_choice: ToolChoiceIn | None = Field(None, description=TOOL_CHOICE_FIELD)
 
 
@@ -113,7 +117,8 @@ class MessageIn(Strict):
         "enqueue", description="while the conversation has a job queued or running: wait behind it, or 409")
     callback_url: str | None = Field(None, description="POSTed the final job, signed; see /v1/webhook-secret")
     thinking: ThinkingIn | None = Field(None, description="this message only: overrides the conversation's thinking")
-    tools: list[ToolIn] | None = Field(None, description="this message (and its tool rounds) only: overrides the "
+    tools: list[ToolIn] | None = Field(None, max_length=64, description="this message (and its tool rounds) only: "
+                                       "overrides the "
                                        "conversation's tools; [] for none")
     tool_choice: ToolChoiceIn | None = Field(None, description="with tools: this message's tool_choice")
 
@@ -372,12 +377,12 @@ class RequiredAction(BaseModel):
 
 class ToolResultText(Strict):
     type: Literal["text"]
-    text: str
+    text: ToolText
 
 
 class ToolResultIn(Strict):
-    tool_call_id: str = Field(max_length=200)
-    content: str | list[ToolResultText] = Field(description="what the tool returned, for Claude")
+    tool_call_id: ToolText = Field(max_length=200)
+    content: ToolText | list[ToolResultText] = Field(description="what the tool returned, for Claude")
     is_error: bool = Field(False, description="the call failed; `content` says how")
 
 

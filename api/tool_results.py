@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from api import schemas
 from api.context import ctx, require_user, services
 from api.errors import ApiError
+from api.limits import enforce_token_quota
 from api.service import own_job
 from shared.jobs import job_to_dict
 from shared.models import Conversation, Job
@@ -90,6 +91,7 @@ def post_tool_results(path: schemas.JobPath, body: schemas.ToolResultsIn, header
     """Answer every tool call of a requires_action job at once; the continuation (Claude's
     reply to the results) is queued as a new job of the conversation and returned."""
     user = require_user()
+    enforce_token_quota(services(), user)  # the continuation is a model call like any message's
     results = [result.model_dump() for result in body.results]
     for result in results:  # the Messages API's own shape: text blocks, no Parley extras
         if isinstance(result["content"], list):

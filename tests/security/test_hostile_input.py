@@ -112,7 +112,8 @@ def test_json_endpoints_refuse_other_content_types(client, caller, content_type)
 def test_every_id_route_answers_404_for_ids_that_are_not_uuids(app, client, caller):
     headers, _ = caller
     bodies = {("PATCH", "/v1/conversations/<conversation_id>"): {"name": "x"},
-              ("POST", "/v1/conversations/<conversation_id>/messages"): {"content": "x"}}
+              ("POST", "/v1/conversations/<conversation_id>/messages"): {"content": "x"},
+              ("POST", "/v1/jobs/<job_id>/tool_results"): {"results": [{"tool_call_id": "x", "content": "y"}]}}
     id_routes = [(method, rule.rule) for rule in app.url_map.iter_rules() if rule.arguments
                  for method in sorted(rule.methods - {"HEAD", "OPTIONS"})]
     assert len(id_routes) >= 6, id_routes

@@ -32,6 +32,8 @@ def fuzz(operation, mode: GenerationMode, app, headers: dict) -> None:
         if isinstance(case.body, dict):
             # A generated callback URL would send the webhook worker to arbitrary hosts.
             case.body.pop("callback_url", None)
+            if mode is GenerationMode.POSITIVE:
+                fit_tools(case.body)
         case.call_and_validate(app=app, headers=headers)  # every check
 
     try:
@@ -39,6 +41,17 @@ def fuzz(operation, mode: GenerationMode, app, headers: dict) -> None:
     except Unsatisfiable:
         if mode is GenerationMode.POSITIVE:
             raise  # only an operation without inputs has nothing to break
+
+
+def fit_tools(body: dict) -> None:
+    """Make true what JSON Schema cannot say about client tools (shared/tools.py checks it,
+    400 otherwise): names unique, each input_schema itself a valid JSON Schema, and a
+    tool_choice only with tools it names. Negative cases keep whatever they were given."""
+    if isinstance(body.get("tools"), list):
+        names: set = set()
+        body["tools"] = [{**tool, "input_schema": {"type": "object"}} for tool in body["tools"]
+                         if isinstance(tool, dict) and tool.get("name") not in names and not names.add(tool.get("name"))]
+    body.pop("tool_choice", None)
 
 
 # "Valid data is accepted" (a 2xx, or 404/409/429 for ids and states the document cannot
@@ -80,6 +93,7 @@ def test_linked_operations_hold_together(stack, app):
         def before_call(self, case):
             if isinstance(case.body, dict):
                 case.body.pop("callback_url", None)  # as above
+                fit_tools(case.body)  # its cases fit the document
 
     Scenario.run(settings=settings(max_examples=4, stateful_step_count=5, derandomize=True, database=None,
                                    deadline=None, suppress_health_check=list(HealthCheck),
