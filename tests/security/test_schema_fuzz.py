@@ -60,7 +60,8 @@ def fit_tools(body: dict) -> None:
 # after `to` or more than 366 days apart. Both are 400 by design; nothing else may be.
 CROSS_FIELD_RULES = [{"include-name": f"GET {path}", "checks": {"positive_data_acceptance": {
     "expected-statuses": ["2xx", "400", "401", "403", "404", "409", "429"]}}}
-    for path in ("/v1/conversations", "/v1/conversations/{conversation_id}/messages", "/v1/usage")]
+    for path in ("/v1/conversations", "/v1/conversations/{conversation_id}/messages",
+                 "/v1/conversations/{conversation_id}/forks", "/v1/usage")]
 CONFIG = {"operations": CROSS_FIELD_RULES}
 
 
