@@ -24,18 +24,20 @@ from shared.models import File, MessageFile, User
 from shared.storage import file_key
 
 MAX_NAME_CHARS = 255
-# Conversations whose window may still send the file: a job of theirs that attached it is
-# waiting or running, or its turn is at or after where the newest turn's window starts.
+# Conversations whose window may still send the file: a job that attached it is waiting or
+# running, or a turn written by such a job (in its own conversation or copied into a fork,
+# which keeps the job id) is at or after where its conversation's newest window starts.
 _IN_USE = text("""
-    SELECT DISTINCT j.conversation_id
+    SELECT j.conversation_id
+      FROM message_files mf JOIN jobs j ON j.id = mf.job_id
+     WHERE mf.file_id = :file_id AND j.status IN ('queued', 'running')
+    UNION
+    SELECT t.conversation_id
       FROM message_files mf
-      JOIN jobs j ON j.id = mf.job_id
-      JOIN conversations c ON c.conversation_id = j.conversation_id
-      LEFT JOIN turns t ON t.job_id = j.id
+      JOIN turns t ON t.job_id = mf.job_id
+      JOIN conversations c ON c.conversation_id = t.conversation_id
       LEFT JOIN turns newest ON newest.conversation_id = c.conversation_id AND newest.seq = c.turn_count
-     WHERE mf.file_id = :file_id
-       AND (j.status IN ('queued', 'running')
-            OR (t.seq IS NOT NULL AND t.seq >= coalesce(newest.window_start, 1)))
+     WHERE mf.file_id = :file_id AND t.seq >= coalesce(newest.window_start, 1)
 """)
 
 

@@ -211,10 +211,12 @@ class File(Base):
 
 class MessageFile(Base):
     """A file attached to a job's user message: what keeps a file from being deleted
-    while a conversation's window still sends it. Goes with its job (and so with its
-    conversation); a forced file deletion takes it too."""
+    while a conversation's window still sends it. No foreign key to the job: a fork's
+    copied turns keep the job id of the turn they copy, so the reference must outlive the
+    job (deleted with its conversation) for as long as any fork's turn names it. Goes
+    with the file."""
     __tablename__ = "message_files"
-    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
 
     __table_args__ = (Index("ix_message_files_file", "file_id"),)

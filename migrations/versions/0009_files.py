@@ -35,7 +35,8 @@ def upgrade() -> None:
     op.create_index("ix_files_user_recent", "files", ["user_id", "created_at", "id"])
     op.create_table(
         "message_files",
-        sa.Column("job_id", UUID(as_uuid=True), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+        # No foreign key to jobs: a fork's turns keep the copied turn's job id (shared/models.py).
+        sa.Column("job_id", UUID(as_uuid=True), primary_key=True),
         sa.Column("file_id", UUID(as_uuid=True), sa.ForeignKey("files.id", ondelete="CASCADE"), primary_key=True),
     )
     op.create_index("ix_message_files_file", "message_files", ["file_id"])

@@ -134,3 +134,18 @@ def test_a_regenerated_message_keeps_its_attachments_and_an_edit_takes_new_ones(
                   json={"content": "and this?", "attachments": [other["id"]]})
     assert edited["job"]["request"] == {"content": "and this?", "attachments": [other["id"]]}
     assert wait_job(client, alice, edited["job"]["id"])["status"] == "succeeded"
+
+
+def test_a_forks_window_keeps_its_files_after_the_parent_is_deleted(stack, client, alice):
+    from tests.integration.test_attachments import answered, uploaded
+    from tests.media import png
+    parent = new_conversation(client, alice)
+    picture = uploaded(client, alice, "dot.png", png(8, 8))
+    answered(client, alice, parent, "what is this?", [picture["id"]])
+    say(client, alice, parent, "and then?")
+    fork = post(client, alice, f"/v1/conversations/{parent}/fork", 201, json={"at_seq": 2})
+    assert client.delete(f"/v1/conversations/{parent}", headers=alice).status_code == 204
+    refused = client.delete(f"/v1/files/{picture['id']}", headers=alice)
+    assert refused.status_code == 409 and fork["id"] in refused.get_json()["error"]["message"]
+    assert client.delete(f"/v1/conversations/{fork['id']}", headers=alice).status_code == 204
+    assert client.delete(f"/v1/files/{picture['id']}", headers=alice).status_code == 204
