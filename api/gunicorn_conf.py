@@ -17,6 +17,9 @@ if WORKER_CLASS == "gevent":
     from gevent import monkey
 
     monkey.patch_all()
+    from shared.green import install as green_waits
+
+    green_waits()  # psycopg waits on the hub (shared/green.py)
 from pathlib import Path
 
 from gunicorn.glogging import Logger

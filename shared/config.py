@@ -124,9 +124,10 @@ class Settings(BaseSettings):
     # Processes.
     port: int = Field(5000, ge=1, le=65535)
     flower_port: int = Field(5555, ge=1, le=65535)
-    # A turn mostly waits on Claude: gevent holds each waiting turn in a greenlet (a few
-    # KB), so one process keeps hundreds of model calls in flight; `threads` for comparison.
-    worker_pool: Literal["gevent", "threads"] = "gevent"
+    # A turn mostly waits on Claude, so one process keeps hundreds of model calls in flight:
+    # a thread each, or a greenlet each with `gevent`; threads measured as cheap or cheaper
+    # in CPU per turn at 200 in flight (README, Benchmarks).
+    worker_pool: Literal["threads", "gevent"] = "threads"
     worker_concurrency: int = Field(200, ge=1, le=1000)  # turns (model calls) in flight per worker process
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"

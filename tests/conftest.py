@@ -51,7 +51,7 @@ class WorkerProcess:
         self.lines: list[str] = []
         self.ready = threading.Event()
         self.process = subprocess.Popen(
-            # Turns on the pool `make run` starts (WORKER_POOL, gevent by default); webhooks on threads.
+            # Turns on the pool `make run` starts (WORKER_POOL); webhooks always on threads.
             [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
              "--pool", env.get("WORKER_POOL", DEFAULT_POOL) if queue == "parley.turns" else "threads",
              "--concurrency", str(concurrency), "-Q", queue, "-n", f"{name}@%h", "-l", "INFO",

@@ -13,6 +13,7 @@ from celery.signals import worker_ready, worker_shutdown
 from shared.bootstrap import Services, bootstrap
 from shared.catalog import require_current_models
 from shared.config import load_settings
+from shared.green import install as green_waits
 from shared.local_stack import require
 from shared.tasks import FORK_LOG_TASK, REPLY_TASK, WEBHOOK_TASK, Dispatcher, make_celery
 from worker import observability
@@ -23,6 +24,7 @@ from worker.retry import backoff
 from worker.sweeper import Sweeper
 from worker.webhooks import deliver
 
+green_waits()  # on the gevent pool (WORKER_POOL), psycopg waits on the hub: shared/green.py
 settings = require(load_settings(), "database_url", "redis_url")  # else one line and exit 2, no traceback
 require_current_models(settings)  # a retired or unknown MODEL / ALLOWED_MODELS: one line, exit 2
 observability.install(settings)  # JSON logs with job and request ids; metrics on WORKER_METRICS_PORT

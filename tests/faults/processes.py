@@ -168,7 +168,7 @@ class WorkerProcess:
         self.log_file = (log_dir / f"{name}.log").open("a") if log_dir else None
         self.ready = threading.Event()
         self.process = subprocess.Popen(
-            # The pool `make run` starts (WORKER_POOL, gevent by default).
+            # The pool `make run` starts (WORKER_POOL, threads by default).
             [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
              "--pool", env.get("WORKER_POOL", DEFAULT_POOL),
              "--concurrency", str(concurrency), "-Q", "parley.turns", "-n", f"{name}@%h", "-l", "INFO",
