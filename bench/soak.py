@@ -2,6 +2,11 @@
 
     python -m bench.soak --minutes 5 [--workers 3] [--clients 6] [--seed 1]
 
+A quarter of the conversations offer a client tool: their messages ask Claude to call it,
+and the client answers each call (as a tool-running caller does) and follows the
+continuation; calls left unanswered when a fault cut the client off are answered before
+the end, so every tool round must close.
+
 Runs the fault tests' stack (tests/faults/stack.py: embedded PostgreSQL and Valkey,
 moto S3 behind a switchable proxy, the offline model, Celery worker processes, the
 API in this process). Clients submit messages to a few conversations and now and
@@ -35,6 +40,8 @@ from tests.faults.stack import FaultStack, wait_until
 from worker.check import check
 from worker.retry import LONGEST_RETRY_SECONDS
 
+CLOCK = {"name": "clock", "description": "The current time.", "input_schema": {"type": "object"}}
+
 
 class Load:
     """Client threads: submit to a random conversation, sometimes cancel what they sent."""
@@ -45,6 +52,8 @@ class Load:
         client = stack.app.test_client()
         self.conversations = [client.post("/v1/conversations", json={}, headers=self.user).get_json()["id"]
                               for _ in range(conversations)]
+        self.tool_conversations = [client.post("/v1/conversations", json={"tools": [CLOCK]}, headers=self.user)
+                                   .get_json()["id"] for _ in range(max(1, conversations // 4))]
         self.accepted: list[str] = []
         self.statuses: Counter = Counter()
         self._stop = threading.Event()
@@ -62,9 +71,11 @@ class Load:
     def _run(self, n: int) -> None:
         client, rng, sent = self.stack.app.test_client(), random.Random(self.rng.random()), 0
         while not self._stop.is_set():
-            conversation_id = rng.choice(self.conversations)
+            conversation_id = rng.choice(self.conversations + self.tool_conversations)
+            calls = conversation_id in self.tool_conversations
             response = client.post(f"/v1/conversations/{conversation_id}/messages",
-                                   json={"content": f"client {n} message {sent}"}, headers=self.user)
+                                   json={"content": f"client {n} message {sent}" + (" call tool clock {}" if calls
+                                                                                    else "")}, headers=self.user)
             self.statuses[f"submit {response.status_code}"] += 1
             sent += 1
             if response.status_code == 202:
@@ -73,7 +84,26 @@ class Load:
                 if rng.random() < 0.05:
                     cancelled = client.post(f"/v1/jobs/{job_id}/cancel", headers=self.user)
                     self.statuses[f"cancel {cancelled.status_code}"] += 1
+                if calls:
+                    self.answer(client, job_id)
             self._stop.wait(rng.uniform(0.05, 0.4))
+
+
+    def answer(self, client, job_id: str) -> None:
+        """Wait for the job; while it calls the tool, answer and follow the continuation."""
+        while True:
+            response = client.get(f"/v1/jobs/{job_id}?wait=30", headers=self.user)
+            job = response.get_json() if response.status_code == 200 else {}
+            if job.get("status") != "requires_action" or job["required_action"]["continued_by"]:
+                return  # answered, or a fault cut this client off: the end of the run answers it
+            results = [{"tool_call_id": call["id"], "content": "noon"} for call in job["required_action"]["tool_calls"]]
+            answered = client.post(f"/v1/jobs/{job_id}/tool_results", json={"results": results},
+                                   headers={**self.user, "Idempotency-Key": f"answer-{job_id}"})
+            self.statuses[f"tool_results {answered.status_code}"] += 1
+            if answered.status_code != 202:
+                return
+            job_id = answered.get_json()["job"]["id"]
+            self.accepted.append(job_id)
 
 
 def inject(stack: FaultStack, rng: random.Random, say, problems: list[str]) -> None:
@@ -119,8 +149,8 @@ def out_of_order(stack: FaultStack, conversations: list[str]) -> list[str]:
         for conversation_id in conversations:
             key = uuid.UUID(conversation_id)
             turns = session.scalars(select(Turn.job_id).where(Turn.conversation_id == key).order_by(Turn.seq)).all()
-            succeeded = session.scalars(select(Job.id).where(Job.conversation_id == key, Job.status == "succeeded")
-                                        .order_by(Job.position)).all()
+            succeeded = session.scalars(select(Job.id).where(Job.conversation_id == key, Job.status.in_(
+                ("succeeded", "requires_action"))).order_by(Job.position)).all()  # a tool call is a turn too
             if turns != succeeded:
                 wrong.append(conversation_id)
     return wrong
@@ -174,7 +204,7 @@ def soak(stack: FaultStack, args: argparse.Namespace, rng: random.Random, say) -
     stack.use_workers(args.workers)
     say(f"load stopped: {dict(load.statuses)}; waiting for every job to end")
     try:
-        ended = wait_until(lambda: _all_final(stack), 120 + LONGEST_RETRY_SECONDS, interval=1,
+        ended = wait_until(lambda: _all_final(stack, load), 120 + LONGEST_RETRY_SECONDS, interval=1,
                            what="every job to end")
     except AssertionError as error:
         return [*problems, str(error), *check(stack.services, grace=0).lines()]
@@ -185,15 +215,22 @@ def soak(stack: FaultStack, args: argparse.Namespace, rng: random.Random, say) -
     for line in report.lines():
         print(line)
     problems += [finding.line() for finding in report.findings]
-    problems += [f"out_of_order conversation {c}" for c in out_of_order(stack, load.conversations)]
+    problems += [f"out_of_order conversation {c}"
+                 for c in out_of_order(stack, load.conversations + load.tool_conversations)]
     problems += [f"lost job {j}" for j in sorted(set(load.accepted) - {str(job.id) for job in ended})]
     return problems
 
 
-def _all_final(stack: FaultStack) -> list[Job] | None:
+def _all_final(stack: FaultStack, load: Load) -> list[Job] | None:
+    """Every job final and every tool call answered (those a fault cut a client off from are
+    answered here, as the client would on reconnecting)."""
     with stack.services.sessions() as session:
         jobs = session.scalars(select(Job)).all()
-    return jobs if all(job.status in FINAL_STATUSES for job in jobs) else None
+    waiting = [job for job in jobs if job.status == "requires_action" and job.continued_by is None]
+    client = stack.app.test_client()
+    for job in waiting:
+        load.answer(client, str(job.id))
+    return jobs if not waiting and all(job.status in FINAL_STATUSES for job in jobs) else None
 
 
 if __name__ == "__main__":

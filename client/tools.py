@@ -27,7 +27,8 @@ def _clock(arguments: dict) -> str:
 DEMO_TOOLS = {
     "clock": Tool({"name": "clock", "description": "The current date and time in a time zone.",
                    "input_schema": {"type": "object", "properties": {
-                       "tz": {"type": "string", "description": "an IANA time zone, e.g. Europe/Paris; UTC by default"}}}},
+                       "tz": {"type": "string",
+                              "description": "an IANA time zone, e.g. Europe/Paris; UTC by default"}}}},
                   _clock),
 }
 

@@ -75,7 +75,7 @@ def _report(messages: list[dict], results: list[dict], text_of) -> str:
         content = result.get("content")
         text = content if isinstance(content, str) else text_of(content or [])
         name = names.get(result.get("tool_use_id"), "?")
-        lines.append(f"The tool {name} failed: {text}" if result.get("is_error") else f"The tool {name} returned: {text}")
+        lines.append(f"The tool {name} {'failed' if result.get('is_error') else 'returned'}: {text}")
     return "\n".join(lines)
 
 

@@ -136,7 +136,8 @@ def _as_text(block: dict) -> dict:
     if block.get("type") == "tool_result":
         content = block.get("content")
         result = content if isinstance(content, str) else " ".join(b.get("text", "") for b in content or [])
-        return {"type": "text", "text": f"[tool {'error' if block.get('is_error') else 'result'}: {result or '(empty)'}]"}
+        kind = "error" if block.get("is_error") else "result"
+        return {"type": "text", "text": f"[tool {kind}: {result or '(empty)'}]"}
     return block
 
 

@@ -249,7 +249,8 @@ def test_a_message_may_bring_its_own_tools(stack, client, alice):
                            json={"content": 'call tool weather {"city": "Rome"}', "tools": [WEATHER]}, headers=alice)
     job = ended(client, alice, response.get_json()["job"]["id"])
     (call,) = job["required_action"]["tool_calls"]
-    continuation = answer(client, alice, job["id"], [{"tool_call_id": call["id"], "content": "sunny"}]).get_json()["job"]
+    results = [{"tool_call_id": call["id"], "content": "sunny"}]
+    continuation = answer(client, alice, job["id"], results).get_json()["job"]
     assert ended(client, alice, continuation["id"])["reply"]["content"] == "The tool weather returned: sunny"
     assert model_requests(stack)[-1]["tools"] == [WEATHER]  # the continuation kept the message's tools
     # The conversation offers no tools: the API refuses tool blocks then, so they go as text.

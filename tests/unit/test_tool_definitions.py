@@ -86,8 +86,8 @@ def test_the_loop_guard_takes_the_tools_away_at_max_tool_rounds():
     settings = Settings(_env_file=None, max_tool_rounds=2)
     reply = ModelReply("Calling clock.", "m", 1, 1, stop_reason="tool_use",
                        blocks=({"type": "text", "text": "Calling clock."}, CALL))
-    for tool_round, choice, status in [(0, {"type": "auto"}, "requires_action"), (1, {"type": "auto"}, "requires_action"),
-                                       (2, {"type": "none"}, "succeeded")]:
+    for tool_round, choice, status in [(0, {"type": "auto"}, "requires_action"),
+                                       (1, {"type": "auto"}, "requires_action"), (2, {"type": "none"}, "succeeded")]:
         held = Claim(None, None, None, "", 1, None, request={"tool_round": tool_round})
         assert offered_tools(settings, _Conversation, held) == ([CLOCK], choice)
         kept, notice = past_the_guard(settings, held, reply)  # a provider that called anyway
