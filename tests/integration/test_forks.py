@@ -143,8 +143,9 @@ def test_a_fork_survives_its_parents_deletion(stack, client, alice, talked):
     entries = [stack.services.store.get(key) for key in log_objects(stack, prefix_of(stack, fork["id"]))]
     assert [e["messages"][0]["content"] for e in entries] == list(QUESTIONS)
     # The window is rebuilt from the fork's own turns: all three reach the model.
-    say(client, alice, fork["id"], "still there?")
-    assert [m["content"] for m in sent_with_last(stack, "still there?")[::2]] == [*QUESTIONS, "still there?"]
+    question = f"is fork {fork['id']} still there?"  # the model's request log is the whole session's
+    say(client, alice, fork["id"], question)
+    assert [m["content"] for m in sent_with_last(stack, question)[::2]] == [*QUESTIONS, question]
     # Its turns' jobs went with the parent: not a finding.
     assert findings_about(stack, conversation_id, fork["id"]) == []
 

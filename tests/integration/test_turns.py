@@ -15,7 +15,8 @@ from worker.window import rebuild_window
 
 
 def _text(content) -> str:
-    return content if isinstance(content, str) else "".join(block["text"] for block in content)
+    """Text blocks' text; other blocks (other tests' images, documents) read as nothing."""
+    return content if isinstance(content, str) else "".join(block.get("text", "") for block in content)
 
 
 def model_requests(stack) -> list[dict]:
