@@ -113,13 +113,15 @@ def test_every_id_route_answers_404_for_ids_that_are_not_uuids(app, client, call
     headers, _ = caller
     bodies = {("PATCH", "/v1/conversations/<conversation_id>"): {"name": "x"},
               ("POST", "/v1/conversations/<conversation_id>/messages"): {"content": "x"},
-              ("POST", "/v1/jobs/<job_id>/tool_results"): {"results": [{"tool_call_id": "x", "content": "y"}]}}
+              ("POST", "/v1/jobs/<job_id>/tool_results"): {"results": [{"tool_call_id": "x", "content": "y"}]},
+              ("POST", "/v1/conversations/<conversation_id>/fork"): {"at_seq": 0},
+              ("POST", "/v1/conversations/<conversation_id>/messages/<seq>/edit"): {"content": "x"}}
     id_routes = [(method, rule.rule) for rule in app.url_map.iter_rules() if rule.arguments
                  for method in sorted(rule.methods - {"HEAD", "OPTIONS"})]
     assert len(id_routes) >= 6, id_routes
     for method, rule in id_routes:
         for bad in NOT_UUIDS:
-            path = re.sub(r"<[^>]+>", bad, rule)
+            path = re.sub(r"<[^>]+>", bad, rule.replace("<seq>", "1"))  # a message number, not an id
             response = client.open(path, method=method, json=bodies.get((method, rule)), headers=headers)
             assert_envelope(response, 404, "not_found")
     for bad in NOT_UUIDS:
