@@ -188,13 +188,14 @@ def _model_request(services: Services, conversation: Conversation, memory: Conve
         raise ModelError("invalid_request", model_gone_message(settings, conversation, model, "no longer offered"))
     summary = (summary_for_turn(services, conversation, memory, held.user_id, model, token)
                if settings.context_strategy == "summarize" else None)
-    tools, tool_choice = offered_tools(settings, conversation, held)
     thinking, effort, max_tokens = request_parts(turn_setting(services, conversation, held.job_id), settings.max_tokens)
+    tools, tool_choice = offered_tools(settings, conversation, held)
     return ModelRequest(system=conversation.system or settings.default_system_prompt, messages=window_for(context, tools),
                         model=model, max_tokens=max_tokens, temperature=settings.temperature,
                         thinking=thinking, effort=effort, summary=summary, tools=tools, tool_choice=tool_choice,
                         on_text=lambda text: live.add("message.delta", {"text": text}),
                         on_thinking=lambda text: live.add("thinking.delta", {"thinking": text}),
+                        on_tool_input=lambda piece: live.add("tool.call.delta", piece),
                         on_reset=lambda: live.add("message.reset", {"reason": "retry"}), cancel=token)
 
 

@@ -45,7 +45,7 @@ class AnthropicProvider:
             if request.tool_choice:
                 params["tool_choice"] = request.tool_choice
         cancel = request.cancel or CancelToken()
-        reply = _StreamedReply(AnthropicBlocks(request.on_text, request.on_thinking))
+        reply = _StreamedReply(AnthropicBlocks(request.on_text, request.on_thinking, request.on_tool_input))
         try:
             # The raw event stream, not the SDK's `messages.stream` helper: that one rebuilds
             # a snapshot of the whole message on every event, which cost the worker ~3 ms of

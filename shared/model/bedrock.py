@@ -43,7 +43,7 @@ class BedrockProvider:
         if request.tools:
             params["toolConfig"] = tool_config(request.tools, request.tool_choice)
         cancel = request.cancel or CancelToken()
-        blocks, usage, stop_reason = ConverseBlocks(request.on_text, request.on_thinking), {}, None
+        blocks, usage, stop_reason = ConverseBlocks(request.on_text, request.on_thinking, request.on_tool_input), {}, None
         try:
             stream = self.client.converse_stream(**params)["stream"]
             cancel.on_cancel(stream.close)

@@ -28,11 +28,12 @@ def _finished(blocks: dict[int, dict]) -> tuple[dict, ...]:
 
 class AnthropicBlocks:
     """Folds the Messages API's raw stream events (content_block_start / _delta / _stop)
-    into blocks, calling `on_text` / `on_thinking` with each piece as it arrives."""
+    into blocks, calling `on_text` / `on_thinking` / `on_tool_input` with each piece as it arrives."""
 
     def __init__(self, on_text: Callable[[str], None] | None = None,
-                 on_thinking: Callable[[str], None] | None = None):
-        self.on_text, self.on_thinking = on_text, on_thinking
+                 on_thinking: Callable[[str], None] | None = None,
+                 on_tool_input: Callable[[dict], None] | None = None):
+        self.on_text, self.on_thinking, self.on_tool_input = on_text, on_thinking, on_tool_input
         self.blocks: dict[int, dict] = {}
         self._json: dict[int, str] = {}  # a tool call's input, as streamed so far
 
@@ -65,6 +66,7 @@ class AnthropicBlocks:
             block["signature"] = block.get("signature", "") + delta.signature
         elif delta.type == "input_json_delta":
             self._json[index] = self._json.get(index, "") + delta.partial_json
+            _tool_input(self.on_tool_input, block, delta.partial_json)
         elif delta.type == "citations_delta":
             block.setdefault("citations", []).append(delta.citation.to_dict())
 
@@ -77,8 +79,9 @@ class ConverseBlocks:
     the Messages API's shape, as AnthropicBlocks does."""
 
     def __init__(self, on_text: Callable[[str], None] | None = None,
-                 on_thinking: Callable[[str], None] | None = None):
-        self.on_text, self.on_thinking = on_text, on_thinking
+                 on_thinking: Callable[[str], None] | None = None,
+                 on_tool_input: Callable[[dict], None] | None = None):
+        self.on_text, self.on_thinking, self.on_tool_input = on_text, on_thinking, on_tool_input
         self.blocks: dict[int, dict] = {}
         self._json: dict[int, str] = {}
 
@@ -121,12 +124,19 @@ class ConverseBlocks:
             block["signature"] += reasoning.get("signature", "")
         elif "toolUse" in delta:
             self._json[index] = self._json.get(index, "") + delta["toolUse"].get("input", "")
+            _tool_input(self.on_tool_input, self.blocks.get(index) or {}, delta["toolUse"].get("input", ""))
         elif "citation" in delta:
             self.blocks.setdefault(index, {"type": "text", "text": ""}).setdefault("citations", []).append(
                 delta["citation"])
 
     def finish(self) -> tuple[dict, ...]:
         return _finished(self.blocks)
+
+
+def _tool_input(on_tool_input, block: dict, piece: str) -> None:
+    """A piece of a client tool call's input, passed on as it streams (not a server tool's)."""
+    if on_tool_input and piece and block.get("type") == "tool_use":
+        on_tool_input({"id": block["id"], "name": block["name"], "partial_json": piece})
 
 
 def converse_block(block: dict) -> dict | None:

@@ -58,6 +58,8 @@ class ModelRequest:
     tool_choice: dict | None = None
     on_text: Callable[[str], None] | None = field(default=None, compare=False)
     on_thinking: Callable[[str], None] | None = field(default=None, compare=False)
+    # A client tool call's input as the model writes it: {"id", "name", "partial_json"} per piece.
+    on_tool_input: Callable[[dict], None] | None = field(default=None, compare=False)
     # Called before a retry when text of the failed attempt was already passed to on_text.
     on_reset: Callable[[], None] | None = field(default=None, compare=False)
     cancel: CancelToken | None = field(default=None, compare=False)

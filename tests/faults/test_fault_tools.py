@@ -61,8 +61,12 @@ def test_a_worker_that_dies_before_committing_a_tool_call_leaves_no_half_turn(fa
     assert job.status == "requires_action" and job.attempts == 2
     assert [c["id"] for c in job.required_action["tool_calls"]] == [b["id"] for b in stored_calls]
     assert log_keys(fault_stack, conversation_id) == [turn.log_key]
-    calls = [e.data for e in services.events.read(job_id, 0) if e.type == "tool.call"]
+    events = services.events.read(job_id, 0)
+    calls = [e.data for e in events if e.type == "tool.call"]
     assert [c["id"] for c in calls] == [b["id"] for b in stored_calls]  # announced once, the stored one
+    kinds = [e.type for e in events]  # the dead attempt's streamed input is discarded by a reset
+    assert kinds.index("tool.call.delta") < kinds.index("message.reset") < len(kinds) - 1 - kinds[::-1].index(
+        "tool.call.delta")
     assert_consistent(fault_stack)
 
 

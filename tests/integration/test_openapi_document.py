@@ -14,7 +14,8 @@ from tests.security.support import assert_envelope
 
 DOC = "urn:parley:openapi"
 EVENT_TYPES = {"job.queued", "job.started", "message.delta", "message.reset", "job.succeeded", "job.failed",
-               "job.cancelled", "thinking.delta", "tool.call", "job.requires_action"}
+               "job.cancelled", "thinking.delta", "tool.call.delta", "tool.call",
+               "job.requires_action"}
 
 
 def document(client) -> dict:
@@ -98,6 +99,7 @@ def test_streamed_events_match_the_documented_event_schema(client, alice):
                            headers={**alice, "Accept": "text/event-stream"})
     calling, _ = parse(response.get_data(as_text=True))
     assert [e.type for e in calling][-2:] == ["tool.call", "job.requires_action"], calling
+    assert "tool.call.delta" in {e.type for e in calling}
     events += calling
     envelope = jsonschema.Draft202012Validator({"$ref": f"{DOC}#/components/schemas/JobEvent"}, registry=registry)
     for event in events:

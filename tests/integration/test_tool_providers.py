@@ -4,6 +4,8 @@ each provider's shape, a call comes back as a tool_use block with its parsed inp
 results go back as tool_result blocks, and a call retried mid-stream is reset and kept once."""
 from __future__ import annotations
 
+import json
+
 import requests
 
 from shared.model import ModelRequest
@@ -13,19 +15,23 @@ CLOCK = {"name": "clock", "description": "The time.", "input_schema": {"type": "
                                                                       "properties": {"tz": {"type": "string"}}}}
 
 
-def call(provider, messages, **kwargs):
+def call(provider, messages, pieces: list | None = None, **kwargs):
     resets = []
     request = ModelRequest(system=None, messages=messages, model=provider.model, max_tokens=200, tools=[CLOCK],
-                           on_reset=lambda: resets.append(1), **kwargs)
+                           on_reset=lambda: resets.append(1), on_tool_input=(pieces if pieces is not None else [])
+                           .append, **kwargs)
     return provider.complete(request), resets
 
 
 def test_a_tool_call_and_its_result_round_trip(provider, server):
     asked = [{"role": "user", "content": 'call tool clock {"tz": "Asia/Tokyo"}'}]
-    reply, _ = call(provider, asked)
+    pieces: list[dict] = []
+    reply, _ = call(provider, asked, pieces)
     assert reply.stop_reason == "tool_use"
     (use,) = [b for b in reply.blocks if b["type"] == "tool_use"]
     assert use["name"] == "clock" and use["input"] == {"tz": "Asia/Tokyo"}
+    assert {(p["id"], p["name"]) for p in pieces} == {(use["id"], "clock")}  # streamed as it was written
+    assert json.loads("".join(p["partial_json"] for p in pieces)) == use["input"]
     sent = requests.get(f"{server.url}/_requests", timeout=5).json()["requests"][-1]
     assert sent.get("tools") == [CLOCK] or sent["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"] == \
         CLOCK["input_schema"]

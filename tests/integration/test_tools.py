@@ -61,6 +61,9 @@ def test_a_call_pauses_the_job_and_the_results_continue_the_conversation(stack, 
     events = SseReader(client.get(f"/v1/jobs/{job['id']}/events", headers=alice, buffered=False)).rest()
     kinds = [e.type for e in events]
     assert kinds[-2:] == ["tool.call", "job.requires_action"], kinds
+    pieces = [e.data for e in events if e.type == "tool.call.delta"]  # the input as the model wrote it
+    assert pieces and {(p["id"], p["name"]) for p in pieces} == {(call["id"], "clock")}
+    assert json.loads("".join(p["partial_json"] for p in pieces)) == call["input"]
     assert events[-2].data == call and events[-1].data["required_action"]["tool_calls"] == [call]
 
     response = answer(client, alice, job["id"], [{"tool_call_id": call["id"], "content": "14:05 CET"}])
