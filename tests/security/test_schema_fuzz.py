@@ -33,7 +33,7 @@ def fuzz(operation, mode: GenerationMode, app, headers: dict) -> None:
             # A generated callback URL would send the webhook worker to arbitrary hosts.
             case.body.pop("callback_url", None)
             if mode is GenerationMode.POSITIVE:
-                fit_tools(case.body)
+                fit_cross_field(case.body)
         case.call_and_validate(app=app, headers=headers)  # every check
 
     try:
@@ -41,6 +41,15 @@ def fuzz(operation, mode: GenerationMode, app, headers: dict) -> None:
     except Unsatisfiable:
         if mode is GenerationMode.POSITIVE:
             raise  # only an operation without inputs has nothing to break
+
+
+def fit_cross_field(body: dict) -> None:
+    fit_tools(body)
+    # Which thinking a model takes (adaptive, a budget, effort) is its capability, read from
+    # the provider (shared/thinking.py, 400 otherwise), not something the document can say
+    # per model: valid cases ask for none. tests/integration/test_thinking.py covers the rest.
+    if isinstance(body.get("thinking"), dict):
+        body["thinking"] = {"type": "disabled"}
 
 
 def fit_tools(body: dict) -> None:
@@ -55,13 +64,17 @@ def fit_tools(body: dict) -> None:
 
 
 # "Valid data is accepted" (a 2xx, or 404/409/429 for ids and states the document cannot
-# know) holds everywhere but in two places, where JSON Schema cannot say what the server
-# checks: an opaque cursor that fits its type but was not issued by the API, and a `from`
-# after `to` or more than 366 days apart. Both are 400 by design; nothing else may be.
+# know) holds everywhere but in three places, where JSON Schema cannot say what the server
+# checks: an opaque cursor that fits its type but was not issued by the API, a `from`
+# after `to` or more than 366 days apart, and an upload's bytes (judged by what they are:
+# empty, corrupt, not the type its name says, over its kind's cap). All are 400 (413, 415)
+# by design; nothing else may be.
 CROSS_FIELD_RULES = [{"include-name": f"GET {path}", "checks": {"positive_data_acceptance": {
     "expected-statuses": ["2xx", "400", "401", "403", "404", "409", "429"]}}}
     for path in ("/v1/conversations", "/v1/conversations/{conversation_id}/messages",
-                 "/v1/conversations/{conversation_id}/forks", "/v1/usage")]
+                 "/v1/conversations/{conversation_id}/forks", "/v1/files", "/v1/usage")] + [
+    {"include-name": "POST /v1/files", "checks": {"positive_data_acceptance": {
+        "expected-statuses": ["2xx", "400", "401", "403", "404", "409", "413", "415", "429"]}}}]
 CONFIG = {"operations": CROSS_FIELD_RULES}
 
 
@@ -94,7 +107,7 @@ def test_linked_operations_hold_together(stack, app):
         def before_call(self, case):
             if isinstance(case.body, dict):
                 case.body.pop("callback_url", None)  # as above
-                fit_tools(case.body)  # its cases fit the document
+                fit_cross_field(case.body)  # its cases fit the document
 
     Scenario.run(settings=settings(max_examples=4, stateful_step_count=5, derandomize=True, database=None,
                                    deadline=None, suppress_health_check=list(HealthCheck),
