@@ -96,7 +96,7 @@ class Gunicorn:
     def serving(self) -> bool:
         try:
             return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or a busy machine's slow start
             return False
 
     def stop(self) -> None:
