@@ -197,7 +197,12 @@ SSE_SCHEMAS = {
         _event("tool.call", {"type": "object", "required": ["id", "name", "input"],
                              "properties": {"id": {"type": "string"}, "name": {"type": "string"},
                                             "input": {"type": "object"}}},
-               "the reply calls a client tool (one event a call, before job.requires_action)"),
+               "the reply calls a client tool (one event a call, before job.requires_action), or a server "
+               "tool Claude ran (`server`: true)"),
+        _event("tool.result", {"type": "object", "required": ["tool_use_id", "type", "content"],
+                               "properties": {"tool_use_id": {"type": "string"}, "type": {"type": "string"},
+                                              "content": {}}},
+               "a server tool's result, as the API returned it (e.g. web_search_tool_result)"),
         _event("job.requires_action", JOB, "the reply called client tools; `required_action` lists the calls "
                                            "to answer with POST /v1/jobs/{id}/tool_results (final)"),
     ]},

@@ -71,6 +71,15 @@ class ToolChoiceIn(Strict):
     disable_parallel_tool_use: bool | None = Field(None, description="at most one call a reply")
 
 
+class ServerToolIn(Strict):
+    """A server tool Claude runs itself (Anthropic API only), if SERVER_TOOLS_ALLOWED offers it."""
+    type: Literal["web_search_20250305"]
+    name: Literal["web_search"]
+    max_uses: int | None = Field(None, ge=1, le=1000, description="searches per reply at most")
+    allowed_domains: list[Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^\x00\s]+$")]] | None = \
+        Field(None, max_length=100, description="search only these domains")
+
+
 TOOLS_FIELD = ("client tools Claude may call (at most 64, 64 KB); a call ends the job requires_action until "
                "POST /v1/jobs/{id}/tool_results answers it; null for none")
 TOOL_CHOICE_FIELD = "how Claude uses the tools (the Messages API's tool_choice); null: auto"
@@ -81,7 +90,7 @@ class ConversationIn(Strict):
     system: str | None = None
     model: str | None = Field(None, description=MODEL_FIELD)
     thinking: ThinkingIn | None = Field(None, description=THINKING_FIELD)
-    tools: list[ToolIn] | None = Field(None, max_length=64, description=TOOLS_FIELD)
+    tools: list[ToolIn | ServerToolIn] | None = Field(None, max_length=64, description=TOOLS_FIELD)
     tool_choice: ToolChoiceIn | None = Field(None, description=TOOL_CHOICE_FIELD)
 
 
@@ -91,7 +100,7 @@ class ConversationPatch(Strict):
     system: str | None = None
     model: str | None = Field(None, description=MODEL_FIELD)
     thinking: ThinkingIn | None = Field(None, description=THINKING_FIELD)
-    tools: list[ToolIn] | None = Field(None, max_length=64, description=TOOLS_FIELD)
+    tools: list[ToolIn | ServerToolIn] | None = Field(None, max_length=64, description=TOOLS_FIELD)
     tool_choice: ToolChoiceIn | None = Field(None, description=TOOL_CHOICE_FIELD)
 
 
@@ -117,7 +126,7 @@ class MessageIn(Strict):
         "enqueue", description="while the conversation has a job queued or running: wait behind it, or 409")
     callback_url: str | None = Field(None, description="POSTed the final job, signed; see /v1/webhook-secret")
     thinking: ThinkingIn | None = Field(None, description="this message only: overrides the conversation's thinking")
-    tools: list[ToolIn] | None = Field(None, max_length=64, description="this message (and its tool rounds) only: "
+    tools: list[ToolIn | ServerToolIn] | None = Field(None, max_length=64, description="this message (and its tool rounds) only: "
                                        "overrides the "
                                        "conversation's tools; [] for none")
     tool_choice: ToolChoiceIn | None = Field(None, description="with tools: this message's tool_choice")

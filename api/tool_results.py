@@ -15,6 +15,7 @@ from api.service import own_job
 from shared.jobs import job_to_dict
 from shared.models import Conversation, Job
 from shared.tool_results import CANCELLED, ToolResultsRefused, answer_calls, error_results
+from shared.server_tools import allowed
 from shared.tools import ToolsRefused, check_tool_choice, check_tools
 
 blueprint = APIBlueprint("tool_results", __name__, url_prefix="/v1/jobs", abp_tags=[Tag(name="jobs")],
@@ -23,10 +24,13 @@ blueprint = APIBlueprint("tool_results", __name__, url_prefix="/v1/jobs", abp_ta
                                         404: schemas.ErrorEnvelope, 503: schemas.ErrorEnvelope})
 
 
-def checked_tools(tools: list[schemas.ToolIn] | None, choice: schemas.ToolChoiceIn | None) -> dict:
+def checked_tools(tools: list[schemas.ToolIn | schemas.ServerToolIn] | None, choice: schemas.ToolChoiceIn | None
+                  ) -> dict:
     """{"tools", "tool_choice"} as stored, or a 400 naming what the API would refuse."""
+    settings = services().settings
     try:
-        stored = check_tools([t.model_dump(exclude_none=True) for t in tools] if tools is not None else None)
+        stored = check_tools([t.model_dump(exclude_none=True) for t in tools] if tools is not None else None,
+                             allowed(settings.server_tools_allowed), settings.llm_provider)
         return {"tools": stored,
                 "tool_choice": check_tool_choice(choice.model_dump(exclude_none=True) if choice else None, stored)}
     except ToolsRefused as refused:

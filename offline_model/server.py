@@ -16,7 +16,7 @@ from offline_model.converse import ConverseRoutes
 from offline_model.media import FilesApiRoutes, attachment_note, media_key, received_in
 from offline_model.messages import BadRequest, paced, prompt_tokens, text_of, validate_messages
 from offline_model.models_api import ModelsApiRoutes
-from offline_model.tools import stream_events as tool_stream_events, tool_reply, tools_problem
+from offline_model.tools import search_reply, stream_events as tool_stream_events, tool_reply, tools_problem
 from offline_model.thinking import block_events, signature_problem, thinking_problem, thinking_tokens, thinks, \
     thought_blocks
 from offline_model.wire import (ANTHROPIC_ERRORS, FAULTS, PromptCache, TooManyBreakpoints, anthropic_blocks,
@@ -227,7 +227,10 @@ class Handler(ModelsApiRoutes, ConverseRoutes, FilesApiRoutes, BaseHTTPRequestHa
         if scripted := scripted_answer(messages, text_of):
             reply, stop_reason, stop_details = scripted
         tool_blocks: list[dict] = []
-        if not scripted and (called := tool_reply(messages, [t.get("name") for t in body.get("tools") or []],
+        searched = None if scripted else search_reply(messages, body.get("tools") or [], text_of, number)
+        if searched:
+            reply, tool_blocks, stop_reason, searches = searched
+        elif not scripted and (called := tool_reply(messages, [t.get("name") for t in body.get("tools") or []],
                                                   body.get("tool_choice"), text_of, number)):
             reply, tool_blocks, stop_reason = called
         input_tokens = prompt_tokens(messages, text_of(body.get("system"))) + sum(r.tokens for m in media for r in m)
@@ -253,6 +256,8 @@ class Handler(ModelsApiRoutes, ConverseRoutes, FilesApiRoutes, BaseHTTPRequestHa
             "usage": {**usage, "output_tokens": estimate_tokens(reply) + (2 if not reply else 0)
                       + thinking_tokens(thoughts)},
         }
+        if searched:
+            message["usage"]["server_tool_use"] = searches
         headers = {"request-id": f"req_offline_{number}"}
         if body.get("stream"):
             self._stream(message, settings, headers, midway=fault if fault in MIDSTREAM_FAULTS else None,
@@ -320,8 +325,8 @@ class Handler(ModelsApiRoutes, ConverseRoutes, FilesApiRoutes, BaseHTTPRequestHa
         self._event({"type": "message_delta",
                      "delta": {"stop_reason": stop_reason, "stop_sequence": None,
                                **({"stop_details": message["stop_details"]} if message.get("stop_details") else {})},
-                     "usage": {key: message["usage"][key] for key in ("output_tokens", "output_tokens_details")
-                               if key in message["usage"]}})
+                     "usage": {key: message["usage"][key] for key in ("output_tokens", "output_tokens_details",
+                                                                      "server_tool_use") if key in message["usage"]}})
         self._event({"type": "message_stop"})
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()

@@ -1,4 +1,7 @@
-"""Client tool calls, emulated: a user message containing `call tool NAME {json}` (several
+"""Tools, emulated. Server tools: with a web_search tool in the request, a user message
+containing `search the web for QUERY` gets a reply that searches (a server_tool_use
+block, canned results, then an answer citing the first one) and counts one search.
+Client tool calls: a user message containing `call tool NAME {json}` (several
 for parallel calls) gets a reply that calls those tools, if the request offers them;
 `keep calling tool NAME {json}` calls it again after every result (a loop, for the
 loop guard). A message of tool results gets a reply that says what each returned.
@@ -88,12 +91,50 @@ def tools_problem(messages: list[dict], tool_names: list[str]) -> str | None:
     return None
 
 
+_SEARCH = re.compile(r"search the web for ([^.?!\n]+)")
+
+
+def search_reply(messages: list[dict], tools: list[dict], text_of, number: int
+                 ) -> tuple[str, list[dict], str, dict] | None:
+    """(text, the blocks after it, stop_reason, usage's server_tool_use) for a search, else None."""
+    if not any(str(t.get("type", "")).startswith("web_search_") for t in tools):
+        return None
+    asked = _SEARCH.search(text_of(messages[-1]["content"]))
+    if not asked:
+        return None
+    query, tool_id = asked[1].strip(), f"srvtoolu_offline_{number}"
+    slug = re.sub(r"[^a-z0-9]+", "-", query.lower()).strip("-") or "result"
+    results = [{"type": "web_search_result", "url": f"https://example.com/{slug}/{i}", "title": f"{query} ({i})",
+                "encrypted_content": f"offline-{slug}-{i}", "page_age": None} for i in (1, 2)]
+    cited = f"{query} is described on example.com."
+    answer = {"type": "text", "text": f"According to the first result, {cited}",
+              "citations": [{"type": "web_search_result_location", "url": results[0]["url"],
+                             "title": results[0]["title"], "encrypted_index": f"offline-{slug}-1",
+                             "cited_text": cited}]}
+    return ("Let me search the web.",
+            [{"type": "server_tool_use", "id": tool_id, "name": "web_search", "input": {"query": query}},
+             {"type": "web_search_tool_result", "tool_use_id": tool_id, "content": results}, answer],
+            "end_turn", {"web_search_requests": 1})
+
+
 def stream_events(index: int, block: dict) -> list[dict]:
-    """A tool_use block as the Messages API streams it: start (empty input), the input's JSON, stop."""
+    """A block after the reply's text as the Messages API streams it: a tool call starts with
+    an empty input and streams its JSON; a tool's result arrives whole; text streams its
+    text, then its citations."""
+    if block["type"] == "text":
+        return [{"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+                {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": block["text"]}},
+                *({"type": "content_block_delta", "index": index, "delta": {"type": "citations_delta",
+                                                                            "citation": citation}}
+                  for citation in block.get("citations", [])),
+                {"type": "content_block_stop", "index": index}]
+    if block["type"] not in ("tool_use", "server_tool_use"):
+        return [{"type": "content_block_start", "index": index, "content_block": block},
+                {"type": "content_block_stop", "index": index}]
     raw = json.dumps(block["input"])
     half = len(raw) // 2
     return [{"type": "content_block_start", "index": index,
-             "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}},
+             "content_block": {"type": block["type"], "id": block["id"], "name": block["name"], "input": {}}},
             *({"type": "content_block_delta", "index": index,
                "delta": {"type": "input_json_delta", "partial_json": piece}} for piece in (raw[:half], raw[half:])),
             {"type": "content_block_stop", "index": index}]

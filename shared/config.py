@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     # message may have (the last one is asked for an answer without tools).
     tool_results_timeout_seconds: float = Field(3600.0, gt=0, le=30 * 24 * 3600)
     max_tool_rounds: int = Field(10, ge=1, le=1000)
+    # Server tools a conversation may opt into (shared/server_tools.py), comma-separated.
+    server_tools_allowed: str = "web_search"
 
     # Delivery: event streams and webhooks.
     events_ttl_seconds: int = Field(3600, ge=1, le=30 * 24 * 3600)  # kept after the job ends

@@ -14,6 +14,8 @@ import re
 
 from jsonschema import exceptions as schema_errors, validators
 
+from shared.server_tools import ServerToolRefused, check_server_tool, is_server_block, is_server_tool
+
 NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")  # the Messages API's rule for a tool's name
 MAX_TOOLS = 64
 MAX_TOOLS_BYTES = 64 * 1024  # every definition together, as JSON
@@ -26,8 +28,10 @@ class ToolsRefused(ValueError):
     """Tool definitions or a tool_choice the API would refuse; the message says which and why."""
 
 
-def check_tools(tools: list[dict] | None) -> list[dict] | None:
-    """The definitions as stored ({name, description, input_schema}); ToolsRefused if not valid."""
+def check_tools(tools: list[dict] | None, server_tools: set[str] = frozenset(), provider: str = "anthropic"
+                ) -> list[dict] | None:
+    """The definitions as stored ({name, description, input_schema}, or a server tool of
+    `server_tools`: shared/server_tools.py); ToolsRefused if not valid."""
     if tools is None:
         return None
     if len(tools) > MAX_TOOLS:
@@ -37,6 +41,15 @@ def check_tools(tools: list[dict] | None) -> list[dict] | None:
     seen: set[str] = set()
     checked = []
     for i, tool in enumerate(tools):
+        if is_server_tool(tool):
+            try:
+                checked.append(check_server_tool(f"tools.{i}", tool, server_tools, provider))
+            except ServerToolRefused as refused:
+                raise ToolsRefused(str(refused)) from None
+            if tool["name"] in seen:
+                raise ToolsRefused(f"tools.{i}.name: {tool['name']!r} is defined twice; tool names must be unique.")
+            seen.add(tool["name"])
+            continue
         name, schema = tool.get("name"), tool.get("input_schema")
         if not isinstance(name, str) or not NAME.match(name):
             raise ToolsRefused(f"tools.{i}.name: 1 to 64 letters, digits, _ or - (got {name!r}).")
@@ -127,18 +140,28 @@ def window_for(messages: list[dict], tools: list[dict] | None) -> list[dict]:
     if tools:
         return messages
     return [{**m, "content": [_as_text(b) for b in m["content"]]} if _blocks(m, "tool_use") or
-            _blocks(m, "tool_result") else m for m in messages]
+            _blocks(m, "tool_result") or _server_blocks(m) else m for m in messages]
 
 
 def _as_text(block: dict) -> dict:
-    if block.get("type") == "tool_use":
+    if block.get("type") in ("tool_use", "server_tool_use"):
         return {"type": "text", "text": f"[called tool {block['name']} with {json.dumps(block.get('input') or {})}]"}
+    if is_server_block(block):  # a server tool's result: its sources, by title and address
+        found = block.get("content")
+        sources = "; ".join(f"{r.get('title')} <{r.get('url')}>" for r in found if isinstance(r, dict)) \
+            if isinstance(found, list) else "(no results)"
+        return {"type": "text", "text": f"[{block['type']}: {sources or '(no results)'}]"}
     if block.get("type") == "tool_result":
         content = block.get("content")
         result = content if isinstance(content, str) else " ".join(b.get("text", "") for b in content or [])
         kind = "error" if block.get("is_error") else "result"
         return {"type": "text", "text": f"[tool {kind}: {result or '(empty)'}]"}
     return block
+
+
+def _server_blocks(message: dict) -> list[dict]:
+    content = message["content"]
+    return [] if isinstance(content, str) else [b for b in content if is_server_block(b)]
 
 
 def _blocks(message: dict, kind: str) -> list[dict]:

@@ -269,7 +269,7 @@ def _commit_turn(services, held: Claim, entry: dict, log_key: str, user_tokens: 
             "stop_reason": reply.stop_reason,
             "stop_details": reply.stop_details, "outcome": outcome,
             **({"notice": refusal_message(reply.stop_details)} if outcome == "refused" else {}),
-            "usage": {**reply.usage, **usage_fields(reply), "cost_usd": float(cost)}})
+            "usage": {**reply.usage, **usage_fields(reply), **reply.server_tool_use, "cost_usd": float(cost)}})
         return job, next_queued(session, held.conversation_id)
 
 

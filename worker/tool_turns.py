@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from shared.model import ModelReply
 from shared.models import Conversation
+from shared.server_tools import is_server_block
 from shared.tools import request_tools, tool_calls
 from worker.lease import Claim
 
@@ -46,6 +47,14 @@ def job_ending(reply: ModelReply) -> dict:
 
 def announce_calls(live, reply: ModelReply) -> None:
     """One `tool.call` event a call, after the turn is committed (a retried attempt never
-    shows a call twice) and before the job's final event."""
+    shows a call twice) and before the job's final event; a server tool's call (`server`:
+    true) and its `tool.result` in the order Claude made them."""
+    for block in reply.blocks:
+        if block.get("type") == "server_tool_use":
+            live.add("tool.call", {"id": block["id"], "name": block["name"], "input": block.get("input") or {},
+                                   "server": True})
+        elif is_server_block(block):
+            live.add("tool.result", {"tool_use_id": block.get("tool_use_id"), "type": block["type"],
+                                     "content": block.get("content")})
     for call in calls_of(reply):
         live.add("tool.call", call)

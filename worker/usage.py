@@ -13,6 +13,7 @@ from shared.bootstrap import Services
 from shared.pricing import cost_usd
 from shared.model import ModelReply
 from shared.quotas import TokenQuota
+from shared.server_tools import server_tools_cost
 from worker import metrics
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ def priced(services: Services, reply: ModelReply) -> Decimal:
     in the metrics. Cache writes are priced at PROMPT_CACHE_TTL's rate: every breakpoint asks for it."""
     settings = services.settings
     metrics.prompt_cache(reply.model, reply.cache_read_input_tokens, reply.cache_creation_input_tokens)
-    return cost_usd(reply.model, reply.usage, settings.prompt_cache_ttl, settings.model_prices_json)
+    return (cost_usd(reply.model, reply.usage, settings.prompt_cache_ttl, settings.model_prices_json)
+            + server_tools_cost(reply.server_tool_use))
 
 
 def count_quota(services: Services, user_id: uuid.UUID, reply: ModelReply) -> None:

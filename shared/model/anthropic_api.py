@@ -88,6 +88,7 @@ class _StreamedReply:
         self.usage: dict[str, int] = {}
         self.stop_reason: str | None = None
         self.stop_details: dict | None = None
+        self.server_tool_use: dict = {}
         self.complete = False
 
     def take(self, event) -> None:
@@ -110,6 +111,8 @@ class _StreamedReply:
             value = getattr(usage, name, None)
             if value is not None:
                 self.usage[name] = value
+        if server := getattr(usage, "server_tool_use", None):  # cumulative, as the token counts
+            self.server_tool_use = {k: v for k, v in server.model_dump().items() if v}
         if details := getattr(usage, "output_tokens_details", None):
             self.usage["thinking_tokens"] = details.thinking_tokens
 
@@ -120,7 +123,7 @@ class _StreamedReply:
         return ModelReply(text_of_blocks(blocks), self.model or model, usage.get("input_tokens", 0),
                           usage.get("output_tokens", 0), usage.get("cache_creation_input_tokens", 0),
                           usage.get("cache_read_input_tokens", 0), self.stop_reason, self.stop_details,
-                          blocks, usage.get("thinking_tokens", 0))
+                          blocks, usage.get("thinking_tokens", 0), self.server_tool_use)
 
 
 def _cache_control(ttl: str) -> dict:

@@ -26,6 +26,8 @@ class ModelReply:
     # tool_use ...), as shared/model/blocks.py assembled them from the stream.
     blocks: tuple[dict, ...] = ()
     thinking_tokens: int = 0  # the part of output_tokens spent thinking, when the provider says
+    # Server tools' use beyond tokens, as the API counts it (e.g. {"web_search_requests": 2}).
+    server_tool_use: dict = field(default_factory=dict)
 
     @property
     def usage(self) -> dict:

@@ -15,7 +15,7 @@ from tests.security.support import assert_envelope
 DOC = "urn:parley:openapi"
 EVENT_TYPES = {"job.queued", "job.started", "message.delta", "message.reset", "job.succeeded", "job.failed",
                "job.cancelled", "thinking.delta", "tool.call.delta", "tool.call",
-               "job.requires_action"}
+               "tool.result", "job.requires_action"}
 
 
 def document(client) -> dict:

@@ -58,8 +58,9 @@ def fit_tools(body: dict) -> None:
     tool_choice only with tools it names. Negative cases keep whatever they were given."""
     if isinstance(body.get("tools"), list):
         names: set = set()
-        body["tools"] = [{**tool, "input_schema": {"type": "object"}} for tool in body["tools"]
-                         if isinstance(tool, dict) and tool.get("name") not in names and not names.add(tool.get("name"))]
+        unique = [tool for tool in body["tools"]
+                  if isinstance(tool, dict) and tool.get("name") not in names and not names.add(tool.get("name"))]
+        body["tools"] = [tool if "type" in tool else {**tool, "input_schema": {"type": "object"}} for tool in unique]
     body.pop("tool_choice", None)
 
 

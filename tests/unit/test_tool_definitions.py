@@ -95,3 +95,29 @@ def test_the_loop_guard_takes_the_tools_away_at_max_tool_rounds():
     assert kept.blocks == ({"type": "text", "text": "Calling clock."},)
     message = Claim(None, None, None, "", 1, None, request={"tools": [], "content": "x"})
     assert offered_tools(settings, _Conversation, message) == ([], None)  # a message's own tools win
+
+
+SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+
+
+def test_a_server_tool_is_taken_where_it_is_offered_and_the_provider_runs_it():
+    assert check_tools([CLOCK, SEARCH], {"web_search"}) == [CLOCK, SEARCH]
+    for offered, provider, fragment in [(set(), "anthropic", "not offered here (SERVER_TOOLS_ALLOWED: none)"),
+                                        ({"web_search"}, "bedrock", "runs on the Anthropic API only"),
+                                        ({"web_search"}, "anthropic", None)]:
+        tools = [SEARCH] if fragment else [{**SEARCH, "blocked_domains": ["x.com"]}]
+        with pytest.raises(ToolsRefused) as refused:
+            check_tools(tools, offered, provider)
+        assert (fragment or "unknown field 'blocked_domains'") in str(refused.value)
+
+
+def test_without_tools_a_search_goes_as_text():
+    use = {"type": "server_tool_use", "id": "s1", "name": "web_search", "input": {"query": "q"}}
+    found = {"type": "web_search_tool_result", "tool_use_id": "s1",
+             "content": [{"type": "web_search_result", "url": "https://a.example", "title": "A"}]}
+    messages = [{"role": "user", "content": "q?"}, {"role": "assistant", "content": [use, found]},
+                {"role": "user", "content": "more"}]
+    assert window_for(messages, [SEARCH]) == messages
+    assert window_for(messages, None)[1]["content"] == [
+        {"type": "text", "text": '[called tool web_search with {"query": "q"}]'},
+        {"type": "text", "text": "[web_search_tool_result: A <https://a.example>]"}]
