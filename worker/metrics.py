@@ -46,7 +46,7 @@ TASK_LAST_SUCCESS = Gauge("parley_worker_task_last_success_timestamp_seconds",
 # Called from the pipeline (worker/pipeline.py).
 
 def job_finished(status: str, queue_seconds: float | None = None) -> None:
-    """A job ended `succeeded`, `failed` or `cancelled`. `queue_seconds`: from its
+    """A job ended `succeeded`, `failed`, `cancelled` or `requires_action`. `queue_seconds`: from its
     creation to its first claim, when known."""
     JOBS_FINISHED.labels(status).inc()
     if queue_seconds is not None:

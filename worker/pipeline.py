@@ -172,7 +172,7 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
     save_window(services, held.conversation_id, memory)
     announce_calls(live, reply)
     announce_end(services.events, runtime.dispatcher, *ended)
-    return Outcome("done")
+    return Outcome("done", ended=ended[0].status)  # succeeded, or requires_action
 
 
 def _model_request(services: Services, conversation: Conversation, memory: ConversationMemory, held: Claim,
