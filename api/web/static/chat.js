@@ -104,6 +104,10 @@ class Reply {
       this.say("done", usageLine(reply.usage) + cut);
     } else if (job.status === "cancelled") {
       this.say("cancelled", "Stopped. This message and its reply were not kept.");
+    } else if (job.status === "requires_action") {  // client tools: the caller runs them, not this page
+      if (!this.text) { this.text = textOf(job.reply?.content); this.draw(); }
+      const names = (job.required_action?.tool_calls || []).map((call) => call.name).join(", ");
+      this.say("done", `Claude called ${names}: answer with POST /v1/jobs/${job.id}/tool_results.`);
     } else {
       const error = job.error || {};
       this.say("failed", `Failed: ${error.type || "error"}: ${error.message || "no details"}`);

@@ -4,7 +4,7 @@
 
 import { errorOf } from "./api.js";
 
-const FINAL = new Set(["job.succeeded", "job.failed", "job.cancelled"]);
+const FINAL = new Set(["job.succeeded", "job.failed", "job.cancelled", "job.requires_action"]);
 const MAX_RETRIES = 8; // in a row without an event; about a minute of backoff in all
 
 // Yields {id, event, data} for each complete event in a text/event-stream body.
