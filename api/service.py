@@ -15,7 +15,7 @@ from api.errors import ApiError, not_found
 from api.file_service import message_files, record_references, split_content
 from api.limits import enforce_token_quota
 from shared.bootstrap import Services
-from shared.jobs import awaiting_tools, end_job, job_to_dict, next_queued
+from shared.jobs import awaiting_tools, end_job, job_to_dict
 from shared.memory import estimate_tokens
 from shared.models import ACTIVE_STATUSES, FINAL_STATUSES, Conversation, Job, User
 from shared.storage import conversation_prefix
@@ -176,8 +176,7 @@ def cancel_job(session: Session, job: Job) -> tuple[Job, str | None]:
     session.refresh(job, with_for_update=True)
     if job.status in FINAL_STATUSES:
         raise ApiError(409, "job_finished", f"The job already ended ({job.status}).")
-    end_job(session, job, "cancelled")
-    next_job = next_queued(session, job.conversation_id)
+    next_job = end_job(session, job, "cancelled")
     session.commit()
     return job, next_job
 

@@ -46,14 +46,36 @@ def job_to_dict(job: Job) -> dict:
 
 
 def end_job(session: Session, job: Job, status: str, *, reply: dict | None = None,
-            error: dict | None = None, required_action: dict | None = None) -> None:
-    """Give a locked job its final state, and schedule its webhook in the same transaction."""
+            error: dict | None = None, required_action: dict | None = None) -> str | None:
+    """Give a locked job its final state and schedule its webhook, in the caller's
+    transaction; returns the conversation's job to send once that commits, if any
+    (`announce_end` sends it). Every end of a job goes through here."""
     job.status, job.finished_at, job.lease_expires_at = status, func.now(), None
     job.reply, job.error, job.required_action = reply, error, required_action
     if job.callback_url:
         job.webhook_status, job.webhook_next_at = "pending", func.now()
     session.flush()
     session.refresh(job, ["finished_at"])
+    return next_queued(session, job.conversation_id)
+
+
+def held_job(session: Session, job_id: object, attempt: int) -> Job | None:
+    """The job, locked, if this attempt still holds it: not cancelled, deleted or taken
+    over since it was claimed."""
+    job = session.get(Job, job_id, with_for_update=True)
+    return job if job is not None and job.status == "running" and job.attempts == attempt else None
+
+
+def nothing_before(job: str, earlier: str) -> str:
+    """The ordering rule, as SQL: no job of `job`'s conversation submitted before it is
+    still waiting, running or waiting for tool results. A job runs only then, so turns
+    keep submit order (the claim, the sweeper and the checker all ask it this way;
+    `next_queued` asks the same of a whole conversation)."""
+    return f"""NOT EXISTS (SELECT 1 FROM jobs {earlier}
+                    WHERE {earlier}.conversation_id = {job}.conversation_id
+                      AND {earlier}.position < {job}.position
+                      AND ({earlier}.status IN {ACTIVE_STATUSES}
+                           OR ({earlier}.status = 'requires_action' AND {earlier}.continued_by IS NULL)))"""
 
 
 def next_queued(session: Session, conversation_id: object) -> str | None:

@@ -35,23 +35,21 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 
 from shared.bootstrap import Services
+from shared.jobs import nothing_before
 from shared.log_entry import LogEntry
 from shared.model.blocks import content_text
 from worker.retry import LONGEST_RETRY_SECONDS
 
 _LOG_KEY = re.compile(r"^(?P<prefix>.+/)turns/(?P<seq>\d+)\.json$")
 
-_STUCK = text("""
+_STUCK = text(f"""
     SELECT j.id, j.status, j.attempts,
            extract(epoch FROM now() - coalesce(j.lease_expires_at, j.started_at, j.created_at)) AS overdue
       FROM jobs j
      WHERE (j.status = 'running'
             AND coalesce(j.lease_expires_at, j.started_at, j.created_at) < now() - make_interval(secs => :grace))
         OR (j.status = 'queued'
-            AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.conversation_id = j.conversation_id
-                             AND e.position < j.position
-                             AND (e.status IN ('queued', 'running')
-                                  OR (e.status = 'requires_action' AND e.continued_by IS NULL)))
+            AND {nothing_before("j", "e")}
             AND greatest(j.created_at, j.lease_expires_at + make_interval(secs => :retry_wait),
                          (SELECT max(e.finished_at) FROM jobs e WHERE e.conversation_id = j.conversation_id
                              AND e.position < j.position))

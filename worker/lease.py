@@ -10,13 +10,14 @@ from sqlalchemy import text
 
 from shared.bootstrap import Services
 from shared.events import EndSubscription
+from shared.jobs import nothing_before
 from shared.cancel import CancelToken
 
 log = logging.getLogger("parley.worker")
 
-# A job runs when it is queued (or its holder's lease ran out) and no earlier
-# job of its conversation is still waiting or running: turns keep submit order.
-_CLAIM = text("""
+# A job runs when it is queued (or its holder's lease ran out) and nothing before it
+# in its conversation is unfinished (shared/jobs.py's ordering rule).
+_CLAIM = text(f"""
     UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = :worker,
            takeovers = takeovers + (CASE WHEN status = 'running' THEN 1 ELSE 0 END),
            started_at = coalesce(started_at, now()),
@@ -24,11 +25,7 @@ _CLAIM = text("""
      WHERE id = :id
        AND (status = 'queued'
             OR (status = 'running' AND lease_expires_at < now() AND takeovers + 1 < :max_attempts))
-       AND NOT EXISTS (SELECT 1 FROM jobs earlier
-                        WHERE earlier.conversation_id = jobs.conversation_id
-                          AND earlier.position < jobs.position
-                          AND (earlier.status IN ('queued', 'running')
-                               OR (earlier.status = 'requires_action' AND earlier.continued_by IS NULL)))
+       AND {nothing_before("jobs", "earlier")}
  RETURNING id, user_id, conversation_id, request, attempts, created_at
 """)
 

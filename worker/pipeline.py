@@ -14,7 +14,7 @@ from sqlalchemy import exc as sql_errors, func, select
 from shared.bootstrap import Services
 from shared.cancel import Cancelled, CancelToken
 from shared.files import user_content
-from shared.jobs import announce_end, end_job, next_queued
+from shared.jobs import announce_end, end_job, held_job
 from shared.log_entry import LogEntry, LoggedMessage
 from shared.logs import bind_context
 from shared.memory import ConversationMemory, content_tokens
@@ -251,8 +251,8 @@ def _commit_turn(services, held: Claim, entry: dict, log_key: str, user_tokens: 
     cost = priced(services, reply)
     with services.sessions.begin() as session:
         conversation = session.get(Conversation, held.conversation_id, with_for_update=True)
-        job = session.get(Job, held.job_id, with_for_update=True)
-        if conversation is None or job is None or job.status != "running" or job.attempts != held.attempt:
+        job = held_job(session, held.job_id, held.attempt)
+        if conversation is None or job is None:
             return _LOST
         session.add(Turn(conversation_id=held.conversation_id, seq=seq, job_id=held.job_id, log_key=log_key,
                          user_tokens=user_tokens, assistant_tokens=reply.output_tokens, **reply.usage,
@@ -264,13 +264,13 @@ def _commit_turn(services, held: Claim, entry: dict, log_key: str, user_tokens: 
         conversation.cost_usd += cost
         conversation.updated_at = func.now()
         add_daily_usage(session, held.user_id, reply, turns=1, cost=cost)
-        end_job(session, job, **job_ending(reply), reply={
+        next_job = end_job(session, job, **job_ending(reply), reply={
             "role": "assistant", "content": reply.text, **job_fields(reply), "model": reply.model,
             "stop_reason": reply.stop_reason,
             "stop_details": reply.stop_details, "outcome": outcome,
             **({"notice": refusal_message(reply.stop_details)} if outcome == "refused" else {}),
             "usage": {**reply.usage, **usage_fields(reply), **reply.server_tool_use, "cost_usd": float(cost)}})
-        return job, next_queued(session, held.conversation_id)
+        return job, next_job
 
 
 def _finish_failed(services: Services, held: Claim, runtime: Runtime, kind: str, message: str,
@@ -278,12 +278,11 @@ def _finish_failed(services: Services, held: Claim, runtime: Runtime, kind: str,
     """End the job failed; `billed` is a reply that stores nothing but was paid for (an empty one)."""
     cost = priced(services, billed) if billed else None
     with services.sessions.begin() as session:
-        job = session.get(Job, held.job_id, with_for_update=True)
-        if job is None or job.status != "running" or job.attempts != held.attempt:
+        job = held_job(session, held.job_id, held.attempt)
+        if job is None:
             return
         if billed:
             add_daily_usage(session, held.user_id, billed, turns=0, cost=cost)
-        end_job(session, job, "failed", error={"type": kind, "message": message})
-        next_job = next_queued(session, held.conversation_id)
+        next_job = end_job(session, job, "failed", error={"type": kind, "message": message})
     log.info("job %s failed: %s", held.job_id, kind)
     announce_end(services.events, runtime.dispatcher, job, next_job)

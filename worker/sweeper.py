@@ -10,7 +10,7 @@ import threading
 from sqlalchemy import func, select, text
 
 from shared.bootstrap import Services
-from shared.jobs import announce_end, end_job, next_queued
+from shared.jobs import announce_end, end_job, nothing_before
 from shared.models import Job
 from shared.tasks import Dispatcher
 from worker.forks import STALLED_FORKS
@@ -24,15 +24,12 @@ log = logging.getLogger("parley.sweeper")
 # back: see lease.py and retry.py), and running jobs whose lease expired. Running
 # jobs whose workers died MAX_JOB_ATTEMPTS times are failed instead; a queued one
 # is always re-sent (its claim does not spend a takeover).
-_ORPHANS = text("""
+_ORPHANS = text(f"""
     SELECT id, status, takeovers FROM jobs j
      WHERE ((status = 'queued'
              AND coalesce(lease_expires_at + make_interval(secs => :retry_wait), created_at)
                  < now() - make_interval(secs => :grace)
-             AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.conversation_id = j.conversation_id
-                              AND e.position < j.position
-                              AND (e.status IN ('queued', 'running')
-                                   OR (e.status = 'requires_action' AND e.continued_by IS NULL))))
+             AND {nothing_before("j", "e")})
         OR (status = 'running' AND lease_expires_at < now()))
      ORDER BY position LIMIT 500
 """)
@@ -78,9 +75,8 @@ def _give_up(services: Services, dispatcher: Dispatcher, job_id) -> None:
         if session.scalar(select(Job.lease_expires_at >= func.now()).where(Job.id == job_id)):
             return  # renewed meanwhile
         runs = job.takeovers + 1
-        end_job(session, job, "failed", error={
+        next_job = end_job(session, job, "failed", error={
             "type": "internal", "message": f"The reply could not be completed after {runs} attempts."})
-        next_job = next_queued(session, job.conversation_id)
     log.warning("job %s failed: its worker stopped %s times", job_id, runs)
     announce_end(services.events, dispatcher, job, next_job)
 
