@@ -1,15 +1,24 @@
-"""Job records as clients see them, and the one way a job ends."""
+"""A job's life, in one place: claimed by a worker (the job row is the lock), its lease
+renewed or handed back, ended one way (`end_job`), the ordering rule that says which job
+of a conversation may run (`nothing_before`, `next_queued`), and the record clients see.
+The API submits jobs (api/service.py) and the sweeper and checker ask with the same rule."""
 from __future__ import annotations
 
 import logging
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from shared.events import JobEvents
 from shared.models import ACTIVE_STATUSES, Job
 from shared.tasks import Dispatcher
+
+if TYPE_CHECKING:
+    from shared.bootstrap import Services
 
 log = logging.getLogger("parley.jobs")
 
@@ -110,3 +119,69 @@ def announce_end(events: JobEvents, dispatcher: Dispatcher, job: Job, next_job: 
         log.warning("could not publish the end of job %s: %s", job.id, error)
     if job.callback_url:
         dispatcher.webhook(job.id)
+
+
+# A job runs when it is queued (or its holder's lease ran out) and nothing before it
+# in its conversation is unfinished (`nothing_before`, above).
+_CLAIM = text(f"""
+    UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = :worker,
+           takeovers = takeovers + (CASE WHEN status = 'running' THEN 1 ELSE 0 END),
+           started_at = coalesce(started_at, now()),
+           lease_expires_at = now() + make_interval(secs => :lease)
+     WHERE id = :id
+       AND (status = 'queued'
+            OR (status = 'running' AND lease_expires_at < now() AND takeovers + 1 < :max_attempts))
+       AND {nothing_before("jobs", "earlier")}
+ RETURNING id, user_id, conversation_id, request, attempts, created_at
+""")
+
+_EXTEND = text("""
+    UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :lease)
+     WHERE id = :id AND status = 'running' AND attempts = :attempt
+""")
+
+# A handed-back job keeps the time it was handed back in lease_expires_at: its
+# task retries it with backoff, and the sweeper leaves it to those retries (see
+# worker/retry.py) instead of re-sending it, and calling the model, at every sweep.
+_RELEASE = text("""
+    UPDATE jobs SET status = 'queued', lease_expires_at = now()
+     WHERE id = :id AND status = 'running' AND attempts = :attempt
+""")
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: uuid.UUID
+    user_id: uuid.UUID
+    conversation_id: uuid.UUID
+    content: str | list[dict]  # the request's text; blocks once its attachments are added (shared/files.py)
+    attempt: int
+    created_at: object
+    attachments: tuple[str, ...] = ()  # file ids, in the order attached
+    request: dict = field(default_factory=dict)  # the whole request: tools, a continuation's round
+
+
+def claim(services: Services, job_id: uuid.UUID, worker: str | None = None) -> Claim | None:
+    with services.engine.begin() as connection:
+        row = connection.execute(
+            _CLAIM, {"id": job_id, "lease": services.settings.job_lease_seconds, "worker": worker,
+                     "max_attempts": services.settings.max_job_attempts}).first()
+    if row is None:
+        return None
+    return Claim(row.id, row.user_id, row.conversation_id, row.request["content"], row.attempts, row.created_at,
+                 tuple(row.request.get("attachments") or ()), request=row.request)
+
+
+def renew(services: Services, claim: Claim) -> bool:
+    """Extend the lease now; False if the job is no longer held by this claim
+    (cancelled, deleted, or taken over after the lease ran out)."""
+    with services.engine.begin() as connection:
+        return connection.execute(_EXTEND, {"id": claim.job_id, "lease": services.settings.job_lease_seconds,
+                                            "attempt": claim.attempt}).rowcount == 1
+
+
+def release(services: Services, claim: Claim) -> None:
+    """Hand a job back to the queue after a failure that was not the job's fault."""
+    with services.engine.begin() as connection:
+        connection.execute(_RELEASE, {"id": claim.job_id, "attempt": claim.attempt})
+

@@ -14,7 +14,7 @@ from sqlalchemy import exc as sql_errors, func, select
 from shared.bootstrap import Services
 from shared.cancel import Cancelled, CancelToken
 from shared.files import user_content
-from shared.jobs import announce_end, end_job, held_job
+from shared.jobs import Claim, announce_end, claim, end_job, held_job, release, renew
 from shared.log_entry import LogEntry, LoggedMessage
 from shared.logs import bind_context
 from shared.memory import ConversationMemory, content_tokens
@@ -26,7 +26,7 @@ from shared.thinking import request_parts
 from shared.tasks import Dispatcher
 from shared.tools import window_for
 from worker import metrics
-from worker.lease import Claim, EndWatcher, Heartbeat, claim, release, renew
+from worker.lease import EndWatcher, Heartbeat
 from worker.live import LiveEvents
 from worker.summary import summary_for_turn
 from worker.thinking import job_fields, reply_content, turn_setting, usage_fields, window_tokens

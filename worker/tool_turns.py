@@ -9,7 +9,7 @@ from shared.model import ModelReply
 from shared.models import Conversation
 from shared.server_tools import is_server_block
 from shared.tools import request_tools, tool_calls
-from worker.lease import Claim
+from shared.jobs import Claim
 
 NO_TOOLS = {"type": "none"}
 

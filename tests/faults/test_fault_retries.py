@@ -11,7 +11,7 @@ from sqlalchemy import text
 from tests.faults.stack import RecordingDispatcher, assert_consistent
 from tests.faults.turns import assert_one_turn, job_row
 from tests.integration.helpers import new_conversation, submit
-from worker.lease import claim, release
+from shared.jobs import claim, release
 from worker.pipeline import Runtime, run_turn
 from worker.retry import LONGEST_RETRY_SECONDS, backoff
 from worker.sweeper import sweep_once

@@ -7,7 +7,7 @@ import pytest
 from shared.config import Settings
 from shared.model import ModelReply
 from shared.tools import MISSING_RESULT, ToolsRefused, check_tool_choice, check_tools, paired, window_for
-from worker.lease import Claim
+from shared.jobs import Claim
 from worker.tool_turns import job_ending, offered_tools, past_the_guard
 
 CLOCK = {"name": "clock", "description": "The time.", "input_schema": {"type": "object"}}
