@@ -15,7 +15,7 @@ from api.errors import ApiError, not_found
 from api.file_service import message_files, record_references, split_content
 from api.limits import enforce_token_quota
 from shared.bootstrap import Services
-from shared.jobs import awaiting_tools, end_job, job_to_dict
+from shared.jobs import awaiting_tools, end_job, job_to_dict, new_job
 from shared.memory import estimate_tokens
 from shared.models import ACTIVE_STATUSES, FINAL_STATUSES, Conversation, Job, User
 from shared.storage import conversation_prefix
@@ -144,13 +144,9 @@ def submit_message(services: Services, session: Session, user: User, conversatio
     if busy is not None and on_busy == "reject":
         raise ApiError(409, "conversation_busy", "This conversation has a message waiting or running; "
                        "retry when it ends, or send with on_busy=enqueue.")
-    # Every column given or server-set: the INSERT's RETURNING fills the rest, no reload needed.
-    job = Job(id=uuid.uuid4(), user_id=user.id, conversation_id=conversation_id, status="queued",
-              request={"content": content, **({"attachments": attachments} if attachments else {}),
-                       **({"thinking": thinking} if thinking else {}), **(tools or {})},
-              idempotency_key=idempotency_key, callback_url=callback_url,
-              reply=None, error=None, started_at=None, finished_at=None, lease_expires_at=None, worker=None,
-              webhook_status=None, webhook_next_at=None)
+    request = {"content": content, **({"attachments": attachments} if attachments else {}),
+               **({"thinking": thinking} if thinking else {}), **(tools or {})}
+    job = new_job(user.id, conversation_id, request, idempotency_key, callback_url)
     session.add(job)
     try:
         session.flush()

@@ -54,6 +54,16 @@ def job_to_dict(job: Job) -> dict:
     return body
 
 
+def new_job(user_id: object, conversation_id: object, request: dict, idempotency_key: str | None,
+            callback_url: str | None) -> Job:
+    """A queued job, every column given or server-set, so the INSERT's RETURNING fills
+    the rest and nothing is reloaded. The caller adds it in its transaction."""
+    return Job(id=uuid.uuid4(), user_id=user_id, conversation_id=conversation_id, status="queued",
+               request=request, idempotency_key=idempotency_key, callback_url=callback_url,
+               reply=None, error=None, started_at=None, finished_at=None, lease_expires_at=None, worker=None,
+               webhook_status=None, webhook_next_at=None)
+
+
 def end_job(session: Session, job: Job, status: str, *, reply: dict | None = None,
             error: dict | None = None, required_action: dict | None = None) -> str | None:
     """Give a locked job its final state and schedule its webhook, in the caller's

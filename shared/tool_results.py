@@ -7,14 +7,13 @@ conversation goes on.
 from __future__ import annotations
 
 import logging
-import uuid
 
 import redis
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.jobs import job_to_dict, next_queued
+from shared.jobs import job_to_dict, new_job, next_queued
 from shared.models import Conversation, Job
 
 log = logging.getLogger("parley.tools")
@@ -63,10 +62,7 @@ def answer_calls(session: Session, events, job: Job, results: list[dict], idempo
     request = {"content": content, "continues": str(job.id),
                "tool_round": int(job.request.get("tool_round", 0)) + 1,
                **{key: job.request[key] for key in _INHERITED if key in job.request}}
-    continuation = Job(id=uuid.uuid4(), user_id=job.user_id, conversation_id=job.conversation_id, status="queued",
-                       request=request, idempotency_key=idempotency_key, callback_url=job.callback_url,
-                       reply=None, error=None, started_at=None, finished_at=None, lease_expires_at=None,
-                       worker=None, webhook_status=None, webhook_next_at=None)
+    continuation = new_job(job.user_id, job.conversation_id, request, idempotency_key, job.callback_url)
     session.add(continuation)
     try:
         session.flush()
