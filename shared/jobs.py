@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from shared.events import JobEvents
-from shared.models import ACTIVE_STATUSES, Job
+from shared.models import ACTIVE_STATUSES, FinalStatus, Job
 from shared.tasks import Dispatcher
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def new_job(user_id: object, conversation_id: object, request: dict, idempotency
                webhook_status=None, webhook_next_at=None)
 
 
-def end_job(session: Session, job: Job, status: str, *, reply: dict | None = None,
+def end_job(session: Session, job: Job, status: FinalStatus, *, reply: dict | None = None,
             error: dict | None = None, required_action: dict | None = None) -> str | None:
     """Give a locked job its final state and schedule its webhook, in the caller's
     transaction; returns the conversation's job to send once that commits, if any

@@ -4,6 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Literal, get_args
 
 from sqlalchemy import (
     BigInteger, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Identity, Index, Integer, Numeric, Text,
@@ -12,12 +13,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "requires_action")
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "requires_action"]
+FinalStatus = Literal["succeeded", "failed", "cancelled", "requires_action"]
+JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
 WEBHOOK_STATUSES = ("pending", "delivered", "failed")
 # requires_action is final for its job (events, long-polls and webhooks end there), but until
 # its tool calls are answered (`continued_by` set) its conversation waits: see shared/tools.py.
-FINAL_STATUSES = ("succeeded", "failed", "cancelled", "requires_action")
-ACTIVE_STATUSES = ("queued", "running")
+FINAL_STATUSES: tuple[FinalStatus, ...] = get_args(FinalStatus)
+ACTIVE_STATUSES: tuple[JobStatus, ...] = ("queued", "running")
 
 
 def _now_column() -> Mapped[datetime]:
