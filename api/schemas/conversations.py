@@ -1,41 +1,12 @@
-"""Request and response shapes; flask-openapi3 validates with them and documents them."""
+"""Conversations, their messages and forks, and the models they may use."""
 from __future__ import annotations
 
-import re
-from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, Field
 
-
-_REQUEST_SCHEMAS: dict[type, dict] = {}
-
-
-class Request(BaseModel):
-    """A request's body, query, path or header model. flask-openapi3 asks for its JSON
-    schema on every request (0.3-0.4 ms each, measured); it never changes, so build it once."""
-
-    @classmethod
-    def model_json_schema(cls, *args, **kwargs) -> dict:
-        if args or kwargs:
-            return super().model_json_schema(*args, **kwargs)
-        if cls not in _REQUEST_SCHEMAS:
-            _REQUEST_SCHEMAS[cls] = super().model_json_schema()
-        return _REQUEST_SCHEMAS[cls]
-
-
-class Strict(Request):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ErrorBody(BaseModel):
-    type: str
-    message: str
-
-
-class ErrorEnvelope(BaseModel):
-    error: ErrorBody
-
+from api.schemas.base import FileId, MessageText, Request, Strict, ToolText
+from api.schemas.jobs import Job
 
 MODEL_FIELD = "a model id from GET /v1/models; null for the deployment's default"
 
@@ -51,10 +22,6 @@ class ThinkingIn(Strict):
 
 
 THINKING_FIELD = "extended thinking for this conversation's replies; null (or type disabled) for none"
-
-
-# Text inside a tool's or a result's fields: the server refuses NUL anywhere in a body (api/strict_json.py).
-ToolText = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 
 
 class ToolIn(Strict):
@@ -104,20 +71,6 @@ class ConversationPatch(Strict):
     tool_choice: ToolChoiceIn | None = Field(None, description=TOOL_CHOICE_FIELD)
 
 
-def _has_text(value: str) -> str:
-    # The Messages API refuses an empty or whitespace-only text block: refuse it here, before it is queued.
-    if not value.strip():
-        raise ValueError("must contain some text, not only whitespace")
-    return value
-
-
-# The schema states the rule (a non-whitespace character somewhere); _has_text enforces it with a plain message.
-MessageText = Annotated[str, Field(min_length=1, json_schema_extra={"pattern": r"\S"}), AfterValidator(_has_text)]
-
-
-FileId = Annotated[str, Field(pattern=r"^file_[0-9a-f]{32}$", description="an id from POST /v1/files")]
-
-
 class MessageIn(Strict):
     content: MessageText
     attachments: list[FileId] = Field(default_factory=list, description="files sent with the message, in "
@@ -130,31 +83,6 @@ class MessageIn(Strict):
                                        "overrides the "
                                        "conversation's tools; [] for none")
     tool_choice: ToolChoiceIn | None = Field(None, description="with tools: this message's tool_choice")
-
-
-class IdempotencyHeader(Request):
-    idempotency_key: str | None = Field(None, alias="Idempotency-Key", max_length=200, pattern=r"^[^\x00]*$")
-
-
-class ConversationPath(Request):
-    conversation_id: str
-
-
-class JobPath(Request):
-    job_id: str
-
-
-class ListQuery(Strict):
-    limit: int = Field(20, ge=1)
-    cursor: str | None = None
-
-
-class WaitQuery(Strict):
-    wait: float = Field(0, ge=0)
-
-
-class EventsQuery(Strict):
-    after: int | None = Field(None, ge=0, le=10**15, description="resume after this event id")
 
 
 class Summary(BaseModel):
@@ -254,171 +182,6 @@ class ConversationPage(BaseModel):
     next_cursor: str | None
 
 
-# Attachments (api/files.py).
-
-
-class FileOut(BaseModel):
-    id: str = Field(description="file_…; attach it with POST .../messages {\"attachments\": [id]}")
-    name: str
-    media_type: Literal["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain",
-                        "text/markdown", "text/csv", "application/json"] = Field(
-        description="judged from the bytes, never from the client's content type")
-    kind: Literal["image", "document"] = Field(description="the content block it becomes")
-    size_bytes: int
-    sha256: str
-    width: int | None = Field(None, description="images: pixels")
-    height: int | None = None
-    pages: int | None = Field(None, description="PDFs")
-    token_estimate: int = Field(description="what it adds to the context window until the model counts it")
-    created_at: str
-
-
-class FilePage(BaseModel):
-    data: list[FileOut]
-    next_cursor: str | None
-
-
-class FilePath(Request):
-    file_id: str
-
-
-class FileDeleteQuery(Strict):
-    force: bool = Field(False, description="delete even if a conversation's context window still sends it")
-
-
-class Usage(BaseModel):
-    input_tokens: int
-    output_tokens: int
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    cost_usd: float | None = Field(None, description="estimated from these tokens and the model's prices")
-    thinking_tokens: int | None = Field(None, description="of output_tokens (priced as output), those spent "
-                                        "thinking, when the provider says")
-
-
-def _iso_day(value: object) -> object:
-    """YYYY-MM-DD and nothing else: pydantic alone also reads `0` as 1970-01-01."""
-    if isinstance(value, date):
-        return value
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        raise ValueError("must be a date as YYYY-MM-DD")
-    return value
-
-
-Day = Annotated[date, BeforeValidator(_iso_day), WithJsonSchema({"type": "string", "format": "date"})]
-
-
-class UsageQuery(Strict):
-    from_: Day | None = Field(None, alias="from", description="first UTC day, YYYY-MM-DD (default: 30 days before `to`)")
-    to: Day | None = Field(None, description="last UTC day, inclusive, YYYY-MM-DD (default: today)")
-
-
-class UsageDay(BaseModel):
-    day: str
-    turns: int
-    input_tokens: int
-    output_tokens: int
-    cache_creation_input_tokens: int
-    cache_read_input_tokens: int
-    cost_usd: float = Field(description="estimated from the tokens and each model's prices")
-
-
-class UsageReport(BaseModel):
-    from_: str = Field(alias="from")
-    to: str
-    totals: UsageDay
-    days: list[UsageDay]
-
-
-class Reply(BaseModel):
-    role: Literal["assistant"]
-    content: str
-    model: str
-    stop_reason: str | None = Field(None, description="as Claude sent it: end_turn, max_tokens, refusal, "
-                                    "model_context_window_exceeded, ... (Bedrock: guardrail_intervened, ...)")
-    stop_details: dict | None = Field(None, description="for a refusal, when given: {type, category, explanation}")
-    outcome: Literal["complete", "truncated", "refused"] = Field(
-        "complete", description="truncated: cut short, ask for the rest in a new message; refused: kept in the "
-        "history but never sent to Claude again")
-    notice: str | None = Field(None, description="what to tell the user about a refused message")
-    blocks: list[dict] | None = Field(None, description="the reply's content blocks in the Messages API's shape "
-                                      "(thinking with its signature, then text), when it has more than text")
-    usage: Usage
-
-
-class JobRequest(BaseModel):
-    content: str | list[dict] = Field(description="the message; a continuation's: its tool_result blocks")
-    continues: str | None = Field(None, description="a continuation: the job whose tool calls it answers")
-    attachments: list[str] | None = Field(None, description="the message's file ids, when it had any")
-    thinking: dict | None = Field(None, description="this message's own thinking setting, when it had one")
-
-
-class WebhookAttempt(BaseModel):
-    attempt: int
-    at: str
-    status_code: int | None
-    error: str | None
-    duration_ms: int
-
-
-class Webhook(BaseModel):
-    url: str
-    status: Literal["waiting", "pending", "delivered", "failed"]
-    attempts: list[WebhookAttempt]
-
-
-class WebhookSecret(BaseModel):
-    secret: str
-    algorithm: str = "HMAC-SHA256 over '{Parley-Timestamp}.{body}', hex, header Parley-Signature: v1=<hex>"
-
-
-class ToolCall(BaseModel):
-    id: str = Field(description="answer it with this id as tool_call_id")
-    name: str
-    input: dict = Field(description="the arguments, valid for the tool's input_schema")
-
-
-class RequiredAction(BaseModel):
-    type: Literal["tool_calls"]
-    tool_calls: list[ToolCall]
-    continued_by: str | None = Field(description="the continuation job carrying their results; null while waiting")
-
-
-class ToolResultText(Strict):
-    type: Literal["text"]
-    text: ToolText
-
-
-class ToolResultIn(Strict):
-    tool_call_id: ToolText = Field(max_length=200)
-    content: ToolText | list[ToolResultText] = Field(description="what the tool returned, for Claude")
-    is_error: bool = Field(False, description="the call failed; `content` says how")
-
-
-class ToolResultsIn(Strict):
-    results: list[ToolResultIn] = Field(min_length=1, max_length=64, description="one per call of the job")
-
-
-class Job(BaseModel):
-    id: str
-    conversation_id: str
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled", "requires_action"] = Field(
-        description="requires_action: the reply called client tools; POST .../tool_results answers them")
-    request: JobRequest
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    attempts: int
-    reply: Reply | None
-    error: ErrorBody | None
-    webhook: Webhook | None = None
-    required_action: RequiredAction | None = Field(None, description="status requires_action: the calls to answer")
-
-
-class JobEnvelope(BaseModel):
-    job: Job
-
-
 # Forks (api/forks.py). A seq is a message seq, as GET .../messages shows: turn n holds 2n-1 and 2n.
 
 
@@ -450,58 +213,3 @@ class RegenerateIn(Strict):
 class ForkedJob(BaseModel):
     conversation: Conversation = Field(description="the new fork, holding the turns before seq")
     job: Job = Field(description="the message's job in the fork")
-
-
-# The seed's endpoints: lenient, as its users' curl commands were.
-class ChatIn(Strict):
-    user_input: MessageText
-    conversation_name: str | None = None
-    conversation_id: str | None = None
-
-
-class ChatOut(BaseModel):
-    conversation_id: str
-    job_id: str
-    response: str
-
-
-class ChatPending(BaseModel):
-    conversation_id: str
-    job_id: str
-    job: Job
-
-
-class NewChatOut(BaseModel):
-    conversation_id: str
-
-
-class SeedConversationQuery(Request):
-    conversation_id: str | None = Field(None, min_length=1, description="here, or in the JSON body")
-
-
-class SeedConversationGetQuery(Request):
-    conversation_id: str = Field(min_length=1)
-
-
-class NewChatIn(Strict):
-    conversation_name: str | None = None
-
-
-class SeedConversationBody(Strict):
-    conversation_id: str = Field(min_length=1)
-
-
-class SeedMessage(BaseModel):
-    role: Literal["user", "assistant"]
-    content: str
-
-
-class SeedConversation(BaseModel):
-    conversation_id: str
-    conversation_name: str | None
-    messages: list[SeedMessage]
-
-
-class Health(BaseModel):
-    status: str
-    checks: dict[str, str] | None = None
