@@ -1,4 +1,5 @@
-"""What every request and response shares: strict request models, the error envelope,\nids, paths, list and wait queries, health."""
+"""What every request and response shares: strict request models, the error envelope,
+ids, paths, list and wait queries, health."""
 from __future__ import annotations
 
 from typing import Annotated

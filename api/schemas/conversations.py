@@ -79,9 +79,9 @@ class MessageIn(Strict):
         "enqueue", description="while the conversation has a job queued or running: wait behind it, or 409")
     callback_url: str | None = Field(None, description="POSTed the final job, signed; see /v1/webhook-secret")
     thinking: ThinkingIn | None = Field(None, description="this message only: overrides the conversation's thinking")
-    tools: list[ToolIn | ServerToolIn] | None = Field(None, max_length=64, description="this message (and its tool rounds) only: "
-                                       "overrides the "
-                                       "conversation's tools; [] for none")
+    tools: list[ToolIn | ServerToolIn] | None = Field(
+        None, max_length=64, description="this message (and its tool rounds) only: overrides the conversation's "
+                                         "tools; [] for none")
     tool_choice: ToolChoiceIn | None = Field(None, description="with tools: this message's tool_choice")
 
 
