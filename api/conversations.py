@@ -9,6 +9,7 @@ from api.context import ctx, require_user, services
 from api.errors import ApiError
 from api.forks import fork_origin
 from api.history import decode_cursor, encode_cursor, export_lines, read_all, read_page
+from api.pages import check_limit
 from api.service import (checked_thinking, create_conversation, delete_conversation, list_conversations,
                          own_conversation, submit_message)
 from api.stream import SSE_RESPONSE, check_stream_slot, sse_response, wants_stream
@@ -86,8 +87,7 @@ def create(body: schemas.ConversationIn):
 def list_(query: schemas.ListQuery):
     """The caller's conversations, newest first."""
     user = require_user()
-    if query.limit > services().settings.max_page_size:
-        raise ApiError(400, "invalid_request", f"limit: at most {services().settings.max_page_size}.")
+    check_limit(query.limit, services().settings.max_page_size)
     with services().sessions() as session:
         rows, next_cursor = list_conversations(session, user, query.limit, query.cursor)
         return {"data": [conversation_to_dict(c) for c in rows], "next_cursor": next_cursor}
@@ -107,8 +107,7 @@ def read(path: schemas.ConversationPath, query: schemas.ReadQuery):
 def messages_page(path: schemas.ConversationPath, query: schemas.MessagesQuery):
     """A page of messages, newest first (order=asc: oldest first); page on with the cursors."""
     user = require_user()
-    if query.limit > services().settings.max_page_size:
-        raise ApiError(400, "invalid_request", f"limit: at most {services().settings.max_page_size}.")
+    check_limit(query.limit, services().settings.max_page_size)
     before = decode_cursor(query.before, "before") if query.before is not None else None
     after = decode_cursor(query.after, "after") if query.after is not None else None
     with services().sessions() as session:

@@ -7,16 +7,15 @@ taken back if the row cannot be written. A message's attachments are recorded in
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import uuid
-from datetime import datetime
 from pathlib import PurePosixPath
 
-from sqlalchemy import select, text, tuple_
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError, not_found
+from api.pages import newest_first
 from shared.bootstrap import Services
 from shared.files import parse_file_id, public_id
 from shared.media import MediaRejected, inspect
@@ -84,24 +83,8 @@ def own_file(session: Session, user: User, raw_id: str) -> File:
     return row
 
 
-def _encode_cursor(row: File) -> str:
-    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), uuid.UUID(row_id)
-    except (ValueError, UnicodeError):
-        raise ApiError(400, "invalid_request", "cursor: not a cursor this API returned") from None
-
-
 def list_files(session: Session, user: User, limit: int, cursor: str | None) -> tuple[list[File], str | None]:
-    query = select(File).where(File.user_id == user.id)
-    if cursor:
-        query = query.where(tuple_(File.created_at, File.id) < _decode_cursor(cursor))
-    rows = session.scalars(query.order_by(File.created_at.desc(), File.id.desc()).limit(limit + 1)).all()
-    return list(rows[:limit]), _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return newest_first(session, select(File).where(File.user_id == user.id), File.created_at, File.id, limit, cursor)
 
 
 def delete_file(services: Services, session: Session, row: File, force: bool) -> None:

@@ -9,6 +9,7 @@ from api import schemas
 from api.context import require_user, services
 from api.errors import ApiError
 from api.file_service import clean_name, delete_file, file_to_dict, list_files, own_file, upload
+from api.pages import check_limit
 
 blueprint = APIBlueprint("files", __name__, url_prefix="/v1/files", abp_tags=[Tag(name="files")],
                          abp_security=[{"bearer": []}],
@@ -52,8 +53,7 @@ def create():
 def list_(query: schemas.ListQuery):
     """The caller's files, newest first."""
     user = require_user()
-    if query.limit > services().settings.max_page_size:
-        raise ApiError(400, "invalid_request", f"limit: at most {services().settings.max_page_size}.")
+    check_limit(query.limit, services().settings.max_page_size)
     with services().sessions() as session:
         rows, next_cursor = list_files(session, user, query.limit, query.cursor)
         return {"data": [file_to_dict(row) for row in rows], "next_cursor": next_cursor}

@@ -9,6 +9,7 @@ from api.context import ctx, require_user, services
 from api.conversations import conversation_to_dict
 from api.errors import ApiError
 from api.forks import fork, fork_turn, list_forks, resubmit
+from api.pages import check_limit
 from api.seed import _json_object as json_object, _parse as parse_body
 from api.service import own_conversation
 from shared.jobs import job_to_dict
@@ -48,8 +49,7 @@ def create_fork(path: schemas.ConversationPath, body: schemas.ForkIn):
 def forks(path: schemas.ConversationPath, query: schemas.ListQuery):
     """The conversations forked from this one (edits and regenerations included), newest first."""
     user = require_user()
-    if query.limit > services().settings.max_page_size:
-        raise ApiError(400, "invalid_request", f"limit: at most {services().settings.max_page_size}.")
+    check_limit(query.limit, services().settings.max_page_size)
     with services().sessions() as session:
         parent = own_conversation(session, user, path.conversation_id)
         rows, next_cursor = list_forks(session, user, parent, query.limit, query.cursor)

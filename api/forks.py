@@ -17,13 +17,14 @@ turn past the fork; otherwise the next turn summarizes again as needed.
 """
 from __future__ import annotations
 
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from api import history
 from api.errors import ApiError
 from api.file_service import split_content
-from api.service import _decode_cursor, _encode_cursor, create_conversation, submit_message
+from api.pages import newest_first
+from api.service import create_conversation, submit_message
 from shared.bootstrap import Services
 from shared.log_entry import LogEntry, stored_entry
 from shared.models import ACTIVE_STATUSES, Conversation, Job, Turn, User
@@ -173,9 +174,4 @@ def list_forks(session: Session, user: User, parent: Conversation, limit: int,
     """The conversations forked from `parent`, newest first; forks of forks are listed under theirs."""
     query = select(Conversation).where(Conversation.forked_from_id == parent.conversation_id,
                                        Conversation.user_id == user.id)
-    if cursor:
-        created, conversation_id = _decode_cursor(cursor)
-        query = query.where(tuple_(Conversation.created_at, Conversation.conversation_id) < (created, conversation_id))
-    rows = session.scalars(query.order_by(Conversation.created_at.desc(), Conversation.conversation_id.desc())
-                           .limit(limit + 1)).all()
-    return rows[:limit], (_encode_cursor(rows[limit - 1]) if len(rows) > limit else None)
+    return newest_first(session, query, Conversation.created_at, Conversation.conversation_id, limit, cursor)

@@ -1,19 +1,18 @@
 """What the endpoints do, apart from HTTP: conversations, submitting turns, reading logs."""
 from __future__ import annotations
 
-import base64
 import logging
 import uuid
-from datetime import datetime
 
 import redis
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError, not_found
 from api.file_service import message_files, record_references, split_content
 from api.limits import enforce_token_quota
+from api.pages import newest_first
 from shared.bootstrap import Services
 from shared.jobs import awaiting_tools, end_job, job_to_dict, new_job
 from shared.memory import estimate_tokens
@@ -58,28 +57,9 @@ def create_conversation(session: Session, user: User, name: str | None, system: 
     return conversation
 
 
-def _encode_cursor(conversation: Conversation) -> str:
-    raw = f"{conversation.created_at.isoformat()}|{conversation.conversation_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created, conversation_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), uuid.UUID(conversation_id)
-    except (ValueError, UnicodeError):
-        raise ApiError(400, "invalid_request", "cursor: not a cursor this API returned") from None
-
-
 def list_conversations(session: Session, user: User, limit: int, cursor: str | None):
     query = select(Conversation).where(Conversation.user_id == user.id)
-    if cursor:
-        created, conversation_id = _decode_cursor(cursor)
-        query = query.where(tuple_(Conversation.created_at, Conversation.conversation_id) < (created, conversation_id))
-    rows = session.scalars(query.order_by(Conversation.created_at.desc(), Conversation.conversation_id.desc())
-                           .limit(limit + 1)).all()
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return newest_first(session, query, Conversation.created_at, Conversation.conversation_id, limit, cursor)
 
 
 def delete_conversation(services: Services, session: Session, conversation: Conversation) -> None:

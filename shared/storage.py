@@ -83,10 +83,8 @@ class LocalLogStore:
         os.replace(tmp, path)
 
     def get(self, key: str) -> dict | None:
-        try:
-            return json.loads(self._path(key).read_bytes())
-        except FileNotFoundError:
-            return None
+        data = self.get_bytes(key)
+        return None if data is None else json.loads(data)
 
     def get_many(self, keys: Iterable[str], ahead: int) -> Iterator[dict | None]:
         """`get` of each key in order; a local read is too quick to gain from threads."""
@@ -154,18 +152,8 @@ class S3LogStore:
         self._call("put_object", Key=self.prefix + key, Body=encode(entry), ContentType="application/json")
 
     def get(self, key: str) -> dict | None:
-        from botocore.exceptions import ClientError, HTTPClientError
-        try:
-            response = self._call("get_object", Key=self.prefix + key)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
-        try:
-            body = response["Body"].read()
-        except HTTPClientError as error:  # the connection broke or stalled mid-body
-            raise StorageUnavailable(str(error)) from error
-        return json.loads(body)
+        data = self.get_bytes(key)
+        return None if data is None else json.loads(data)
 
     def get_many(self, keys: Iterable[str], ahead: int) -> Iterator[dict | None]:
         """`get` of each key, yielded in order, with up to `ahead` GETs of this call in flight

@@ -61,14 +61,8 @@ class ConversationIn(Strict):
     tool_choice: ToolChoiceIn | None = Field(None, description=TOOL_CHOICE_FIELD)
 
 
-class ConversationPatch(Strict):
+class ConversationPatch(ConversationIn):
     """Only the fields sent change; `system` and `model` apply from the next message on."""
-    name: str | None = None
-    system: str | None = None
-    model: str | None = Field(None, description=MODEL_FIELD)
-    thinking: ThinkingIn | None = Field(None, description=THINKING_FIELD)
-    tools: list[ToolIn | ServerToolIn] | None = Field(None, max_length=64, description=TOOLS_FIELD)
-    tool_choice: ToolChoiceIn | None = Field(None, description=TOOL_CHOICE_FIELD)
 
 
 class MessageIn(Strict):
