@@ -19,7 +19,7 @@ from shared.log_entry import LogEntry, LoggedMessage
 from shared.logs import bind_context
 from shared.memory import ConversationMemory, content_tokens
 from shared.model import ModelError, ModelReply, ModelRequest
-from shared.models import Conversation, Job, Turn
+from shared.models import Conversation, Job
 from shared.replies import empty_reply_message, refusal_message, reply_outcome, sendable
 from shared.storage import StorageUnavailable, turn_key
 from shared.thinking import request_parts
@@ -31,6 +31,7 @@ from worker.live import LiveEvents
 from worker.summary import summary_for_turn
 from worker.thinking import job_fields, reply_content, turn_setting, usage_fields, window_tokens
 from worker.tool_turns import announce_calls, calls_of, job_ending, offered_tools, past_the_guard
+from worker.turn_commit import commit_turn
 from worker.usage import add_daily_usage, count_quota, priced
 from worker.window import load_window, save_window
 
@@ -246,31 +247,18 @@ def _log_entry(held: Claim, seq: int, user_tokens: int, reply: ModelReply, memor
 def _commit_turn(services, held: Claim, entry: dict, log_key: str, user_tokens: int, reply: ModelReply,
                  window_start: int, outcome: str):
     """Turn row (with its log entry, for reading), counters, usage and job state in one
-    transaction; returns the ended job and the next to run."""
-    seq = entry["seq"]
+    transaction (worker/turn_commit.py); returns the ended job and the next to run."""
     cost = priced(services, reply)
-    with services.sessions.begin() as session:
-        conversation = session.get(Conversation, held.conversation_id, with_for_update=True)
-        job = held_job(session, held.job_id, held.attempt)
-        if conversation is None or job is None:
-            return _LOST
-        session.add(Turn(conversation_id=held.conversation_id, seq=seq, job_id=held.job_id, log_key=log_key,
-                         user_tokens=user_tokens, assistant_tokens=reply.output_tokens, **reply.usage,
-                         cost_usd=cost, window_start=window_start, entry=entry))
-        conversation.turn_count = seq
-        conversation.message_count += 2
-        for name, value in reply.usage.items():
-            setattr(conversation, name, getattr(conversation, name) + value)
-        conversation.cost_usd += cost
-        conversation.updated_at = func.now()
-        add_daily_usage(session, held.user_id, reply, turns=1, cost=cost)
-        next_job = end_job(session, job, **job_ending(reply), reply={
-            "role": "assistant", "content": reply.text, **job_fields(reply), "model": reply.model,
-            "stop_reason": reply.stop_reason,
-            "stop_details": reply.stop_details, "outcome": outcome,
-            **({"notice": refusal_message(reply.stop_details)} if outcome == "refused" else {}),
-            "usage": {**reply.usage, **usage_fields(reply), **reply.server_tool_use, "cost_usd": float(cost)}})
-        return job, next_job
+    turn = {"seq": entry["seq"], "log_key": log_key, "user_tokens": user_tokens,
+            "assistant_tokens": reply.output_tokens, "window_start": window_start, "entry": entry}
+    job_reply = {"role": "assistant", "content": reply.text, **job_fields(reply), "model": reply.model,
+                 "stop_reason": reply.stop_reason, "stop_details": reply.stop_details, "outcome": outcome,
+                 **({"notice": refusal_message(reply.stop_details)} if outcome == "refused" else {}),
+                 "usage": {**reply.usage, **usage_fields(reply), **reply.server_tool_use, "cost_usd": float(cost)}}
+    with services.engine.begin() as connection:
+        ended = commit_turn(connection, held.conversation_id, held.job_id, held.attempt, held.user_id, turn,
+                            reply.usage, cost, job_ending(reply), job_reply)
+    return _LOST if ended is None else ended
 
 
 def _finish_failed(services: Services, held: Claim, runtime: Runtime, kind: str, message: str,

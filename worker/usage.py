@@ -19,7 +19,8 @@ from worker import metrics
 log = logging.getLogger(__name__)
 
 # The user's tokens today (UTC), kept apart from conversations so deleting one keeps its usage.
-_ADD_USAGE = text("""
+# Also a CTE of the turn commit (worker/turn_commit.py), with :turns 1.
+ADD_USAGE_SQL = """
     INSERT INTO usage_daily AS u (user_id, day, turns, input_tokens, output_tokens,
                                   cache_creation_input_tokens, cache_read_input_tokens, cost_usd)
     VALUES (:user_id, (now() AT TIME ZONE 'utc')::date, :turns, :input_tokens, :output_tokens,
@@ -30,7 +31,8 @@ _ADD_USAGE = text("""
         output_tokens = u.output_tokens + excluded.output_tokens,
         cache_creation_input_tokens = u.cache_creation_input_tokens + excluded.cache_creation_input_tokens,
         cache_read_input_tokens = u.cache_read_input_tokens + excluded.cache_read_input_tokens
-""")
+"""
+_ADD_USAGE = text(ADD_USAGE_SQL)
 
 
 def add_daily_usage(session: Session, user_id: uuid.UUID, reply: ModelReply, turns: int,
