@@ -5,7 +5,7 @@ import logging
 import uuid
 
 import redis
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -13,10 +13,11 @@ from api.errors import ApiError, not_found
 from api.file_service import message_files, record_references, split_content
 from api.limits import enforce_token_quota
 from api.pages import newest_first
+from api.submit_job import lock_check_insert
 from shared.bootstrap import Services
-from shared.jobs import awaiting_tools, end_job, job_to_dict, new_job
+from shared.jobs import end_job, job_to_dict
 from shared.memory import estimate_tokens
-from shared.models import ACTIVE_STATUSES, FINAL_STATUSES, Conversation, Job, User
+from shared.models import FINAL_STATUSES, Conversation, Job, User
 from shared.storage import conversation_prefix
 from shared.thinking import ThinkingRefused, check_setting
 from shared.webhooks import ensure_secret, url_problem
@@ -103,43 +104,34 @@ def submit_message(services: Services, session: Session, user: User, conversatio
     files = message_files(services, session, user, estimate_tokens(content), attachments)
     enforce_token_quota(services, user)
     if callback_url is not None:
-        ensure_secret(session, user.id)  # deliveries are signed with it; also locks the user's row
-    else:
-        # NO KEY UPDATE: serializes this user's submits without blocking foreign-key checks
-        # (a finishing turn's usage row), which would deadlock against the conversation lock.
-        session.execute(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
-    in_flight = session.scalar(select(func.count()).select_from(Job).where(
-        Job.user_id == user.id, Job.status.in_(ACTIVE_STATUSES)))
-    if in_flight >= settings.max_jobs_in_flight:
-        raise ApiError(429, "too_many_jobs", f"{in_flight} of your messages are still waiting or running "
-                       f"(at most {settings.max_jobs_in_flight}); wait for one to finish.")
-    own = session.get(Conversation, conversation_id, with_for_update=True)
-    if own is None or own.user_id != user.id:
-        raise not_found("conversation")
-    if (waiting := session.scalar(select(Job.id).where(*awaiting_tools(conversation_id)).limit(1))) is not None:
-        raise ApiError(409, "tool_results_required", f"This conversation waits for the results of job {waiting}'s "
-                       f"tool calls: POST /v1/jobs/{waiting}/tool_results (or cancel that job) first.")
-    busy = session.scalar(select(Job.id).where(Job.conversation_id == conversation_id,
-                                               Job.status.in_(ACTIVE_STATUSES)).limit(1))
-    if busy is not None and on_busy == "reject":
-        raise ApiError(409, "conversation_busy", "This conversation has a message waiting or running; "
-                       "retry when it ends, or send with on_busy=enqueue.")
+        ensure_secret(session, user.id)  # deliveries are signed with it
     request = {"content": content, **({"attachments": attachments} if attachments else {}),
                **({"thinking": thinking} if thinking else {}), **(tools or {})}
-    job = new_job(user.id, conversation_id, request, idempotency_key, callback_url)
-    session.add(job)
     try:
-        session.flush()
+        submitted = lock_check_insert(session, user.id, conversation_id, request, idempotency_key, callback_url,
+                                      settings.max_jobs_in_flight, reject_busy=on_busy == "reject")
     except IntegrityError:  # the same idempotency key, submitted concurrently
         session.rollback()
         existing = session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == idempotency_key))
         if existing is None:
             raise
         return _same_request(existing, conversation_id, content, attachments), False
+    if submitted.in_flight >= settings.max_jobs_in_flight:
+        raise ApiError(429, "too_many_jobs", f"{submitted.in_flight} of your messages are still waiting or running "
+                       f"(at most {settings.max_jobs_in_flight}); wait for one to finish.")
+    if not submitted.owned:
+        raise not_found("conversation")
+    if (waiting := submitted.waiting) is not None:
+        raise ApiError(409, "tool_results_required", f"This conversation waits for the results of job {waiting}'s "
+                       f"tool calls: POST /v1/jobs/{waiting}/tool_results (or cancel that job) first.")
+    if submitted.busy and on_busy == "reject":
+        raise ApiError(409, "conversation_busy", "This conversation has a message waiting or running; "
+                       "retry when it ends, or send with on_busy=enqueue.")
+    job = submitted.job
     record_references(session, job.id, files)
     _add_event(services, job, "job.queued")  # before the commit, so it precedes anything a worker adds
     session.commit()
-    return job, busy is None
+    return job, not submitted.busy
 
 
 def cancel_job(session: Session, job: Job) -> tuple[Job, str | None]:
