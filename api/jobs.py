@@ -1,7 +1,10 @@
 """/v1/jobs: a queued turn's state, with long-polling."""
 from __future__ import annotations
 
+import logging
+
 from flask_openapi3 import APIBlueprint, Tag
+from redis import RedisError
 
 from api import schemas
 from api.context import ctx, require_user, services
@@ -16,23 +19,41 @@ blueprint = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", abp_tags=[Tag(
                          abp_security=[{"bearer": []}],
                          abp_responses={400: schemas.ErrorEnvelope, 401: schemas.ErrorEnvelope,
                                         404: schemas.ErrorEnvelope, 503: schemas.ErrorEnvelope})
+log = logging.getLogger("parley.api")
 
 
 def wait_for_job(user: User, job_id: str, wait: float) -> dict:
-    """The job, after holding the request until it finishes or `wait` seconds pass."""
+    """The job, after holding the request until it finishes or `wait` seconds pass. Its row
+    is read once (which also checks it is the user's): the end a long-poll waits for comes
+    with the job as it ended (its final event), and the wait's first look at the row is
+    the read that found it unfinished (an end published meanwhile is seen in Redis)."""
     def current() -> dict:
         with services().sessions() as session:
             return job_to_dict(own_job(session, user, job_id))
 
     job = current()
     if wait > 0 and not is_final(job["status"]):
+        unlooked = [job]
+
+        def final() -> bool:  # later looks (an end never published) read the row again
+            return is_final((unlooked.pop() if unlooked else current())["status"])
+
         waits = hold_stream_slot(services())  # a long-poll counts as an open stream (429 at the cap)
         try:
-            waits.wait(job["id"], wait, lambda: is_final(current()["status"]))
+            waits.wait(job["id"], wait, final)
         finally:
             waits.release(user.id)
-        job = current()
+        job = _as_ended(job["id"]) or current()
     return job
+
+
+def _as_ended(job_id: str) -> dict | None:
+    """The job from its final event; None if it has none (yet) or Redis does not answer."""
+    try:
+        return services().events.final_data(job_id)
+    except RedisError as error:
+        log.warning("job %s: final event not read, reading the row: %s", job_id, error)
+        return None
 
 
 @blueprint.get("/<job_id>", responses={200: schemas.Job})

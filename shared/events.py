@@ -120,6 +120,13 @@ class JobEvents:
         value = self.client.get(_final_key(job_id))
         return value.decode() if value else None
 
+    def final_data(self, job_id: object) -> dict | None:
+        """The final event's data (the job as it ended: shared/jobs.announce_end), once it has one."""
+        entries = self.client.xrevrange(_stream_key(job_id), count=1)  # nothing is added after the end
+        if not entries or entries[0][1][b"type"].decode() not in FINAL_EVENTS:
+            return None
+        return json.loads(entries[0][1][b"data"])
+
     def exists(self, job_id: object) -> bool:
         return bool(self.client.exists(_stream_key(job_id)))
 
