@@ -122,7 +122,7 @@ class FileResolver:
                 self._cached -= len(dropped)
 
 
-def content_text(content: str | list[dict]) -> str:
+def described_text(content: str | list[dict]) -> str:
     """A message as plain text (for a summary prompt): its text, each attachment named."""
     if isinstance(content, str):
         return content

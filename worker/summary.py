@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from shared.bootstrap import Services
 from shared.cancel import Cancelled, CancelToken
-from shared.files import content_text
+from shared.files import described_text
 from shared.log_entry import LogEntry, LoggedMessage, stored_entry
 from shared.memory import ConversationMemory
 from shared.model import ModelError, ModelReply, ModelRequest
@@ -90,7 +90,7 @@ def _read_turns(services: Services, conversation: Conversation,
 
 
 def _prompt(summary: str | None, turns: list[tuple[int, tuple[LoggedMessage, ...]]]) -> str:
-    lines = [f"{message.role.capitalize()}: {content_text(message.content)}" for _, messages in turns
+    lines = [f"{message.role.capitalize()}: {described_text(message.content)}" for _, messages in turns
              for message in messages]
     return (f"Summary so far:\n{summary or '(none yet)'}\n\nNew messages:\n" + "\n\n".join(lines)
             + "\n\nWrite the updated summary.")
