@@ -6,6 +6,7 @@ from typing import Callable
 
 from celery import Celery
 
+from shared.broker import transport_for
 from shared.config import Settings
 
 log = logging.getLogger("parley.tasks")
@@ -25,6 +26,7 @@ def make_celery(settings: Settings, name: str) -> Celery:
     app = Celery(name, set_as_current=False)
     app.conf.update(
         broker_url=settings.celery_broker_url,
+        broker_transport=transport_for(settings.celery_broker_url),  # one publishing client: shared/broker.py
         task_ignore_result=True,
         result_backend=None,
         task_acks_late=True,
