@@ -189,7 +189,7 @@ def _model_request(services: Services, conversation: Conversation, memory: Conve
         raise ModelError("invalid_request", model_gone_message(settings, conversation, model, "no longer offered"))
     summary = (summary_for_turn(services, conversation, memory, held.user_id, model, token)
                if settings.context_strategy == "summarize" else None)
-    thinking, effort, max_tokens = request_parts(turn_setting(services, conversation, held.job_id), settings.max_tokens)
+    thinking, effort, max_tokens = request_parts(turn_setting(conversation, held.request), settings.max_tokens)
     tools, tool_choice = offered_tools(settings, conversation, held)
     return ModelRequest(system=conversation.system or settings.default_system_prompt, messages=window_for(context, tools),
                         model=model, max_tokens=max_tokens, temperature=settings.temperature,

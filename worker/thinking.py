@@ -2,21 +2,14 @@
 the turn uses, and the reply's blocks and thinking tokens in the job, the log and the window."""
 from __future__ import annotations
 
-import uuid
-
-from sqlalchemy import select
-
-from shared.bootstrap import Services
 from shared.model import ModelReply
 from shared.model.blocks import assistant_content, visible_tokens
-from shared.models import Conversation, Job
+from shared.models import Conversation
 
 
-def turn_setting(services: Services, conversation: Conversation, job_id: uuid.UUID) -> dict | None:
-    """The message's own thinking setting (POST .../messages), else the conversation's;
-    both were checked against the model when they were set."""
-    with services.sessions() as session:
-        request = session.scalar(select(Job.request).where(Job.id == job_id)) or {}
+def turn_setting(conversation: Conversation, request: dict) -> dict | None:
+    """The message's own thinking setting (POST .../messages, in the job's request as the
+    claim read it), else the conversation's; both were checked against the model when set."""
     return request["thinking"] if "thinking" in request else conversation.thinking
 
 
