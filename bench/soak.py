@@ -7,7 +7,7 @@ and the client answers each call (as a tool-running caller does) and follows the
 continuation; calls left unanswered when a fault cut the client off are answered before
 the end, so every tool round must close.
 
-Runs the fault tests' stack (tests/faults/stack.py: embedded PostgreSQL and Valkey,
+Runs the fault stack (devstack/faultstack.py, the fault tests' own: embedded PostgreSQL and Valkey,
 moto S3 behind a switchable proxy, the offline model, Celery worker processes, the
 API in this process). Clients submit messages to a few conversations and now and
 then cancel one, while every few seconds one fault strikes: a worker SIGKILLed or
@@ -34,9 +34,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from devstack.faultstack import FaultStack, wait_until
 from shared.local_stack import config_errors
 from shared.models import FINAL_STATUSES, Job, Turn
-from tests.faults.stack import FaultStack, wait_until
 from worker.check import check
 from worker.retry import LONGEST_RETRY_SECONDS
 

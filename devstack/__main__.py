@@ -3,51 +3,29 @@
 Unset DATABASE_URL / REDIS_URL / STORAGE_URL get the embedded defaults; with no
 ANTHROPIC_API_KEY the offline model serves the real Messages API locally (and with
 LLM_PROVIDER=bedrock but no AWS credentials, Bedrock's Converse API).
-Processes are supervised by honcho (a Foreman clone).
+Processes are supervised by honcho (a Foreman clone). The services, the environment,
+the migration and each process's command line are the stack builder's (devstack/
+services.py, environment.py, processes.py), which the tests, the bench and the soak use.
 """
 from __future__ import annotations
 
 import os
 import secrets
 import shlex
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 from honcho.manager import Manager
+from sqlalchemy.exc import SQLAlchemyError
 
-from devstack.ports import port_problem
+from devstack.environment import aws_credentials_found, migrate, offline_model_env
+from devstack.ports import free_port, port_problem
+from devstack.processes import api_argv, flower_argv, model_argv, webhook_worker_argv, worker_argv
 from shared.config import ROOT, Settings, load_settings
 from shared.db import make_engine, make_sessions, unit_of_work
 from shared.local_stack import config_errors, config_failure, publish, running, withdraw
 from shared.logs import configure_logging
 from shared.users import authenticate, get_or_create_user, issue_key
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def offline_model_env(settings: Settings, url: str, aws_credentials: bool) -> dict:
-    """Settings that point the configured provider at the offline model, when it has
-    nowhere real to go: the Anthropic API without a key or base URL, or Bedrock
-    without an endpoint and without AWS credentials. Empty if it has."""
-    if settings.llm_provider == "bedrock":
-        if settings.bedrock_endpoint_url or aws_credentials:
-            return {}
-        # botocore signs every request; the offline model ignores the signature.
-        return {"BEDROCK_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "offline", "AWS_SECRET_ACCESS_KEY": "offline"}
-    if settings.anthropic_api_key or settings.anthropic_base_url:
-        return {}
-    return {"ANTHROPIC_BASE_URL": url}
-
-
-def aws_credentials_found() -> bool:
-    import boto3
-    return boto3.Session().get_credentials() is not None
 
 
 def dev_key(env: dict, var_dir: Path) -> str:
@@ -77,7 +55,7 @@ def flower(python: str, port: int, password: str, env: dict) -> tuple[str, dict]
     """Flower's command and environment: loopback only, behind basic auth. Flower shows
     every task and can revoke them. The password travels in the environment
     (FLOWER_BASIC_AUTH), not the command line, which any local user can read."""
-    return (f"{python} -m celery -A worker.celery_app flower --address=127.0.0.1 --port={port}",
+    return (f"{python} {shlex.join(flower_argv(port)[1:])}",
             {**env, "FLOWER_BASIC_AUTH": f"parley:{password}"})
 
 
@@ -120,7 +98,6 @@ def run() -> int:
     published = False
     embedded = []
     manager = Manager()
-    python = shlex.quote(sys.executable)
     try:
         if not settings.database_url:
             from shared.embedded import EmbeddedPostgres
@@ -134,26 +111,21 @@ def run() -> int:
         model_port = free_port()
         if offline := offline_model_env(settings, f"http://127.0.0.1:{model_port}", aws_credentials_found()):
             env.update(offline)
-            manager.add_process("model", f"{python} -m offline_model --port {model_port}", env=env, cwd=ROOT)
+            manager.add_process("model", shlex.join(model_argv(model_port)), env=env, cwd=ROOT)
 
-        subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, cwd=ROOT, check=True)
+        migrate(Settings(database_url=env["DATABASE_URL"]).sqlalchemy_url, echo=True)
         key = dev_key(env, var_dir)
         flower_password = secrets.token_urlsafe(12)
         write_private(var_dir / "flower-password", flower_password + "\n")
 
-        manager.add_process("api", f"{python} -m gunicorn -c api/gunicorn_conf.py -b 127.0.0.1:{settings.port} "
-                                   "api.wsgi:app", env=env, cwd=ROOT)
+        manager.add_process("api", shlex.join(api_argv(f"127.0.0.1:{settings.port}")), env=env, cwd=ROOT)
         for n in range(1, workers + 1):
-            manager.add_process(f"worker{n}", f"{python} -m celery -A worker.celery_app worker "
-                                              f"--pool {settings.worker_pool} "
-                                              f"--concurrency {settings.worker_concurrency} -Q parley.turns "
-                                              f"-n worker{n}@%h -l INFO",
-                                env=metrics_port(env, settings, n - 1), cwd=ROOT)
-        manager.add_process("webhooks", f"{python} -m celery -A worker.celery_app worker --pool threads "
-                                        f"--concurrency 8 -Q parley.webhooks -n webhooks@%h -l INFO",
+            argv = worker_argv("parley.turns", f"worker{n}@%h", settings.worker_concurrency, settings.worker_pool)
+            manager.add_process(f"worker{n}", shlex.join(argv), env=metrics_port(env, settings, n - 1), cwd=ROOT)
+        manager.add_process("webhooks", shlex.join(webhook_worker_argv()),
                             env={**metrics_port(env, settings, workers), "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true"},
                             cwd=ROOT)
-        flower_command, flower_env = flower(python, settings.flower_port, flower_password, env)
+        flower_command, flower_env = flower(shlex.quote(sys.executable), settings.flower_port, flower_password, env)
         manager.add_process("flower", flower_command, env=flower_env, cwd=ROOT)
         print(f"\n  Chat    http://127.0.0.1:{settings.port}/  (open it, paste the API key below)\n"
               f"  API     http://127.0.0.1:{settings.port}\n"
@@ -165,7 +137,7 @@ def run() -> int:
         published = bool(publish(var_dir, env))  # `make user`, `python -m worker.check` beside this find them
         manager.loop()
         return manager.returncode or 0
-    except subprocess.CalledProcessError as error:
+    except SQLAlchemyError as error:  # the migration could not reach or change the database
         print(f"start-up failed: {error}", file=sys.stderr)
         return 1
     finally:

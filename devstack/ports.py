@@ -1,12 +1,20 @@
 """The ports `make run` will listen on, checked before it starts anything: a taken port
 is one line naming the setting to change, not a traceback from a process that died
-after everything else had started."""
+after everything else had started. Also the one way any stack (tests, bench, soak) picks
+a free port for a service of its own."""
 from __future__ import annotations
 
 import errno
 import socket
 
 from shared.config import Settings
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick), for a service about to start."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def planned_ports(settings: Settings, workers: int) -> list[tuple[str, str, int]]:

@@ -1,23 +1,20 @@
 """The real stack for integration tests: embedded PostgreSQL and Valkey, moto's S3
-server over HTTP, the offline model, a Celery worker process, and the Flask app."""
+server over HTTP, the offline model, a Celery worker process, and the Flask app;
+started with the stack builder in devstack/ (services, environment, processes)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import threading
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import boto3
 import pytest
-from alembic import command
-from alembic.config import Config
 
+from devstack.environment import migrate, settings_for, stack_env
+from devstack.processes import WEBHOOK_CONCURRENCY, WEBHOOKS, WorkerProcess
+from devstack.services import S3Server
 from offline_model import OfflineModelServer
 from shared.bootstrap import Services, bootstrap
-from shared.config import ROOT, Settings
+from shared.config import Settings
 from shared.embedded import EmbeddedPostgres, EmbeddedValkey
 from shared.users import get_or_create_user, issue_key
 
@@ -41,76 +38,32 @@ class Stack:
     workers: list[WorkerProcess] = field(default_factory=list)
 
 
-DEFAULT_POOL = Settings.model_fields["worker_pool"].default
-
-
-class WorkerProcess:
-    """`celery worker` as a child process; ready when it says so on stderr."""
-
-    def __init__(self, env: dict, name: str = "w1", concurrency: int = 4, queue: str = "parley.turns"):
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        self.process = subprocess.Popen(
-            # Turns on the pool `make run` starts (WORKER_POOL); webhooks always on threads.
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-             "--pool", env.get("WORKER_POOL", DEFAULT_POOL) if queue == "parley.turns" else "threads",
-             "--concurrency", str(concurrency), "-Q", queue, "-n", f"{name}@%h", "-l", "INFO",
-             "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._drain, daemon=True).start()
-        if not self.ready.wait(60):
-            self.stop()
-            raise RuntimeError("worker did not start:\n" + "".join(self.lines[-40:]))
-
-    def _drain(self) -> None:
-        for line in self.process.stderr:
-            self.lines.append(line)
-            if " ready." in line:
-                self.ready.set()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    from moto.server import ThreadedMotoServer
-
     base = tmp_path_factory.mktemp("stack")
     saved_env = {k: os.environ.get(k) for k in AWS_ENV}
     os.environ.update(AWS_ENV)
     postgres = EmbeddedPostgres(base / "pg", delete_on_stop=True)
     valkey = EmbeddedValkey(base / "valkey")
-    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    s3.start()
-    s3_url = "http://%s:%s" % s3.get_host_and_port()
     bucket = "parley-test"
-    boto3.client("s3", endpoint_url=s3_url).create_bucket(Bucket=bucket)
+    s3 = S3Server(bucket)
     model = OfflineModelServer()
     model.start()
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "DATABASE_", "REDIS_", "STORAGE_"))}
-    env.update(AWS_ENV, DATABASE_URL=postgres.url, REDIS_URL=valkey.url, STORAGE_URL=f"s3://{bucket}/logs",
-               S3_ENDPOINT_URL=s3_url, ANTHROPIC_BASE_URL=model.url, ANTHROPIC_API_KEY=ANTHROPIC_TEST_KEY,
-               MAX_CONTEXT_TOKENS=str(TEST_CONTEXT_TOKENS), ALLOWED_MODELS=",".join(ALLOWED_TEST_MODELS),
-               MODEL_MAX_RETRIES="2", CHAT_WAIT_SECONDS="20",
-               VAR_DIR=str(base / "var"), PYTHONUNBUFFERED="1", SWEEP_INTERVAL_SECONDS="0.5",
-               QUEUED_GRACE_SECONDS="1", JOB_LEASE_SECONDS="5", SSE_PING_SECONDS="0.5",
-               WEBHOOK_ALLOW_PRIVATE_ADDRESSES="true", WEBHOOK_BACKOFF_SECONDS="0.2",
-               WEBHOOK_RETRY_WINDOW_SECONDS="3", WEBHOOK_TIMEOUT_SECONDS="2", MODEL_RETRY_BASE_SECONDS="0.05",
-               MAX_TOOL_ROUNDS="2")
-    settings = Settings(_env_file=None, **{k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
-    config = Config(str(ROOT / "alembic.ini"))
-    config.attributes.update(url=settings.sqlalchemy_url, configure_logger=False)
-    command.upgrade(config, "head")
+    env = stack_env(**AWS_ENV, DATABASE_URL=postgres.url, REDIS_URL=valkey.url, STORAGE_URL=f"s3://{bucket}/logs",
+                    S3_ENDPOINT_URL=s3.url, ANTHROPIC_BASE_URL=model.url, ANTHROPIC_API_KEY=ANTHROPIC_TEST_KEY,
+                    MAX_CONTEXT_TOKENS=str(TEST_CONTEXT_TOKENS), ALLOWED_MODELS=",".join(ALLOWED_TEST_MODELS),
+                    MODEL_MAX_RETRIES="2", CHAT_WAIT_SECONDS="20",
+                    VAR_DIR=str(base / "var"), PYTHONUNBUFFERED="1", SWEEP_INTERVAL_SECONDS="0.5",
+                    QUEUED_GRACE_SECONDS="1", JOB_LEASE_SECONDS="5", SSE_PING_SECONDS="0.5",
+                    WEBHOOK_ALLOW_PRIVATE_ADDRESSES="true", WEBHOOK_BACKOFF_SECONDS="0.2",
+                    WEBHOOK_RETRY_WINDOW_SECONDS="3", WEBHOOK_TIMEOUT_SECONDS="2", MODEL_RETRY_BASE_SECONDS="0.05",
+                    MAX_TOOL_ROUNDS="2")
+    settings = settings_for(env)
+    migrate(settings.sqlalchemy_url)
     services = bootstrap(settings)
-    worker = WorkerProcess(env)
-    webhooks = WorkerProcess(env, name="webhooks", queue="parley.webhooks")
+    worker = WorkerProcess(env, "w1").wait_ready()
+    webhooks = WorkerProcess(env, "webhooks", WEBHOOK_CONCURRENCY, queue=WEBHOOKS).wait_ready()
     try:
         yield Stack(settings, env, services, model, bucket, workers=[worker, webhooks])
     finally:

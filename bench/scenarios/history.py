@@ -25,9 +25,9 @@ from api.history import encode_cursor
 from bench import seed
 from bench.report import Result, noise, percentile
 from bench.stack import BenchStack, Child, free_port
+from devstack.services import SwitchableProxy
 from shared.models import Turn
 from shared.storage import make_log_store
-from tests.faults.processes import SwitchableProxy
 
 BUCKET = "parley-bench-history"
 CREDENTIALS = ("bench", "bench-secret")

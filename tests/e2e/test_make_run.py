@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,16 +14,11 @@ import psutil
 import psycopg
 import pytest
 
+from devstack.ports import free_port
 from shared.config import ROOT, Settings
 
 UNSET = ("DATABASE_URL", "REDIS_URL", "BROKER_URL", "STORAGE_URL", "S3_ENDPOINT_URL", "ANTHROPIC_API_KEY",
          "ANTHROPIC_BASE_URL")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Stack:

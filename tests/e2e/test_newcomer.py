@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.ports import free_port
 from shared.config import ROOT
 
 UNSET = ("DATABASE_URL", "REDIS_URL", "BROKER_URL", "STORAGE_URL", "S3_ENDPOINT_URL", "ANTHROPIC_API_KEY",
@@ -31,12 +32,6 @@ README_PORT = 5000
 # Longer than gunicorn's old keep-alive (5 s, which reset reused connections) and than
 # httpx's default pool expiry (5 s); far below the 75 s the server now keeps them.
 IDLE_GAP_SECONDS = 8
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def fresh_copy(target: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Fault tests run against their own stack (tests/faults/stack.py), so stopping a
+"""Fault tests run against their own stack (devstack/faultstack.py), so stopping a
 service here never disturbs the other tests' session stack."""
 from __future__ import annotations
 

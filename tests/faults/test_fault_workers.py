@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from sqlalchemy import select
 
+from devstack.ports import free_port
 from shared.config import ROOT
 from shared.models import Job, Turn
-from tests.faults.processes import free_port
 from tests.faults.stack import assert_consistent, text_of, wait_until
 from tests.integration.helpers import new_conversation, submit, wait_job
 

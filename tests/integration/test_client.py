@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -13,14 +12,9 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
+from devstack.ports import free_port
 from shared.config import ROOT
 from tests.integration.helpers import new_conversation, wait_job
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from devstack.ports import in_use, port_problem
+from devstack.ports import free_port, in_use, port_problem
 from shared.config import ROOT, Settings
 from shared.local_stack import publish, running, tool_settings, withdraw
 
@@ -93,12 +93,6 @@ def taken_port():
     holder.listen()
     yield holder.getsockname()[1]
     holder.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.parametrize("setting", ["PORT", "FLOWER_PORT", "WORKER_METRICS_PORT"])

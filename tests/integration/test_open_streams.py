@@ -3,7 +3,6 @@ process that learns of its job's events through the process's one subscription."
 from __future__ import annotations
 
 import dataclasses
-import socket
 import subprocess
 import sys
 import threading
@@ -14,9 +13,10 @@ import pytest
 import requests
 from sqlalchemy import func, select, text
 
+from devstack.ports import free_port
+from devstack.processes import WorkerProcess
 from shared.config import ROOT
 from shared.models import Job
-from tests.conftest import WorkerProcess
 from tests.integration.helpers import new_conversation
 from tests.integration.sse import SseReader, parse
 
@@ -91,12 +91,6 @@ def test_streams_and_long_polls_beyond_the_per_user_cap_are_429(stack, capped_cl
     client.delete(f"/v1/conversations/{conversation}", headers=alice)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture()
 def gevent_api(stack):
     """The API as `make run` starts it (gunicorn, gevent worker), one process, with a broker
@@ -151,7 +145,7 @@ def test_a_stream_on_a_gevent_process_gets_a_job_run_by_a_worker_started_later(s
         received += next(chunks)
     with ThreadPoolExecutor(1) as pool:
         long_poll = pool.submit(http.get, f"{url}/v1/jobs/{job['id']}?wait=30", headers=alice, timeout=60)
-        late = WorkerProcess(env, name=f"late-{uuid.uuid4().hex[:6]}")
+        late = WorkerProcess(env, f"late-{uuid.uuid4().hex[:6]}").wait_ready()
         try:
             for chunk in chunks:
                 received += chunk

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import urllib.request
 import uuid
 
@@ -10,20 +9,15 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from devstack.ports import free_port
+from devstack.processes import WorkerProcess
 from shared.models import Job
-from tests.conftest import WorkerProcess
 from tests.integration.helpers import new_conversation, submit, wait_job
 
 CONVERSATIONS, MESSAGES = 6, 3
 # Long enough that the first worker's four threads are all busy when the six first
 # turns arrive, so the broker must hand some to the second worker.
 MODEL_DELAY_MS = 1000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture()
@@ -39,7 +33,7 @@ def slow_model(stack):
 @pytest.fixture()
 def second_worker(stack):
     port = free_port()
-    worker = WorkerProcess({**stack.env, "WORKER_METRICS_PORT": str(port)}, name="w2", concurrency=4)
+    worker = WorkerProcess({**stack.env, "WORKER_METRICS_PORT": str(port)}, "w2", concurrency=4).wait_ready()
     worker.metrics_url = f"http://127.0.0.1:{port}/metrics"
     yield worker
     worker.stop()

@@ -15,20 +15,13 @@ import threading
 import requests
 
 from devstack.__main__ import flower
+from devstack.ports import free_port
 from shared.config import ROOT
 from shared.tasks import make_celery
 from tests.security.support import WAIT, WebhookReceiver, bearer, new_key
 
 UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 JOB_ID_ONLY = re.compile(rf"[\[(]'{UUID}',?[\])]")  # ['<job id>'] as Celery's events show it
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_make_run_flower_is_loopback_only_with_the_password_off_the_command_line():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from devstack.__main__ import offline_model_env
+from devstack.environment import offline_model_env
 from shared.config import Settings
 
 URL = "http://127.0.0.1:9999"
