@@ -13,6 +13,7 @@ import uuid
 import pytest
 import requests
 
+from devstack.faultstack import wait_until
 from shared.config import ROOT
 from tests.integration.helpers import new_conversation, wait_job
 
@@ -37,10 +38,11 @@ def test_the_request_id_follows_a_turn_into_the_worker(stack, client, alice):
     assert response.headers["X-Request-ID"] == request_id
     job_id = response.get_json()["job"]["id"]
     assert wait_job(client, alice, job_id)["status"] == "succeeded"
-    # Celery logs the task's success inside the task, so that line carries the bound ids.
+    # Celery logs the task's success inside the task, so that line carries the bound ids;
+    # the task ends after the job's end is published, so the line may follow the answer.
     worker = stack.workers[0]
-    lines = [e for e in json_lines(worker.lines) if e.get("job_id") == job_id]
-    assert lines, "no worker line carries the job id"
+    lines = wait_until(lambda: [e for e in json_lines(worker.lines) if e.get("job_id") == job_id], timeout=10,
+                       what="a worker line carrying the job id")
     assert all(e.get("request_id") == request_id for e in lines)
     assert any("succeeded" in e["event"] for e in lines)
 
