@@ -57,7 +57,8 @@ def job_to_dict(job: Job) -> dict:
 def new_job(user_id: object, conversation_id: object, request: dict, idempotency_key: str | None,
             callback_url: str | None) -> Job:
     """A queued job, every column given or server-set, so the INSERT's RETURNING fills
-    the rest and nothing is reloaded. The caller adds it in its transaction."""
+    the rest and nothing is reloaded. The caller adds it in its transaction. A message's
+    submit inserts the same columns in its checking statement (api/submit_job.py)."""
     return Job(id=uuid.uuid4(), user_id=user_id, conversation_id=conversation_id, status="queued",
                request=request, idempotency_key=idempotency_key, callback_url=callback_url,
                reply=None, error=None, started_at=None, finished_at=None, lease_expires_at=None, worker=None,
@@ -68,7 +69,8 @@ def end_job(session: Session, job: Job, status: FinalStatus, *, reply: dict | No
             error: dict | None = None, required_action: dict | None = None) -> str | None:
     """Give a locked job its final state and schedule its webhook, in the caller's
     transaction; returns the conversation's job to send once that commits, if any
-    (`announce_end` sends it). Every end of a job goes through here."""
+    (`announce_end` sends it). Every end of a job goes through here but a stored turn's,
+    which worker/turn_commit.py writes in its commit statement the same way (keep them alike)."""
     job.status, job.finished_at, job.lease_expires_at = status, func.now(), None
     job.reply, job.error, job.required_action = reply, error, required_action
     if job.callback_url:
@@ -99,7 +101,8 @@ def nothing_before(job: str, earlier: str) -> str:
 
 def next_queued(session: Session, conversation_id: object) -> str | None:
     """The conversation's first waiting job, if none of its jobs is running or waits for
-    tool results (those must come next: shared/tool_results.py)."""
+    tool results (those must come next: shared/tool_results.py). A turn's commit asks the
+    same in its statement (worker/turn_commit.py)."""
     if session.scalar(select(Job.id).where(*awaiting_tools(conversation_id)).limit(1)) is not None:
         return None
     row = session.execute(
