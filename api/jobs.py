@@ -5,15 +5,16 @@ import logging
 
 from flask_openapi3 import APIBlueprint, Tag
 from redis import RedisError
+from sqlalchemy import select
 
 from api import schemas
 from api.context import ctx, require_user, services
-from api.errors import ApiError
-from api.service import cancel_job, is_final, own_job
+from api.errors import ApiError, not_found
+from api.service import cancel_job, is_final, own_job, parse_id
 from api.stream import SSE_RESPONSE, hold_stream_slot, resume_point, sse_response
 from api.tool_results import cancel_tool_calls
 from shared.jobs import announce_end, job_to_dict
-from shared.models import User
+from shared.models import Job, User
 
 blueprint = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", abp_tags=[Tag(name="jobs")],
                          abp_security=[{"bearer": []}],
@@ -28,8 +29,7 @@ def wait_for_job(user: User, job_id: str, wait: float) -> dict:
     with the job as it ended (its final event), and the wait's first look at the row is
     the read that found it unfinished (an end published meanwhile is seen in Redis)."""
     def current() -> dict:
-        with services().sessions() as session:
-            return job_to_dict(own_job(session, user, job_id))
+        return _own_job_dict(user, job_id)
 
     job = current()
     if wait > 0 and not is_final(job["status"]):
@@ -45,6 +45,17 @@ def wait_for_job(user: User, job_id: str, wait: float) -> dict:
             waits.release(user.id)
         job = _as_ended(job["id"]) or current()
     return job
+
+
+def _own_job_dict(user: User, job_id: str) -> dict:
+    """The user's job as clients see it, or a 404: one Core select, whose row has every
+    column `job_to_dict` reads (no ORM instance or session for a read-only answer)."""
+    statement = select(Job.__table__).where(Job.id == parse_id(job_id, "job"))
+    with services().engine.connect() as connection:
+        row = connection.execute(statement).first()
+    if row is None or row.user_id != user.id:
+        raise not_found("job")
+    return job_to_dict(row)
 
 
 def _as_ended(job_id: str) -> dict | None:
