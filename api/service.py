@@ -81,7 +81,7 @@ def checked_thinking(services: Services, catalog, model: str, setting: dict | No
 
 
 def submit_message(services: Services, session: Session, user: User, conversation_id: uuid.UUID,
-                   content: str | list[dict], idempotency_key: str | None, on_busy: str = "enqueue",
+                   content: str | list[dict], idempotency_key: str | None, on_busy: str | None = None,
                    callback_url: str | None = None, attachments: list[str] | None = None,
                    thinking: dict | None = None, tools: dict | None = None) -> tuple[Job, bool]:
     """Record a job for one user message; returns (job, whether it must be dispatched now).
@@ -109,7 +109,8 @@ def submit_message(services: Services, session: Session, user: User, conversatio
                **({"thinking": thinking} if thinking else {}), **(tools or {})}
     try:
         submitted = lock_check_insert(session, user.id, conversation_id, request, idempotency_key, callback_url,
-                                      settings.max_jobs_in_flight, reject_busy=on_busy == "reject")
+                                      settings.max_jobs_in_flight, reject_busy=on_busy == "reject",
+                                      reject_waiting=on_busy != "enqueue")
     except IntegrityError:  # the same idempotency key, submitted concurrently
         session.rollback()
         existing = session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == idempotency_key))
@@ -121,9 +122,10 @@ def submit_message(services: Services, session: Session, user: User, conversatio
                        f"(at most {settings.max_jobs_in_flight}); wait for one to finish.")
     if not submitted.owned:
         raise not_found("conversation")
-    if (waiting := submitted.waiting) is not None:
+    if (waiting := submitted.waiting) is not None and submitted.job is None:
         raise ApiError(409, "tool_results_required", f"This conversation waits for the results of job {waiting}'s "
-                       f"tool calls: POST /v1/jobs/{waiting}/tool_results (or cancel that job) first.")
+                       f"tool calls: POST /v1/jobs/{waiting}/tool_results (or cancel that job) first, or send "
+                       f"with on_busy=enqueue to wait behind them.")
     if submitted.busy and on_busy == "reject":
         raise ApiError(409, "conversation_busy", "This conversation has a message waiting or running; "
                        "retry when it ends, or send with on_busy=enqueue.")
@@ -131,7 +133,9 @@ def submit_message(services: Services, session: Session, user: User, conversatio
     record_references(session, job.id, files)
     _add_event(services, job, "job.queued")  # before the commit, so it precedes anything a worker adds
     session.commit()
-    return job, not submitted.busy
+    # Sent now only if it can run now; one queued behind a job or its tool results is sent
+    # when that ends (a tool round's continuation goes first: shared/tool_results.py).
+    return job, not submitted.busy and submitted.waiting is None
 
 
 def cancel_job(session: Session, job: Job) -> tuple[Job, str | None]:

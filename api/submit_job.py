@@ -38,7 +38,8 @@ _CHECK_AND_INSERT = text(f"""
         SELECT :id, :user_id, :conversation_id, 'queued', :request, :idempotency_key, :callback_url,
                :reply, :error
           FROM facts
-         WHERE :owned AND in_flight < :cap AND waiting IS NULL AND (busy IS NULL OR NOT :reject)
+         WHERE :owned AND in_flight < :cap AND (waiting IS NULL OR NOT :reject_waiting)
+           AND (busy IS NULL OR NOT :reject)
         RETURNING *
     )
     SELECT facts.in_flight, facts.waiting, facts.busy, job.* FROM facts LEFT JOIN job ON true
@@ -58,7 +59,7 @@ class Submitted:
 
 def lock_check_insert(session: Session, user_id: uuid.UUID, conversation_id: uuid.UUID, request: dict,
                       idempotency_key: str | None, callback_url: str | None, cap: int,
-                      reject_busy: bool) -> Submitted:
+                      reject_busy: bool, reject_waiting: bool = True) -> Submitted:
     """Lock, check and insert in the session's transaction; IntegrityError on a reused
     idempotency key (a concurrent submit of the same request)."""
     session.flush()  # a fork's new conversation, a new webhook secret: Core statements do not autoflush
@@ -67,7 +68,7 @@ def lock_check_insert(session: Session, user_id: uuid.UUID, conversation_id: uui
     row = session.execute(_CHECK_AND_INSERT, {
         "id": uuid.uuid4(), "user_id": user_id, "conversation_id": conversation_id, "request": request,
         "idempotency_key": idempotency_key, "callback_url": callback_url, "reply": None, "error": None,
-        "owned": owned, "cap": cap, "reject": reject_busy}).mappings().one()
+        "owned": owned, "cap": cap, "reject": reject_busy, "reject_waiting": reject_waiting}).mappings().one()
     fields = dict(row)
     in_flight, waiting, busy = fields.pop("in_flight"), fields.pop("waiting"), fields.pop("busy")
     job = Job(**fields) if fields["id"] is not None else None

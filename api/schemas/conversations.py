@@ -69,8 +69,10 @@ class MessageIn(Strict):
     content: MessageText
     attachments: list[FileId] = Field(default_factory=list, description="files sent with the message, in "
                                       "order, as image or document blocks before its text (POST /v1/files)")
-    on_busy: Literal["enqueue", "reject"] = Field(
-        "enqueue", description="while the conversation has a job queued or running: wait behind it, or 409")
+    on_busy: Literal["enqueue", "reject"] | None = Field(
+        None, description="while the conversation has a job queued or running: wait behind it (unset or enqueue) "
+                          "or 409 conversation_busy (reject); while it waits for tool results: 409 "
+                          "tool_results_required unless enqueue, which waits behind the results")
     callback_url: str | None = Field(None, description="POSTed the final job, signed; see /v1/webhook-secret")
     thinking: ThinkingIn | None = Field(None, description="this message only: overrides the conversation's thinking")
     tools: list[ToolIn | ServerToolIn] | None = Field(

@@ -145,6 +145,22 @@ def test_a_new_message_waits_for_the_results_with_a_409(client, alice):
     assert say(client, alice, conversation_id, "Hello?")["status"] == "succeeded"
 
 
+def test_a_message_sent_with_enqueue_while_waiting_runs_after_the_results(client, alice):
+    conversation_id = new_conversation(client, alice, tools=[CLOCK])
+    job = calling(client, alice, conversation_id, 'call tool clock {"tz": "UTC"}')
+    queued = client.post(f"/v1/conversations/{conversation_id}/messages",
+                         json={"content": "And the date?", "on_busy": "enqueue"}, headers=alice)
+    assert queued.status_code == 202, queued.get_json()
+    behind = queued.get_json()["job"]
+    assert client.get(f"/v1/jobs/{behind['id']}", headers=alice).get_json()["status"] == "queued"
+    (call,) = job["required_action"]["tool_calls"]
+    continuation = answer(client, alice, job["id"], [{"tool_call_id": call["id"], "content": "noon"}]).get_json()["job"]
+    assert ended(client, alice, continuation["id"])["status"] == "succeeded"
+    assert ended(client, alice, behind["id"])["status"] == "succeeded"
+    assert [m["job_id"] for m in messages(client, alice, conversation_id)[::2]] == \
+        [job["id"], continuation["id"], behind["id"]]
+
+
 def test_a_message_queued_before_the_call_runs_after_the_results(stack, client, alice):
     conversation_id = new_conversation(client, alice, tools=[CLOCK])
     requests.post(f"{stack.model.url}/_control", json={"delay_ms": 300}, timeout=5)
