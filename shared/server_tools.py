@@ -1,6 +1,6 @@
 """Server tools: tools Claude runs itself on the Anthropic API (web search), opted into per
 conversation from the list the operator allows (SERVER_TOOLS_ALLOWED). They go in the
-same `tools` list as client tools, in the API's own shape ({"type": "web_search_20250305",
+same `tools` list as client tools, in the API's own shape ({"type": "web_search_20260318",
 "name": "web_search", "max_uses": 3}); their calls and results come back as blocks of the
 reply (server_tool_use, web_search_tool_result) that are stored and sent back as they came,
 and each search is priced with the turn.
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-# name -> the API's current type for it.
-SERVER_TOOLS = {"web_search": "web_search_20250305"}
+# name -> the API's types for it that Parley passes through, the current one first (the
+# pinned SDK's newest; the older ones keep conversations that chose them working).
+SERVER_TOOLS = {"web_search": ("web_search_20260318", "web_search_20260209", "web_search_20250305")}
 RESULT_TYPES = ("web_search_tool_result",)
 # The Messages API's price for web search: $10 per 1,000 searches, on top of the tokens.
 SEARCH_PRICE = Decimal("0.01")
@@ -28,8 +29,8 @@ def allowed(setting: str) -> set[str]:
 def check_server_tool(where: str, tool: dict, offered: set[str], provider: str) -> dict:
     """The entry as stored, or ServerToolRefused saying why not."""
     kind, name = tool.get("type"), tool.get("name")
-    if name not in SERVER_TOOLS or kind != SERVER_TOOLS[name]:
-        known = ", ".join(f"{n} ({t})" for n, t in SERVER_TOOLS.items())
+    if name not in SERVER_TOOLS or kind not in SERVER_TOOLS[name]:
+        known = ", ".join(f"{n} ({', '.join(types)})" for n, types in SERVER_TOOLS.items())
         raise ServerToolRefused(f"{where}: unknown server tool {kind!r} named {name!r}; Parley knows {known}.")
     if name not in offered:
         raise ServerToolRefused(f"{where}: server tool {name!r} is not offered here (SERVER_TOOLS_ALLOWED: "

@@ -40,7 +40,8 @@ class ToolChoiceIn(Strict):
 
 class ServerToolIn(Strict):
     """A server tool Claude runs itself (Anthropic API only), if SERVER_TOOLS_ALLOWED offers it."""
-    type: Literal["web_search_20250305"]
+    type: Literal["web_search_20260318", "web_search_20260209", "web_search_20250305"] = Field(
+        description="web_search_20260318 is the current version")
     name: Literal["web_search"]
     max_uses: int | None = Field(None, ge=1, le=1000, description="searches per reply at most")
     allowed_domains: list[Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^\x00\s]+$")]] | None = \

@@ -9,7 +9,7 @@ import requests
 from tests.integration.helpers import new_conversation, say
 from tests.integration.sse import SseReader
 
-SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
+SEARCH = {"type": "web_search_20260318", "name": "web_search", "max_uses": 2}
 
 
 def test_a_search_is_streamed_stored_sent_back_and_priced(stack, client, alice):
@@ -48,6 +48,6 @@ def test_server_tools_are_checked_when_set(client, alice):
         assert response.status_code == 400 and fragment in response.get_json()["error"]["message"], \
             response.get_json()
 
-    refused([{**SEARCH, "type": "web_search_20990101"}], "web_search_20250305")
+    refused([{**SEARCH, "type": "web_search_20990101"}], "web_search_20260318")
     refused([{**SEARCH, "max_uses": 0}], "max_uses")
     refused([SEARCH, SEARCH], "defined twice")

@@ -97,7 +97,7 @@ def test_the_loop_guard_takes_the_tools_away_at_max_tool_rounds():
     assert offered_tools(settings, _Conversation, message) == ([], None)  # a message's own tools win
 
 
-SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+SEARCH = {"type": "web_search_20260318", "name": "web_search", "max_uses": 3}
 
 
 def test_a_server_tool_is_taken_where_it_is_offered_and_the_provider_runs_it():
