@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
 from shared.events import JobEvents
@@ -65,18 +65,25 @@ def new_job(user_id: object, conversation_id: object, request: dict, idempotency
                webhook_status=None, webhook_next_at=None)
 
 
+# How a job ends, as SQL: its final status and outcome, no lease, and its webhook due now if
+# it has a callback. `end_job` runs it; a stored turn's commit statement runs it as one of
+# its CTEs (worker/turn_commit.py), so both end a job the same way.
+END_SET = """status = :status, finished_at = now(), lease_expires_at = NULL,
+             reply = :reply, error = :error, required_action = :required_action,
+             webhook_status = CASE WHEN callback_url IS NULL THEN webhook_status ELSE 'pending' END,
+             webhook_next_at = CASE WHEN callback_url IS NULL THEN webhook_next_at ELSE now() END"""
+END_BINDS = tuple(bindparam(name, type_=Job.__table__.c[name].type) for name in ("reply", "error", "required_action"))
+_END = text(f"UPDATE jobs SET {END_SET} WHERE id = :job_id").bindparams(*END_BINDS)
+
+
 def end_job(session: Session, job: Job, status: FinalStatus, *, reply: dict | None = None,
             error: dict | None = None, required_action: dict | None = None) -> str | None:
     """Give a locked job its final state and schedule its webhook, in the caller's
     transaction; returns the conversation's job to send once that commits, if any
-    (`announce_end` sends it). Every end of a job goes through here but a stored turn's,
-    which worker/turn_commit.py writes in its commit statement the same way (keep them alike)."""
-    job.status, job.finished_at, job.lease_expires_at = status, func.now(), None
-    job.reply, job.error, job.required_action = reply, error, required_action
-    if job.callback_url:
-        job.webhook_status, job.webhook_next_at = "pending", func.now()
-    session.flush()
-    session.refresh(job, ["finished_at"])
+    (`announce_end` sends it). Every end of a job is END_SET, here or in a turn's commit."""
+    session.execute(_END, {"job_id": job.id, "status": status, "reply": reply, "error": error,
+                           "required_action": required_action})
+    session.refresh(job)
     return next_queued(session, job.conversation_id)
 
 
@@ -99,22 +106,30 @@ def nothing_before(job: str, earlier: str) -> str:
                            OR ({earlier}.status = 'requires_action' AND {earlier}.continued_by IS NULL)))"""
 
 
+def next_queued_sql(conversation: str, besides: str) -> str:
+    """The conversation's job to send next, as an SQL expression (NULL for none): its first
+    active job if that is queued, unless one of its jobs waits for tool results (those must
+    come next: shared/tool_results.py). `besides`: a job not to count (a statement that
+    ends a job does not see its own write, so it leaves that job out and asks of it apart)."""
+    return f"""CASE WHEN EXISTS (SELECT 1 FROM jobs waiting
+                                  WHERE waiting.conversation_id = {conversation}
+                                    AND waiting.id IS DISTINCT FROM {besides}
+                                    AND waiting.status = 'requires_action' AND waiting.continued_by IS NULL)
+                THEN NULL
+                ELSE (SELECT CASE WHEN head.status = 'queued' THEN head.id END FROM jobs head
+                       WHERE head.conversation_id = {conversation} AND head.id IS DISTINCT FROM {besides}
+                         AND head.status IN {ACTIVE_STATUSES}
+                       ORDER BY head.position LIMIT 1)
+           END"""
+
+
+_NEXT = text(f"SELECT {next_queued_sql('CAST(:conversation_id AS uuid)', 'NULL')}")
+
+
 def next_queued(session: Session, conversation_id: object) -> str | None:
-    """The conversation's first waiting job, if none of its jobs is running or waits for
-    tool results (those must come next: shared/tool_results.py). A turn's commit asks the
-    same in its statement (worker/turn_commit.py)."""
-    if session.scalar(select(Job.id).where(*awaiting_tools(conversation_id)).limit(1)) is not None:
-        return None
-    row = session.execute(
-        select(Job.id, Job.status).where(Job.conversation_id == conversation_id,
-                                         Job.status.in_(ACTIVE_STATUSES))
-        .order_by(Job.position).limit(1)).first()
-    return str(row.id) if row is not None and row.status == "queued" else None
-
-
-def awaiting_tools(conversation_id: object) -> tuple:
-    """Where-clauses: the conversation's job whose tool calls are not answered yet."""
-    return (Job.conversation_id == conversation_id, Job.status == "requires_action", Job.continued_by.is_(None))
+    """The conversation's job to send next, if any (`next_queued_sql`)."""
+    found = session.execute(_NEXT, {"conversation_id": conversation_id}).scalar()
+    return str(found) if found is not None else None
 
 
 def final_event(job: Job) -> str:
