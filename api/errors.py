@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy import exc as sql_errors
 from werkzeug.exceptions import HTTPException
 
+from shared.refusals import Conflict, Invalid, NotFound, Refused, TooLarge, TooMany, UnsupportedType
 from shared.storage import StorageUnavailable
 
 log = logging.getLogger("parley.api")
@@ -29,8 +30,16 @@ def envelope(status: int, type_: str, message: str, headers: dict | None = None)
     return response
 
 
-def not_found(what: str = "resource") -> ApiError:
-    return ApiError(404, "not_found", f"No such {what}.")
+# A service's refusals (shared/refusals.py) as HTTP: the one place that knows their statuses.
+REFUSAL_STATUS = {Invalid: 400, NotFound: 404, Conflict: 409, TooLarge: 413, UnsupportedType: 415, TooMany: 429}
+
+
+def refusal_status(error: Refused) -> int:
+    return next(REFUSAL_STATUS[cls] for cls in type(error).__mro__ if cls in REFUSAL_STATUS)
+
+
+def not_found(what: str = "resource") -> NotFound:
+    return NotFound.of(what)
 
 
 def validation_error_response(error: ValidationError):
@@ -50,6 +59,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError):
         return envelope(error.status, error.type, error.message, error.headers)
+
+    @app.errorhandler(Refused)
+    def _refused(error: Refused):
+        headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+        return envelope(refusal_status(error), error.kind, error.message, headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):

@@ -14,12 +14,12 @@ from pathlib import PurePosixPath
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from api.errors import ApiError, not_found
 from api.pages import newest_first
 from shared.bootstrap import Services
 from shared.files import parse_file_id, public_id
 from shared.media import MediaRejected, inspect
 from shared.models import File, MessageFile, User
+from shared.refusals import Conflict, Invalid, NotFound, TooLarge, UnsupportedType
 from shared.storage import file_key
 
 MAX_NAME_CHARS = 255
@@ -56,7 +56,8 @@ def upload(services: Services, session: Session, user: User, data: bytes, name: 
     try:
         facts = inspect(data, name, services.settings.upload_limits)
     except MediaRejected as rejected:
-        raise ApiError(rejected.status, rejected.type, rejected.message) from None
+        refusal = {413: TooLarge, 415: UnsupportedType}.get(rejected.status, Invalid)
+        raise refusal(rejected.type, rejected.message) from None
     file_id = uuid.uuid4()
     key = file_key(user.id, file_id)
     services.store.put_bytes(key, data, facts.media_type)
@@ -79,7 +80,7 @@ def own_file(session: Session, user: User, raw_id: str) -> File:
     row_id = parse_file_id(raw_id)
     row = session.get(File, row_id) if row_id else None
     if row is None or row.user_id != user.id:
-        raise not_found("file")
+        raise NotFound.of("file")
     return row
 
 
@@ -92,7 +93,7 @@ def delete_file(services: Services, session: Session, row: File, force: bool) ->
     still sends the file, unless forced: those turns then tell the model it was deleted."""
     users = [str(c) for c in session.scalars(_IN_USE, {"file_id": row.id})]
     if users and not force:
-        raise ApiError(409, "file_in_use", f"The file is attached to messages still in the context window of "
+        raise Conflict("file_in_use", f"The file is attached to messages still in the context window of "
                        f"{len(users)} conversation(s): {', '.join(sorted(users))}; delete with ?force=true to "
                        f"delete it anyway (those conversations then go on without it).")
     key = row.storage_key
@@ -121,24 +122,24 @@ def message_files(services: Services, session: Session, user: User, text_tokens:
     if not attachment_ids:
         return []
     if len(attachment_ids) > settings.max_attachments_per_message:
-        raise ApiError(400, "too_many_attachments", f"attachments: {len(attachment_ids)} files; at most "
+        raise Invalid("too_many_attachments", f"attachments: {len(attachment_ids)} files; at most "
                        f"{settings.max_attachments_per_message} a message (MAX_ATTACHMENTS_PER_MESSAGE).")
     if len(set(attachment_ids)) != len(attachment_ids):
-        raise ApiError(400, "invalid_request", "attachments: a file is listed more than once.")
+        raise Invalid("invalid_request", "attachments: a file is listed more than once.")
     ids = [parse_file_id(raw) for raw in attachment_ids]
     found = {row.id: row for row in session.scalars(select(File).where(
         File.id.in_([i for i in ids if i]), File.user_id == user.id))}
     for raw, row_id in zip(attachment_ids, ids):
         if row_id not in found:
-            raise ApiError(404, "not_found", f"No such file: {raw}.")
+            raise NotFound("not_found", f"No such file: {raw}.")
     rows = [found[row_id] for row_id in ids]
     documents = sum(1 for row in rows if row.kind == "document")
     if settings.llm_provider == "bedrock" and documents > 5:
-        raise ApiError(400, "too_many_attachments", f"attachments: {documents} documents; Bedrock takes at most 5 "
+        raise Invalid("too_many_attachments", f"attachments: {documents} documents; Bedrock takes at most 5 "
                        "a request.")
     tokens = text_tokens + sum(row.token_estimate for row in rows)
     if tokens > settings.max_context_tokens:
-        raise ApiError(400, "context_too_long", f"The message with its attachments is about {tokens:,} tokens; the "
+        raise Invalid("context_too_long", f"The message with its attachments is about {tokens:,} tokens; the "
                        f"context window holds {settings.max_context_tokens:,} (MAX_CONTEXT_TOKENS). Attach fewer "
                        f"or smaller files.")
     return rows

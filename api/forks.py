@@ -21,13 +21,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from api import history
-from api.errors import ApiError
 from api.file_service import split_content
 from api.pages import newest_first
 from api.service import create_conversation, submit_message
 from shared.bootstrap import Services
 from shared.log_entry import LogEntry, stored_entry
 from shared.models import ACTIVE_STATUSES, Conversation, Job, Turn, User
+from shared.refusals import Conflict, Invalid, NotFound
 
 MESSAGES_PER_TURN = history.MESSAGES_PER_TURN
 
@@ -58,21 +58,21 @@ def _require_committed(session: Session, conversation: Conversation, turn: int, 
     active = session.scalar(select(func.count()).select_from(Job).where(
         Job.conversation_id == conversation.conversation_id, Job.status.in_(ACTIVE_STATUSES)))
     if turn <= conversation.turn_count + active:
-        raise ApiError(409, "turn_not_committed", f"{field}: message {seq}'s turn is still queued or running; "
+        raise Conflict("turn_not_committed", f"{field}: message {seq}'s turn is still queued or running; "
                        "retry when its job ends.")
-    raise ApiError(400, "invalid_request", f"{field}: {seq} is beyond the conversation's last message "
+    raise Invalid("invalid_request", f"{field}: {seq} is beyond the conversation's last message "
                    f"({MESSAGES_PER_TURN * conversation.turn_count}).")
 
 
 def fork_turn(services: Services, session: Session, conversation: Conversation, at_seq: int) -> int:
     """The turn a fork at message `at_seq` ends with: at_seq must end a turn (a reply, or 0)."""
     if at_seq % MESSAGES_PER_TURN:
-        raise ApiError(400, "invalid_request", f"at_seq: {at_seq} is a user message; a fork holds whole turns, "
+        raise Invalid("invalid_request", f"at_seq: {at_seq} is a user message; a fork holds whole turns, "
                        "so fork at a reply's seq (even), or at 0 for none.")
     turn = at_seq // MESSAGES_PER_TURN
     _require_committed(session, conversation, turn, "at_seq", at_seq)
     if _calls_tools(services, session, conversation, turn):
-        raise ApiError(400, "invalid_request", f"at_seq: reply {at_seq} calls tools that message {at_seq + 1} "
+        raise Invalid("invalid_request", f"at_seq: reply {at_seq} calls tools that message {at_seq + 1} "
                        "answers; a fork cannot end between a call and its result. Fork at another reply.")
     return turn
 
@@ -111,7 +111,7 @@ def fork(services: Services, session: Session, user: User, parent: Conversation,
                                            "parent": parent.conversation_id, "through": through}).rowcount
     if copied != through:  # the parent was deleted meanwhile
         session.rollback()
-        raise ApiError(404, "not_found", "No such conversation.")
+        raise NotFound("not_found", "No such conversation.")
     return child
 
 
@@ -129,19 +129,19 @@ def resubmit(services: Services, session: Session, user: User, parent: Conversat
     either message of the turn): a fork just before that turn, and the message submitted to
     it. Returns (fork, job, whether the job must be dispatched now); commits."""
     if content is not None and seq % MESSAGES_PER_TURN != 1:
-        raise ApiError(400, "invalid_request", f"seq: {seq} is a reply; edit a user message (an odd seq), "
+        raise Invalid("invalid_request", f"seq: {seq} is a reply; edit a user message (an odd seq), "
                        "or regenerate the reply.")
     turn = (seq + 1) // MESSAGES_PER_TURN
     _require_committed(session, parent, turn, "seq", seq)
     if _calls_tools(services, session, parent, turn - 1):
         user_seq = MESSAGES_PER_TURN * turn - 1
-        raise ApiError(400, "invalid_request", f"seq: message {user_seq} holds the results of the tools reply "
+        raise Invalid("invalid_request", f"seq: message {user_seq} holds the results of the tools reply "
                        f"{user_seq - 1} called, not a message of the user's; edit or regenerate the turn that "
                        f"called them ({user_seq - 2} or {user_seq - 1}).")
     if content is None:
         entry = _turn_entry(services, session, parent, turn)
         if entry is None:
-            raise ApiError(409, "message_unavailable", f"message {MESSAGES_PER_TURN * turn - 1}'s log entry is "
+            raise Conflict("message_unavailable", f"message {MESSAGES_PER_TURN * turn - 1}'s log entry is "
                            "missing; it cannot be sent again.")
         content = next(m.content for m in entry.messages if m.role == "user")
     if idempotency_key:
@@ -165,7 +165,7 @@ def _replay(session: Session, user: User, parent: Conversation, through: int, co
     text, files = split_content(content, attachments)  # as submit_message records them
     if (child is None or child.forked_from_id != parent.conversation_id or child.forked_from_turn != through
             or job.request.get("content") != text or (job.request.get("attachments") or []) != files):
-        raise ApiError(409, "idempotency_key_reused", "Idempotency-Key was already used for a different request.")
+        raise Conflict("idempotency_key_reused", "Idempotency-Key was already used for a different request.")
     return child, job
 
 

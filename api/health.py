@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from flask_openapi3 import APIBlueprint, Tag
-from sqlalchemy import text
 
 from api import schemas
 from api.context import services

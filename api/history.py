@@ -24,11 +24,11 @@ from typing import Iterator, Literal
 from sqlalchemy import bindparam, exc as sql_errors, select, update
 from sqlalchemy.orm import Session
 
-from api.errors import ApiError
 from shared.bootstrap import Services
 from shared.log_entry import LogEntry
 from shared.model.blocks import without_thinking
 from shared.models import Conversation, Turn
+from shared.refusals import Invalid
 
 log = logging.getLogger("parley.api")
 
@@ -56,7 +56,7 @@ def decode_cursor(cursor: str, field: str) -> int:
         raw = ""
     number = raw.removeprefix(_CURSOR_PREFIX)
     if not raw.startswith(_CURSOR_PREFIX) or not number.isdigit() or len(number) > 12:
-        raise ApiError(400, "invalid_request", f"{field}: not a cursor this API returned.")
+        raise Invalid("invalid_request", f"{field}: not a cursor this API returned.")
     return int(number)
 
 

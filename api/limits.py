@@ -16,11 +16,8 @@ from flask_limiter import ApplicationLimit, Limiter, RequestLimit
 from api.capacity import REDIS_CONNECTIONS
 from api.context import PUBLIC_PATHS, services
 from api.openapi import complete
-from api.errors import ApiError, envelope
-from shared.bootstrap import Services
+from api.errors import envelope
 from shared.config import Settings
-from shared.models import User
-from shared.quotas import TokenQuota
 from shared.users import hash_key
 
 log = logging.getLogger("parley.api")
@@ -98,20 +95,3 @@ def document_limits(spec: dict) -> dict:
             if method in ("post", "put", "patch"):
                 responses.setdefault("413", too_large)
     return complete(spec, services().settings)
-
-
-def enforce_token_quota(services: Services, user: User) -> None:
-    """429 with Retry-After once `user` has spent MODEL_TOKENS_PER_DAY today.
-
-    With Redis unreachable the request is allowed: the quota is a guard, not a ledger.
-    """
-    limit = services.settings.model_tokens_per_day
-    try:
-        retry_after = TokenQuota(services.redis, limit).check(user.id)
-    except (redis.ConnectionError, redis.TimeoutError) as error:
-        log.warning("token quota not checked, Redis unavailable: %s", error)
-        return
-    if retry_after is not None:
-        raise ApiError(429, "quota_exceeded",
-                       f"Today's model token quota ({limit}) is used up; it resets at 00:00 UTC.",
-                       {"Retry-After": str(retry_after)})

@@ -8,13 +8,13 @@ from datetime import datetime
 
 from sqlalchemy import tuple_
 from sqlalchemy.orm import Session
+from shared.refusals import Invalid
 
-from api.errors import ApiError
 
 
 def check_limit(limit: int, max_page_size: int) -> None:
     if limit > max_page_size:
-        raise ApiError(400, "invalid_request", f"limit: at most {max_page_size}.")
+        raise Invalid("invalid_request", f"limit: at most {max_page_size}.")
 
 
 def newest_first(session: Session, query, created, row_id, limit: int, cursor: str | None) -> tuple[list, str | None]:
@@ -38,4 +38,4 @@ def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
         created, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         return datetime.fromisoformat(created), uuid.UUID(row_id)
     except (ValueError, UnicodeError):
-        raise ApiError(400, "invalid_request", "cursor: not a cursor this API returned") from None
+        raise Invalid("invalid_request", "cursor: not a cursor this API returned") from None

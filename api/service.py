@@ -9,15 +9,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.errors import ApiError, not_found
 from api.file_service import message_files, record_references, split_content
-from api.limits import enforce_token_quota
 from api.pages import newest_first
 from api.submit_job import lock_check_insert
 from shared.bootstrap import Services
 from shared.jobs import end_job, job_to_dict
 from shared.memory import estimate_tokens
 from shared.models import FINAL_STATUSES, Conversation, Job, User
+from shared.quotas import enforce_token_quota
+from shared.refusals import Conflict, Invalid, NotFound, TooLarge, TooMany
 from shared.storage import conversation_prefix
 from shared.thinking import ThinkingRefused, check_setting
 from shared.webhooks import ensure_secret, url_problem
@@ -29,20 +29,20 @@ def parse_id(raw: str | None, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw or "")
     except ValueError:
-        raise not_found(what) from None
+        raise NotFound.of(what) from None
 
 
 def own_conversation(session: Session, user: User, conversation_id: str, lock: bool = False) -> Conversation:
     conversation = session.get(Conversation, parse_id(conversation_id, "conversation"), with_for_update=lock)
     if conversation is None or conversation.user_id != user.id:
-        raise not_found("conversation")
+        raise NotFound.of("conversation")
     return conversation
 
 
 def own_job(session: Session, user: User, job_id: str) -> Job:
     job = session.get(Job, parse_id(job_id, "job"))
     if job is None or job.user_id != user.id:
-        raise not_found("job")
+        raise NotFound.of("job")
     return job
 
 
@@ -77,7 +77,7 @@ def checked_thinking(services: Services, catalog, model: str, setting: dict | No
     try:
         return check_setting(setting, model, catalog.thinking(model), services.settings.max_tokens)
     except ThinkingRefused as refused:
-        raise ApiError(400, "invalid_request", str(refused)) from None
+        raise Invalid("invalid_request", str(refused)) from None
 
 
 def submit_message(services: Services, session: Session, user: User, conversation_id: uuid.UUID,
@@ -94,9 +94,9 @@ def submit_message(services: Services, session: Session, user: User, conversatio
     settings = services.settings
     content, attachments = split_content(content, attachments)
     if len(content) > settings.max_message_chars:
-        raise ApiError(413, "message_too_large", f"content: longer than {settings.max_message_chars} characters.")
+        raise TooLarge("message_too_large", f"content: longer than {settings.max_message_chars} characters.")
     if callback_url is not None and (problem := url_problem(callback_url)):
-        raise ApiError(400, "invalid_request", f"callback_url: {problem}.")
+        raise Invalid("invalid_request", f"callback_url: {problem}.")
     if idempotency_key:
         existing = session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == idempotency_key))
         if existing is not None:
@@ -118,16 +118,16 @@ def submit_message(services: Services, session: Session, user: User, conversatio
             raise
         return _same_request(existing, conversation_id, content, attachments), False
     if submitted.in_flight >= settings.max_jobs_in_flight:
-        raise ApiError(429, "too_many_jobs", f"{submitted.in_flight} of your messages are still waiting or running "
+        raise TooMany("too_many_jobs", f"{submitted.in_flight} of your messages are still waiting or running "
                        f"(at most {settings.max_jobs_in_flight}); wait for one to finish.")
     if not submitted.owned:
-        raise not_found("conversation")
+        raise NotFound.of("conversation")
     if (waiting := submitted.waiting) is not None and submitted.job is None:
-        raise ApiError(409, "tool_results_required", f"This conversation waits for the results of job {waiting}'s "
+        raise Conflict("tool_results_required", f"This conversation waits for the results of job {waiting}'s "
                        f"tool calls: POST /v1/jobs/{waiting}/tool_results (or cancel that job) first, or send "
                        f"with on_busy=enqueue to wait behind them.")
     if submitted.busy and on_busy == "reject":
-        raise ApiError(409, "conversation_busy", "This conversation has a message waiting or running; "
+        raise Conflict("conversation_busy", "This conversation has a message waiting or running; "
                        "retry when it ends, or send with on_busy=enqueue.")
     job = submitted.job
     record_references(session, job.id, files)
@@ -147,7 +147,7 @@ def cancel_job(session: Session, job: Job) -> tuple[Job, str | None]:
     session.get(Conversation, job.conversation_id, with_for_update=True)
     session.refresh(job, with_for_update=True)
     if job.status in FINAL_STATUSES:
-        raise ApiError(409, "job_finished", f"The job already ended ({job.status}).")
+        raise Conflict("job_finished", f"The job already ended ({job.status}).")
     next_job = end_job(session, job, "cancelled")
     session.commit()
     return job, next_job
@@ -163,7 +163,7 @@ def _add_event(services: Services, job: Job, type_: str) -> None:
 def _same_request(job: Job, conversation_id: uuid.UUID, content: str, attachments: list[str]) -> Job:
     if (job.conversation_id != conversation_id or job.request.get("content") != content
             or (job.request.get("attachments") or []) != attachments):
-        raise ApiError(409, "idempotency_key_reused",
+        raise Conflict("idempotency_key_reused",
                        "Idempotency-Key was already used for a different request.")
     return job
 

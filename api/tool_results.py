@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 from api import schemas
 from api.context import ctx, require_user, services
 from api.errors import ApiError
-from api.limits import enforce_token_quota
 from api.service import own_job
 from shared.jobs import job_to_dict
 from shared.models import Conversation, Job
+from shared.quotas import enforce_token_quota
 from shared.tool_results import CANCELLED, ToolResultsRefused, answer_calls, error_results
 from shared.server_tools import allowed
 from shared.tools import ToolsRefused, check_tool_choice, check_tools

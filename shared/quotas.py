@@ -9,7 +9,18 @@ import math
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+import logging
+from typing import TYPE_CHECKING
+
 import redis
+
+from shared.refusals import TooMany
+
+if TYPE_CHECKING:
+    from shared.bootstrap import Services
+    from shared.models import User
+
+log = logging.getLogger("parley.quota")
 
 
 def _utc_now() -> datetime:
@@ -50,3 +61,20 @@ class TokenQuota:
         if int(self.client.get(self._key(user_id, now)) or 0) < self.limit:
             return None
         return max(1, math.ceil(self._seconds_to_midnight(now)))
+
+
+def enforce_token_quota(services: Services, user: User) -> None:
+    """429 with Retry-After once `user` has spent MODEL_TOKENS_PER_DAY today.
+
+    With Redis unreachable the request is allowed: the quota is a guard, not a ledger.
+    """
+    limit = services.settings.model_tokens_per_day
+    try:
+        retry_after = TokenQuota(services.redis, limit).check(user.id)
+    except (redis.ConnectionError, redis.TimeoutError) as error:
+        log.warning("token quota not checked, Redis unavailable: %s", error)
+        return
+    if retry_after is not None:
+        raise TooMany("quota_exceeded", f"Today's model token quota ({limit}) is used up; it resets at 00:00 UTC.",
+                      retry_after)
+

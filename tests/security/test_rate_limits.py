@@ -10,10 +10,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from api import create_app
-from api.errors import ApiError
-from api.limits import enforce_token_quota
+from api.errors import refusal_status
 from shared.cache import make_redis
-from shared.quotas import TokenQuota
+from shared.quotas import TokenQuota, enforce_token_quota
+from shared.refusals import TooMany
 from tests.security.support import assert_envelope, bearer, new_key
 
 LIMIT = 3
@@ -123,10 +123,10 @@ def test_enforce_token_quota(stack):
     user = type("User", (), {"id": uuid.uuid4()})()
     enforce_token_quota(services, user)
     TokenQuota(services.redis, 10).record(user.id, 10)
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(TooMany) as raised:
         enforce_token_quota(services, user)
-    assert raised.value.status == 429 and raised.value.type == "quota_exceeded"
-    assert 1 <= int(raised.value.headers["Retry-After"]) <= 24 * 3600
+    assert refusal_status(raised.value) == 429 and raised.value.kind == "quota_exceeded"
+    assert 1 <= raised.value.retry_after <= 24 * 3600
     # Redis unreachable: allowed, not a 500.
     offline = dataclasses.replace(services, redis=make_redis(dead_redis_url()))
     try:
