@@ -185,8 +185,12 @@ class Claim:
     content: str | list[dict]  # the request's text; blocks once its attachments are added (shared/files.py)
     attempt: int
     created_at: object
-    attachments: tuple[str, ...] = ()  # file ids, in the order attached
     request: dict = field(default_factory=dict)  # the whole request: tools, a continuation's round
+
+    @property
+    def attachments(self) -> tuple[str, ...]:
+        """The message's file ids, in the order attached."""
+        return tuple(self.request.get("attachments") or ())
 
 
 def claim(services: Services, job_id: uuid.UUID, worker: str | None = None) -> Claim | None:
@@ -197,7 +201,7 @@ def claim(services: Services, job_id: uuid.UUID, worker: str | None = None) -> C
     if row is None:
         return None
     return Claim(row.id, row.user_id, row.conversation_id, row.request["content"], row.attempts, row.created_at,
-                 tuple(row.request.get("attachments") or ()), request=row.request)
+                 request=row.request)
 
 
 def renew(services: Services, claim: Claim) -> bool:
