@@ -10,7 +10,7 @@ from api.conversations import conversation_to_dict
 from api.errors import ApiError
 from api.forks import fork, fork_turn, list_forks, resubmit
 from api.pages import check_limit
-from api.seed import _json_object as json_object, _parse as parse_body
+from api.seed import json_object, parse_body
 from api.service import own_conversation
 from shared.jobs import job_to_dict
 

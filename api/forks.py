@@ -91,12 +91,12 @@ def _calls_tools(services: Services, session: Session, conversation: Conversatio
 def fork(services: Services, session: Session, user: User, parent: Conversation, through: int,
          name: str | None) -> Conversation:
     """A new conversation of `user`'s holding turns 1..`through` of `parent`; not committed."""
-    older = session.execute(history._turn_rows(parent.conversation_id)
+    older = session.execute(history.turn_rows(parent.conversation_id)
                             .where(Turn.seq <= through, Turn.entry.is_(None))).all()
     if older:
         # Turns written before rows kept their entries: read once from the log and kept on
         # the parent's rows, as a history read would, so the fork copies them too.
-        history._entries(services, older, history.READ_AHEAD)
+        history.entries_of(services, older, history.READ_AHEAD)
         session.commit()  # a fresh snapshot for the copy
     child = create_conversation(session, user, name if name is not None else parent.conversation_name,
                                 parent.system, parent.model, parent.thinking)
@@ -117,7 +117,7 @@ def fork(services: Services, session: Session, user: User, parent: Conversation,
 
 def _turn_entry(services: Services, session: Session, conversation: Conversation, turn: int) -> LogEntry | None:
     """A committed turn's log entry; None if it is lost (the history shows nothing for it either)."""
-    row = session.execute(history._turn_rows(conversation.conversation_id).where(Turn.seq == turn)).one()
+    row = session.execute(history.turn_rows(conversation.conversation_id).where(Turn.seq == turn)).one()
     raw = stored_entry(services.store, row)
     return LogEntry.from_dict(raw) if raw is not None else None
 

@@ -83,7 +83,7 @@ def _messages(row, raw: dict | None, thinking: bool = False) -> list[dict]:
             for index, message in enumerate(entry.messages)]
 
 
-def _entries(services: Services, rows: list, ahead: int) -> dict[int, dict | None]:
+def entries_of(services: Services, rows: list, ahead: int) -> dict[int, dict | None]:
     """The log entries of these turn rows, by seq: the rows' copies, else the log."""
     found = {row.seq: row.entry for row in rows if row.entry is not None}
     older = [row for row in rows if row.entry is None]
@@ -112,7 +112,7 @@ def _keep_copies(services: Services, rows: list, read: dict[int, dict | None]) -
         log.warning("could not keep copies of %d log entries: %s", len(copies), error)
 
 
-def _turn_rows(conversation_id: uuid.UUID):
+def turn_rows(conversation_id: uuid.UUID):
     return (select(Turn.id, Turn.seq, Turn.job_id, Turn.log_key, Turn.entry)
             .where(Turn.conversation_id == conversation_id))
 
@@ -127,7 +127,7 @@ def read_page(services: Services, session: Session, conversation: Conversation, 
               order: Literal["asc", "desc"] = "desc", before: int | None = None, after: int | None = None,
               thinking: bool = False) -> Page:
     """Up to `limit` messages with after < seq < before, newest first unless order is asc."""
-    query = _turn_rows(conversation.conversation_id)
+    query = turn_rows(conversation.conversation_id)
     if before is not None:
         if before <= 1:
             return Page([], False)
@@ -145,15 +145,15 @@ def read_page(services: Services, session: Session, conversation: Conversation, 
     seqs = [seq for seq in seqs if (before is None or seq < before) and (after is None or seq > after)]
     needed = {_turn_of(seq) for seq in seqs[:limit]}
     page_rows = sorted((row for row in rows if row.seq in needed), key=lambda row: row.seq)
-    entries = _entries(services, page_rows, ahead=len(page_rows) or 1)
+    entries = entries_of(services, page_rows, ahead=len(page_rows) or 1)
     found = {message["seq"]: message for row in page_rows for message in _messages(row, entries[row.seq], thinking)}
     return Page([found[seq] for seq in seqs[:limit] if seq in found], len(seqs) > limit)
 
 
 def read_all(services: Services, session: Session, conversation: Conversation, thinking: bool = False) -> list[dict]:
     """Every message, oldest first (GET /v1/conversations/{id}, the seed's /get_conversation)."""
-    rows = session.execute(_turn_rows(conversation.conversation_id).order_by(Turn.seq)).all()
-    entries = _entries(services, rows, READ_AHEAD)
+    rows = session.execute(turn_rows(conversation.conversation_id).order_by(Turn.seq)).all()
+    entries = entries_of(services, rows, READ_AHEAD)
     return [message for row in rows for message in _messages(row, entries[row.seq], thinking)]
 
 
@@ -178,11 +178,11 @@ def _export(services: Services, conversation_id: uuid.UUID, through_turn: int) -
             conversation = session.get(Conversation, conversation_id)
             if conversation is None:
                 return
-            batch = session.execute(_turn_rows(conversation_id).where(Turn.seq > last, Turn.seq <= through_turn)
+            batch = session.execute(turn_rows(conversation_id).where(Turn.seq > last, Turn.seq <= through_turn)
                                     .order_by(Turn.seq).limit(EXPORT_BATCH if last else FIRST_BATCH)).all()
             if not batch:
                 return
-        entries = _entries(services, batch, READ_AHEAD)
+        entries = entries_of(services, batch, READ_AHEAD)
         for row in batch:
             for message in _messages(row, entries[row.seq]):
                 yield (json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n").encode()

@@ -19,7 +19,7 @@ blueprint = APIBlueprint("seed", __name__, abp_tags=[Tag(name="seed-compatible")
                                         404: schemas.ErrorEnvelope, 503: schemas.ErrorEnvelope})
 
 
-def _json_object() -> dict:
+def json_object() -> dict:
     """The seed accepted a missing body; an invalid one is still an error."""
     if not request.get_data(cache=True):
         return {}
@@ -29,7 +29,7 @@ def _json_object() -> dict:
     return body
 
 
-def _parse(model, data: dict):
+def parse_body(model, data: dict):
     try:
         return model.model_validate(data)
     except ValidationError as error:
@@ -51,7 +51,7 @@ def _current_or_new(session, user: User, name: str | None) -> Conversation:
 def new_chat():
     """Start a conversation and make it the caller's current one."""
     user = require_user()
-    name = _parse(schemas.NewChatIn, _json_object()).conversation_name
+    name = parse_body(schemas.NewChatIn, json_object()).conversation_name
     with services().sessions.begin() as session:
         conversation = create_conversation(session, user, name, None)
         session.get(User, user.id).current_conversation_id = conversation.conversation_id
@@ -63,7 +63,7 @@ def new_chat():
 def chat():
     """Send a message to the current (or given) conversation and wait a while for the reply."""
     user = require_user()
-    body = _parse(schemas.ChatIn, _json_object())
+    body = parse_body(schemas.ChatIn, json_object())
     with services().sessions() as session:
         with session.begin():
             if body.conversation_id:
@@ -100,7 +100,7 @@ def _seed_conversation(query: schemas.SeedConversationQuery | schemas.SeedConver
     user = require_user()
     conversation_id = query.conversation_id
     if conversation_id is None and request.method == "POST":
-        conversation_id = _parse(schemas.SeedConversationBody, _json_object()).conversation_id
+        conversation_id = parse_body(schemas.SeedConversationBody, json_object()).conversation_id
     if not conversation_id:
         raise ApiError(400, "invalid_request", "conversation_id: required.")
     with services().sessions() as session:
