@@ -131,7 +131,7 @@ def resubmit(services: Services, session: Session, user: User, parent: Conversat
     if content is not None and seq % MESSAGES_PER_TURN != 1:
         raise Invalid("invalid_request", f"seq: {seq} is a reply; edit a user message (an odd seq), "
                        "or regenerate the reply.")
-    turn = (seq + 1) // MESSAGES_PER_TURN
+    turn = history.turn_of(seq)
     _require_committed(session, parent, turn, "seq", seq)
     if _calls_tools(services, session, parent, turn - 1):
         user_seq = MESSAGES_PER_TURN * turn - 1

@@ -64,7 +64,7 @@ def _message_seq(turn_seq: int, index: int) -> int:
     return (turn_seq - 1) * MESSAGES_PER_TURN + index + 1
 
 
-def _turn_of(message_seq: int) -> int:
+def turn_of(message_seq: int) -> int:
     return (message_seq - 1) // MESSAGES_PER_TURN + 1
 
 
@@ -131,9 +131,9 @@ def read_page(services: Services, session: Session, conversation: Conversation, 
     if before is not None:
         if before <= 1:
             return Page([], False)
-        query = query.where(Turn.seq <= _turn_of(before - 1))
+        query = query.where(Turn.seq <= turn_of(before - 1))
     if after is not None:
-        query = query.where(Turn.seq >= _turn_of(after + 1))
+        query = query.where(Turn.seq >= turn_of(after + 1))
     # Enough turns for limit + 1 messages (the one past the page says whether there is
     # more), with a turn cut by a cursor giving only one of its messages.
     turns = limit // MESSAGES_PER_TURN + 2
@@ -143,7 +143,7 @@ def read_page(services: Services, session: Session, conversation: Conversation, 
     indexes = range(MESSAGES_PER_TURN)
     seqs = [_message_seq(row.seq, i) for row in rows for i in (reversed(indexes) if newest_first else indexes)]
     seqs = [seq for seq in seqs if (before is None or seq < before) and (after is None or seq > after)]
-    needed = {_turn_of(seq) for seq in seqs[:limit]}
+    needed = {turn_of(seq) for seq in seqs[:limit]}
     page_rows = sorted((row for row in rows if row.seq in needed), key=lambda row: row.seq)
     entries = entries_of(services, page_rows, ahead=len(page_rows) or 1)
     found = {message["seq"]: message for row in page_rows for message in _messages(row, entries[row.seq], thinking)}
