@@ -145,6 +145,18 @@ def test_a_new_message_waits_for_the_results_with_a_409(client, alice):
     assert say(client, alice, conversation_id, "Hello?")["status"] == "succeeded"
 
 
+def runs_after_the_results(client, headers, conversation_id: str, job: dict, behind: dict) -> None:
+    """`behind` waits while `job`'s call is unanswered, then runs right after the continuation."""
+    assert client.get(f"/v1/jobs/{behind['id']}", headers=headers).get_json()["status"] == "queued"
+    (call,) = job["required_action"]["tool_calls"]
+    continuation = answer(client, headers, job["id"], [{"tool_call_id": call["id"], "content": "noon"}]
+                          ).get_json()["job"]
+    assert ended(client, headers, continuation["id"])["status"] == "succeeded"
+    assert ended(client, headers, behind["id"])["status"] == "succeeded"
+    assert [m["job_id"] for m in messages(client, headers, conversation_id)[::2]] == \
+        [job["id"], continuation["id"], behind["id"]]
+
+
 def test_a_message_sent_with_enqueue_while_waiting_runs_after_the_results(client, alice):
     conversation_id = new_conversation(client, alice, tools=[CLOCK])
     job = calling(client, alice, conversation_id, 'call tool clock {"tz": "UTC"}')
@@ -152,13 +164,7 @@ def test_a_message_sent_with_enqueue_while_waiting_runs_after_the_results(client
                          json={"content": "And the date?", "on_busy": "enqueue"}, headers=alice)
     assert queued.status_code == 202, queued.get_json()
     behind = queued.get_json()["job"]
-    assert client.get(f"/v1/jobs/{behind['id']}", headers=alice).get_json()["status"] == "queued"
-    (call,) = job["required_action"]["tool_calls"]
-    continuation = answer(client, alice, job["id"], [{"tool_call_id": call["id"], "content": "noon"}]).get_json()["job"]
-    assert ended(client, alice, continuation["id"])["status"] == "succeeded"
-    assert ended(client, alice, behind["id"])["status"] == "succeeded"
-    assert [m["job_id"] for m in messages(client, alice, conversation_id)[::2]] == \
-        [job["id"], continuation["id"], behind["id"]]
+    runs_after_the_results(client, alice, conversation_id, job, behind)
 
 
 def test_a_message_queued_before_the_call_runs_after_the_results(stack, client, alice):
@@ -171,13 +177,7 @@ def test_a_message_queued_before_the_call_runs_after_the_results(stack, client, 
     finally:
         requests.post(f"{stack.model.url}/_control", json={"delay_ms": 0}, timeout=5)
     assert job["status"] == "requires_action"
-    assert client.get(f"/v1/jobs/{behind['id']}", headers=alice).get_json()["status"] == "queued"
-    (call,) = job["required_action"]["tool_calls"]
-    continuation = answer(client, alice, job["id"], [{"tool_call_id": call["id"], "content": "noon"}]).get_json()["job"]
-    assert ended(client, alice, continuation["id"])["status"] == "succeeded"
-    assert ended(client, alice, behind["id"])["status"] == "succeeded"
-    assert [m["job_id"] for m in messages(client, alice, conversation_id)[::2]] == \
-        [first["id"], continuation["id"], behind["id"]]
+    runs_after_the_results(client, alice, conversation_id, job, behind)
 
 
 def test_cancelling_a_waiting_job_answers_its_calls_with_an_error(client, alice):
