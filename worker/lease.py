@@ -7,9 +7,9 @@ import logging
 import threading
 
 from shared.bootstrap import Services
-from shared.events import EndSubscription
-from shared.jobs import Claim, renew
 from shared.cancel import CancelToken
+from shared.events import EndSubscription
+from shared.jobs import Claim
 
 log = logging.getLogger("parley.worker")
 
@@ -18,16 +18,15 @@ class Heartbeat:
     over; a lease that can no longer be extended means the job is no longer
     ours (cancelled, or taken over), and the model call is cancelled."""
 
-    def __init__(self, services: Services, claim: Claim, token: CancelToken):
-        self.services, self.claim, self.token = services, claim, token
+    def __init__(self, records, claim: Claim, token: CancelToken):
+        self.records, self.claim, self.token = records, claim, token  # records: worker/records.py's port
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{claim.job_id}", daemon=True)
 
     def _run(self) -> None:
-        lease = self.services.settings.job_lease_seconds
-        while not self._stop.wait(lease / 3):
+        while not self._stop.wait(self.records.lease_seconds / 3):
             try:
-                extended = renew(self.services, self.claim)
+                extended = self.records.renew(self.claim)
             except Exception:  # a missed beat is retried at the next one
                 continue
             if not extended:

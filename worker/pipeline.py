@@ -9,17 +9,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import redis
-from sqlalchemy import exc as sql_errors, func, select
+from sqlalchemy import exc as sql_errors
 
 from shared.bootstrap import Services
 from shared.cancel import Cancelled, CancelToken
-from shared.files import user_content
-from shared.jobs import Claim, announce_end, claim, end_job, held_job, release, renew
+from shared.jobs import Claim, announce_end
 from shared.log_entry import LogEntry, LoggedMessage
 from shared.logs import bind_context
 from shared.memory import ConversationMemory, content_tokens
 from shared.model import ModelError, ModelReply, ModelRequest
-from shared.models import Conversation, Job
+from shared.models import Conversation
 from shared.replies import empty_reply_message, refusal_message, reply_outcome, sendable
 from shared.storage import StorageUnavailable, turn_key
 from shared.thinking import request_parts
@@ -29,10 +28,10 @@ from worker import metrics
 from worker.lease import EndWatcher, Heartbeat
 from worker.live import LiveEvents
 from worker.summary import summary_for_turn
+from worker.records import TurnRecords
 from worker.thinking import job_fields, reply_content, turn_setting, usage_fields, window_tokens
 from worker.tool_turns import announce_calls, calls_of, job_ending, offered_tools, past_the_guard
-from worker.turn_commit import commit_turn
-from worker.usage import add_daily_usage, count_quota, priced
+from worker.usage import count_quota, priced
 from worker.window import load_window, save_window
 
 log = logging.getLogger(__name__)
@@ -44,10 +43,12 @@ RETRY_SECONDS = 2.0
 
 @dataclass
 class Runtime:
-    """What a worker process lends the pipeline: task sending, its name, its end watcher."""
+    """What a worker process lends the pipeline: task sending, its name, its end watcher,
+    and the job's and turn's records (PostgreSQL's, unless a test stands a fake in)."""
     dispatcher: Dispatcher
     worker: str | None = None
     watcher: EndWatcher | None = None
+    records: TurnRecords | None = None
 
     def watch(self, job_id: uuid.UUID) -> CancelToken:
         return self.watcher.watch(job_id) if self.watcher else CancelToken()
@@ -72,10 +73,12 @@ def _queue_seconds(held: Claim) -> float | None:
 
 def run_turn(services: Services, job_id: str, runtime: Runtime) -> Outcome:
     job_uuid = uuid.UUID(job_id)
+    if runtime.records is None:
+        runtime = replace(runtime, records=TurnRecords(services))
     try:
-        held = claim(services, job_uuid, runtime.worker)
+        held = runtime.records.claim(job_uuid, runtime.worker)
         if held is None:
-            return _why_not_claimed(services, job_uuid)
+            return _why_not_claimed(runtime.records, job_uuid)
     except TRANSIENT as error:
         log.warning("job %s: cannot claim yet, will retry: %s", job_id, error)
         metrics.retry("transient")
@@ -83,7 +86,7 @@ def run_turn(services: Services, job_id: str, runtime: Runtime) -> Outcome:
     bind_context(conversation_id=held.conversation_id, user_id=held.user_id)
     token = runtime.watch(held.job_id)
     try:
-        with Heartbeat(services, held, token):  # from the claim on: a window rebuild can outlast a lease
+        with Heartbeat(runtime.records, held, token):  # from the claim on: a window rebuild can outlast a lease
             outcome = _run_claimed(services, held, runtime, token)
         if outcome.status == "done":
             metrics.job_finished(outcome.ended, _queue_seconds(held))
@@ -91,12 +94,12 @@ def run_turn(services: Services, job_id: str, runtime: Runtime) -> Outcome:
     except Cancelled:
         log.info("job %s was cancelled while running", job_id)
         metrics.job_finished("cancelled", _queue_seconds(held))
-        return Outcome("done")
+        return Outcome("done", ended="cancelled")
     except TRANSIENT as error:
         # A backing service is down: hand the job back and let the task retry later.
         log.warning("job %s: %s unavailable, will retry: %s", job_id, type(error).__name__, error)
         try:
-            release(services, held)
+            runtime.records.release(held)
         except TRANSIENT:
             pass  # the lease runs out on its own
         metrics.retry("transient")
@@ -105,14 +108,14 @@ def run_turn(services: Services, job_id: str, runtime: Runtime) -> Outcome:
         log.exception("job %s failed unexpectedly", job_id)
         _finish_failed(services, held, runtime, "internal", "Parley failed to process this message.")
         metrics.job_finished("failed", _queue_seconds(held))
-        return Outcome("done")
+        return Outcome("done", ended="failed")
     finally:
         runtime.forget(held.job_id)
 
 
 def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: CancelToken) -> Outcome:
-    with services.sessions() as session:
-        conversation = session.get(Conversation, held.conversation_id)
+    records = runtime.records
+    conversation = records.conversation(held.conversation_id)
     if conversation is None:  # deleted while waiting; its jobs went with it
         return Outcome("skipped")
     live = LiveEvents(services, held.job_id, token)
@@ -122,7 +125,7 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
 
     memory = load_window(services, conversation)
     seq = conversation.turn_count + 1
-    held = replace(held, content=user_content(services.sessions, held.user_id, held.content, held.attachments))
+    held = replace(held, content=records.content(held))
     memory.update_memory("user", held.content, content_tokens(held.content), seq=seq)
     try:
         request = _model_request(services, conversation, memory, held, live, token)
@@ -158,16 +161,17 @@ def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: Cance
     log_key = turn_key(conversation.s3_file_location, seq)
     # Fence: a claim lost meanwhile (cancelled, deleted, taken over) must not write this
     # seq, which is the next turn's or the new holder's, and may already be committed.
-    if not renew(services, held):
+    if not records.renew(held):
         return Outcome("skipped")
     entry = _log_entry(held, seq, user_tokens, reply, memory, outcome)
     services.store.put(log_key, entry)
     if sendable(outcome):  # with its thinking blocks, sent back as they came; may drop turns: before the commit
         memory.update_memory("assistant", reply_content(reply), window_tokens(reply), seq=seq)
     memory.turn_seq = seq
-    ended = _commit_turn(services, held, entry, log_key, user_tokens, reply, memory.window_start, outcome)
-    if ended is _LOST:
-        _drop_log_if_deleted(services, conversation)
+    ended = _commit_turn(services, records, held, entry, log_key, user_tokens, reply, memory.window_start, outcome)
+    if ended is None:  # the claim was taken over or the conversation deleted meanwhile
+        if not records.exists(conversation.conversation_id):  # the entry just written would outlive it
+            services.store.delete_prefix(conversation.s3_file_location)
         return Outcome("skipped")
     count_quota(services, held.user_id, reply)
     save_window(services, held.conversation_id, memory)
@@ -213,24 +217,10 @@ def _prompt_key(request: ModelRequest) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
-_LOST = object()  # the claim was taken over or the conversation deleted meanwhile
-
-
-def _drop_log_if_deleted(services: Services, conversation: Conversation) -> None:
-    """Deleted after the fence: the entry just written would outlive its conversation."""
-    with services.sessions() as session:
-        if session.get(Conversation, conversation.conversation_id) is None:
-            services.store.delete_prefix(conversation.s3_file_location)
-
-
-def _why_not_claimed(services: Services, job_id: uuid.UUID) -> Outcome:
-    with services.sessions() as session:
-        job = session.get(Job, job_id)
-        now = session.scalar(select(func.now()))
-    if job is None or job.status != "running":
-        # finished, deleted, or waiting behind an earlier turn that will dispatch it
+def _why_not_claimed(records: TurnRecords, job_id: uuid.UUID) -> Outcome:
+    remaining = records.lease_left(job_id)
+    if remaining is None:  # finished, deleted, or waiting behind an earlier turn that will dispatch it
         return Outcome("skipped")
-    remaining = (job.lease_expires_at - now).total_seconds() if job.lease_expires_at else 0.0
     return Outcome("busy", retry_after=max(1.0, remaining))
 
 
@@ -244,10 +234,11 @@ def _log_entry(held: Claim, seq: int, user_tokens: int, reply: ModelReply, memor
         prompt_overhead=memory.prompt_overhead, overhead_key=memory.overhead_key).to_dict()
 
 
-def _commit_turn(services, held: Claim, entry: dict, log_key: str, user_tokens: int, reply: ModelReply,
-                 window_start: int, outcome: str):
+def _commit_turn(services: Services, records: TurnRecords, held: Claim, entry: dict, log_key: str,
+                 user_tokens: int, reply: ModelReply, window_start: int, outcome: str):
     """Turn row (with its log entry, for reading), counters, usage and job state in one
-    transaction (worker/turn_commit.py); returns the ended job and the next to run."""
+    transaction (worker/turn_commit.py); returns the ended job and the next to run, or
+    None if nothing was written."""
     cost = priced(services, reply)
     turn = {"seq": entry["seq"], "log_key": log_key, "user_tokens": user_tokens,
             "assistant_tokens": reply.output_tokens, "window_start": window_start, "entry": entry}
@@ -255,22 +246,15 @@ def _commit_turn(services, held: Claim, entry: dict, log_key: str, user_tokens: 
                  "stop_reason": reply.stop_reason, "stop_details": reply.stop_details, "outcome": outcome,
                  **({"notice": refusal_message(reply.stop_details)} if outcome == "refused" else {}),
                  "usage": {**reply.usage, **usage_fields(reply), **reply.server_tool_use, "cost_usd": float(cost)}}
-    with services.engine.begin() as connection:
-        ended = commit_turn(connection, held.conversation_id, held.job_id, held.attempt, held.user_id, turn,
-                            reply.usage, cost, job_ending(reply), job_reply)
-    return _LOST if ended is None else ended
+    return records.commit_turn(held, turn, reply.usage, cost, job_ending(reply), job_reply)
 
 
 def _finish_failed(services: Services, held: Claim, runtime: Runtime, kind: str, message: str,
                    billed: ModelReply | None = None) -> None:
     """End the job failed; `billed` is a reply that stores nothing but was paid for (an empty one)."""
     cost = priced(services, billed) if billed else None
-    with services.sessions.begin() as session:
-        job = held_job(session, held.job_id, held.attempt)
-        if job is None:
-            return
-        if billed:
-            add_daily_usage(session, held.user_id, billed, turns=0, cost=cost)
-        next_job = end_job(session, job, "failed", error={"type": kind, "message": message})
+    ended = runtime.records.fail(held, {"type": kind, "message": message}, billed, cost)
+    if ended is None:  # no longer this attempt's
+        return
     log.info("job %s failed: %s", held.job_id, kind)
-    announce_end(services.events, runtime.dispatcher, job, next_job)
+    announce_end(services.events, runtime.dispatcher, *ended)

@@ -5,6 +5,7 @@ records what the pipeline would send, the text of a Messages API content.
 from __future__ import annotations
 
 from devstack.faultstack import FaultStack, wait_until
+from tests.unit.fakes import RecordingDispatcher
 
 __all__ = ["FaultStack", "RecordingDispatcher", "assert_consistent", "text_of", "wait_until"]
 
@@ -14,19 +15,6 @@ def text_of(content) -> str:
     if isinstance(content, str):
         return content
     return "".join(block.get("text", "") for block in content if block.get("type") == "text")
-
-
-class RecordingDispatcher:
-    """Stands in for Celery when the pipeline runs in the test: remembers what it would send."""
-
-    def __init__(self):
-        self.turns, self.webhooks = [], []
-
-    def turn(self, job_id) -> None:
-        self.turns.append(str(job_id))
-
-    def webhook(self, job_id, countdown=None) -> None:
-        self.webhooks.append(str(job_id))
 
 
 def assert_consistent(stack: FaultStack) -> None:

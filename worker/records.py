@@ -1,0 +1,78 @@
+"""The pipeline's port to PostgreSQL: what it reads and writes of the job it runs and of the
+turn it stores. One object, so that the pipeline's decisions (fence lost, busy, cancelled,
+handed back, failed) can be checked against a fake of it with no database
+(tests/unit/fakes.py); the job-state SQL itself is shared/jobs.py's and, for a stored turn's
+one commit, worker/turn_commit.py's."""
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from shared.bootstrap import Services
+from shared.files import user_content
+from shared.jobs import Claim, claim, end_job, held_job, release, renew
+from shared.model import ModelReply
+from shared.models import Conversation, Job
+from worker.turn_commit import commit_turn
+from worker.usage import add_daily_usage
+
+Ended = tuple[Job, "str | None"]  # the ended job and the conversation's job to send next
+
+
+class TurnRecords:
+    def __init__(self, services: Services):
+        self.services = services
+        self.lease_seconds = services.settings.job_lease_seconds
+
+    def claim(self, job_id: uuid.UUID, worker: str | None) -> Claim | None:
+        """The job, now held by this attempt, if it may run (shared/jobs.py's rule)."""
+        return claim(self.services, job_id, worker)
+
+    def lease_left(self, job_id: uuid.UUID) -> float | None:
+        """Seconds left on a running job's lease (another worker holds it); None if it is
+        not running: finished, deleted, or waiting behind an earlier turn."""
+        with self.services.sessions() as session:
+            job = session.get(Job, job_id)
+            now = session.scalar(select(func.now()))
+        if job is None or job.status != "running":
+            return None
+        return (job.lease_expires_at - now).total_seconds() if job.lease_expires_at else 0.0
+
+    def renew(self, held: Claim) -> bool:
+        return renew(self.services, held)
+
+    def release(self, held: Claim) -> None:
+        release(self.services, held)
+
+    def conversation(self, conversation_id: uuid.UUID) -> Conversation | None:
+        with self.services.sessions() as session:
+            return session.get(Conversation, conversation_id)
+
+    def content(self, held: Claim) -> str | list[dict]:
+        """The user message's content: its text, with references to its attachments."""
+        return user_content(self.services.sessions, held.user_id, held.content, held.attachments)
+
+    def commit_turn(self, held: Claim, turn: dict, usage: dict, cost: Decimal, ending: dict,
+                    reply: dict) -> Ended | None:
+        """The turn stored and its job ended, in one transaction; None if this attempt no
+        longer holds the job or the conversation is gone (nothing written)."""
+        with self.services.engine.begin() as connection:
+            return commit_turn(connection, held.conversation_id, held.job_id, held.attempt, held.user_id, turn,
+                               usage, cost, ending, reply)
+
+    def fail(self, held: Claim, error: dict, billed: ModelReply | None, cost: Decimal | None) -> Ended | None:
+        """End the job failed; `billed` is a reply that stores nothing but was paid for (an
+        empty one), added to the user's ledger. None if this attempt no longer holds it."""
+        with self.services.sessions.begin() as session:
+            job = held_job(session, held.job_id, held.attempt)
+            if job is None:
+                return None
+            if billed:
+                add_daily_usage(session, held.user_id, billed, turns=0, cost=cost)
+            return job, end_job(session, job, "failed", error=error)
+
+    def exists(self, conversation_id: uuid.UUID) -> bool:
+        with self.services.sessions() as session:
+            return session.get(Conversation, conversation_id) is not None
