@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 
 import redis
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.jobs import job_to_dict, new_job, next_queued
+from shared.jobs.sql import MOVE_BEHIND
 from shared.models import Conversation, Job
 
 log = logging.getLogger("parley.tools")
@@ -21,14 +22,6 @@ log = logging.getLogger("parley.tools")
 CANCELLED = "The call was cancelled by the user."
 # Copied from the job that called the tools: the continuation runs as its message did.
 _INHERITED = ("tools", "tool_choice", "thinking")
-
-# Messages queued behind a job before it called tools (they were submitted while it ran)
-# move behind its continuation: the results must come right after the calls.
-_BEHIND = text("""
-    UPDATE jobs SET position = DEFAULT
-     WHERE id = :id AND status = 'queued'
-""")
-
 
 class ToolResultsRefused(Exception):
     """Results that cannot answer this job; `status` and `kind` for the API's envelope."""
@@ -75,7 +68,7 @@ def answer_calls(session: Session, events, job: Job, results: list[dict], idempo
                                                  Job.status == "queued", Job.id != continuation.id,
                                                  Job.position > job.position).order_by(Job.position)).all()
     for queued in later:
-        session.execute(_BEHIND, {"id": queued})
+        session.execute(MOVE_BEHIND, {"id": queued})
     session.flush()
     send_now = next_queued(session, job.conversation_id) == str(continuation.id)
     try:  # before the commit, so it precedes anything a worker adds

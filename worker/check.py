@@ -35,33 +35,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 
 from shared.bootstrap import Services
-from shared.jobs import nothing_before
+from shared.jobs.sql import STUCK, SUCCEEDED_WITHOUT_TURN
 from shared.log_entry import LogEntry
 from shared.model.blocks import content_text
 from worker.retry import LONGEST_RETRY_SECONDS
 
 _LOG_KEY = re.compile(r"^(?P<prefix>.+/)turns/(?P<seq>\d+)\.json$")
-
-_STUCK = text(f"""
-    SELECT j.id, j.status, j.attempts,
-           extract(epoch FROM now() - coalesce(j.lease_expires_at, j.started_at, j.created_at)) AS overdue
-      FROM jobs j
-     WHERE (j.status = 'running'
-            AND coalesce(j.lease_expires_at, j.started_at, j.created_at) < now() - make_interval(secs => :grace))
-        OR (j.status = 'queued'
-            AND {nothing_before("j", "e")}
-            AND greatest(j.created_at, j.lease_expires_at + make_interval(secs => :retry_wait),
-                         (SELECT max(e.finished_at) FROM jobs e WHERE e.conversation_id = j.conversation_id
-                             AND e.position < j.position))
-                < now() - make_interval(secs => :queued_grace + :grace))
-     ORDER BY j.position
-""")
-
-_SUCCEEDED_WITHOUT_TURN = text("""
-    SELECT j.id FROM jobs j
-     WHERE j.status IN ('succeeded', 'requires_action') AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.job_id = j.id)
-     ORDER BY j.position
-""")
 
 _CONVERSATIONS = text("""
     SELECT c.conversation_id, c.turn_count, c.s3_file_location, c.log_copy_pending,
@@ -118,12 +97,12 @@ def check(services: Services, grace: float | None = None, read_entries: bool = T
     grace = 3 * settings.sweep_interval_seconds if grace is None else grace
     report = Report()
     with services.engine.connect() as db:
-        for row in db.execute(_STUCK, {"grace": grace, "queued_grace": settings.queued_grace_seconds,
+        for row in db.execute(STUCK, {"grace": grace, "queued_grace": settings.queued_grace_seconds,
                                        "retry_wait": LONGEST_RETRY_SECONDS}):
             report.add("stuck_job", row.id, f"{row.status} (attempt {row.attempts}), "
                        f"{'lease ran out' if row.status == 'running' else 'ready to run'} "
                        f"{max(0, int(row.overdue))}s ago")
-        for job_id in db.execute(_SUCCEEDED_WITHOUT_TURN).scalars():
+        for job_id in db.execute(SUCCEEDED_WITHOUT_TURN).scalars():
             report.add("missing_turn", f"job {job_id}", "succeeded, but has no turn")
         conversations = {row.s3_file_location: row for row in db.execute(_CONVERSATIONS)}
         turns = db.execute(_TURNS).all()

@@ -1,4 +1,4 @@
-"""Holding a claimed job (shared/jobs.py claims it; the job row is the lock): a heartbeat
+"""Holding a claimed job (shared/jobs claims it; the job row is the lock): a heartbeat
 that renews its lease while the model answers, and a watcher that stops the model call
 the moment the job is ended elsewhere."""
 from __future__ import annotations

@@ -237,7 +237,7 @@ def _log_entry(held: Claim, seq: int, user_tokens: int, reply: ModelReply, memor
 def _commit_turn(services: Services, records: TurnRecords, held: Claim, entry: dict, log_key: str,
                  user_tokens: int, reply: ModelReply, window_start: int, outcome: str):
     """Turn row (with its log entry, for reading), counters, usage and job state in one
-    transaction (worker/turn_commit.py); returns the ended job and the next to run, or
+    transaction (shared/jobs commit_turn); returns the ended job and the next to run, or
     None if nothing was written."""
     cost = priced(services, reply)
     turn = {"seq": entry["seq"], "log_key": log_key, "user_tokens": user_tokens,

@@ -1,8 +1,7 @@
 """The pipeline's port to PostgreSQL: what it reads and writes of the job it runs and of the
 turn it stores. One object, so that the pipeline's decisions (fence lost, busy, cancelled,
 handed back, failed) can be checked against a fake of it with no database
-(tests/unit/fakes.py); the job-state SQL itself is shared/jobs.py's and, for a stored turn's
-one commit, worker/turn_commit.py's."""
+(tests/unit/fakes.py); the job-state SQL itself is shared/jobs/sql.py's."""
 from __future__ import annotations
 
 import uuid
@@ -12,10 +11,9 @@ from sqlalchemy import func, select
 
 from shared.bootstrap import Services
 from shared.files import user_content
-from shared.jobs import Claim, claim, end_job, held_job, release, renew
+from shared.jobs import Claim, claim, commit_turn, end_job, held_job, release, renew
 from shared.model import ModelReply
 from shared.models import Conversation, Job
-from worker.turn_commit import commit_turn
 from worker.usage import add_daily_usage
 
 Ended = tuple[Job, "str | None"]  # the ended job and the conversation's job to send next
@@ -27,7 +25,7 @@ class TurnRecords:
         self.lease_seconds = services.settings.job_lease_seconds
 
     def claim(self, job_id: uuid.UUID, worker: str | None) -> Claim | None:
-        """The job, now held by this attempt, if it may run (shared/jobs.py's rule)."""
+        """The job, now held by this attempt, if it may run (shared/jobs's rule)."""
         return claim(self.services, job_id, worker)
 
     def lease_left(self, job_id: uuid.UUID) -> float | None:

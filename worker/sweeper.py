@@ -7,10 +7,11 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from shared.bootstrap import Services
-from shared.jobs import announce_end, end_job, nothing_before
+from shared.jobs import announce_end, end_job
+from shared.jobs.sql import DUE_WEBHOOKS, ORPHANS
 from shared.models import Job
 from shared.tasks import Dispatcher
 from worker.forks import STALLED_FORKS
@@ -19,36 +20,13 @@ from worker.tool_timeouts import answer_overdue
 
 log = logging.getLogger("parley.sweeper")
 
-# Head-of-conversation jobs still queued after the grace period (since they were
-# submitted, or since their task's longest retry delay after they were handed
-# back: see lease.py and retry.py), and running jobs whose lease expired. Running
-# jobs whose workers died MAX_JOB_ATTEMPTS times are failed instead; a queued one
-# is always re-sent (its claim does not spend a takeover).
-_ORPHANS = text(f"""
-    SELECT id, status, takeovers FROM jobs j
-     WHERE ((status = 'queued'
-             AND coalesce(lease_expires_at + make_interval(secs => :retry_wait), created_at)
-                 < now() - make_interval(secs => :grace)
-             AND {nothing_before("j", "e")})
-        OR (status = 'running' AND lease_expires_at < now()))
-     ORDER BY position LIMIT 500
-""")
-
-# Webhook deliveries whose task was lost (or whose deliverer died holding them).
-_DUE_WEBHOOKS = text("""
-    SELECT id FROM jobs WHERE webhook_status = 'pending'
-       AND webhook_next_at < now() - make_interval(secs => :grace)
-     ORDER BY webhook_next_at LIMIT 500
-""")
-
-
 def sweep_once(services: Services, dispatcher: Dispatcher) -> int:
     """Re-send or give up on orphaned jobs and webhooks; returns how many were re-sent."""
     max_attempts, sent = services.settings.max_job_attempts, 0
     grace = {"grace": services.settings.queued_grace_seconds}
     with services.engine.begin() as connection:
-        rows = connection.execute(_ORPHANS, {**grace, "retry_wait": LONGEST_RETRY_SECONDS}).all()
-        webhooks = connection.execute(_DUE_WEBHOOKS, grace).scalars().all()
+        rows = connection.execute(ORPHANS, {**grace, "retry_wait": LONGEST_RETRY_SECONDS}).all()
+        webhooks = connection.execute(DUE_WEBHOOKS, grace).scalars().all()
         forks = connection.execute(STALLED_FORKS, {"grace": services.settings.task_soft_time_limit_seconds}
                                    ).scalars().all()
     for row in rows:

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import text
 
 from shared.bootstrap import Services
+from shared.jobs.sql import OVERDUE_CALLS
 from shared.models import Job
 from shared.tasks import Dispatcher
 from shared.tool_results import ToolResultsRefused, answer_calls, error_results
 
 log = logging.getLogger("parley.sweeper")
-
-_OVERDUE = text("""
-    SELECT id FROM jobs
-     WHERE status = 'requires_action' AND continued_by IS NULL
-       AND finished_at < now() - make_interval(secs => :timeout)
-     ORDER BY finished_at LIMIT 100
-""")
-
 
 def timeout_message(seconds: float) -> str:
     return f"No result: the caller did not answer within {seconds:g} seconds (TOOL_RESULTS_TIMEOUT_SECONDS)."
@@ -29,7 +21,7 @@ def answer_overdue(services: Services, dispatcher: Dispatcher) -> int:
     """Answer every call waiting past the timeout; returns how many continuations were sent."""
     timeout = services.settings.tool_results_timeout_seconds
     with services.engine.begin() as connection:
-        overdue = connection.execute(_OVERDUE, {"timeout": timeout}).scalars().all()
+        overdue = connection.execute(OVERDUE_CALLS, {"timeout": timeout}).scalars().all()
     sent = 0
     for job_id in overdue:
         with services.sessions() as session:

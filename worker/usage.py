@@ -6,10 +6,10 @@ import uuid
 from decimal import Decimal
 
 import redis
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from shared.bootstrap import Services
+from shared.jobs.sql import ADD_USAGE
 from shared.pricing import cost_usd
 from shared.model import ModelReply
 from shared.quotas import TokenQuota
@@ -18,27 +18,10 @@ from worker import metrics
 
 log = logging.getLogger(__name__)
 
-# The user's tokens today (UTC), kept apart from conversations so deleting one keeps its usage.
-# Also a CTE of the turn commit (worker/turn_commit.py), with :turns 1.
-ADD_USAGE_SQL = """
-    INSERT INTO usage_daily AS u (user_id, day, turns, input_tokens, output_tokens,
-                                  cache_creation_input_tokens, cache_read_input_tokens, cost_usd)
-    VALUES (:user_id, (now() AT TIME ZONE 'utc')::date, :turns, :input_tokens, :output_tokens,
-            :cache_creation_input_tokens, :cache_read_input_tokens, :cost_usd)
-    ON CONFLICT (user_id, day) DO UPDATE SET
-        cost_usd = u.cost_usd + excluded.cost_usd,
-        turns = u.turns + excluded.turns, input_tokens = u.input_tokens + excluded.input_tokens,
-        output_tokens = u.output_tokens + excluded.output_tokens,
-        cache_creation_input_tokens = u.cache_creation_input_tokens + excluded.cache_creation_input_tokens,
-        cache_read_input_tokens = u.cache_read_input_tokens + excluded.cache_read_input_tokens
-"""
-_ADD_USAGE = text(ADD_USAGE_SQL)
-
-
 def add_daily_usage(session: Session, user_id: uuid.UUID, reply: ModelReply, turns: int,
                     cost: Decimal = Decimal(0)) -> None:
     """Add a model call to the user's ledger for today; `turns` is 1 for a reply, 0 for a summary."""
-    session.execute(_ADD_USAGE, {"user_id": user_id, "turns": turns, "cost_usd": cost, **reply.usage})
+    session.execute(ADD_USAGE, {"user_id": user_id, "turns": turns, "cost_usd": cost, **reply.usage})
 
 
 def priced(services: Services, reply: ModelReply) -> Decimal:

@@ -14,11 +14,10 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import text
-
 from shared.backoff import exponential
 from shared.bootstrap import Services
 from shared.jobs import final_event, job_to_dict
+from shared.jobs.sql import WEBHOOK_CLAIM, WEBHOOK_RECORD
 from shared.models import Job, User
 from shared.tasks import Dispatcher
 from shared.config import Settings
@@ -28,22 +27,6 @@ from worker.webhook_client import Attempt, WebhookClient
 log = logging.getLogger("parley.webhooks")
 
 MAX_BACKOFF_SECONDS = 600.0
-
-# A delivery is held for the timeout plus a margin; if its deliverer dies the
-# hold runs out and the sweeper sends it again.
-_CLAIM = text("""
-    UPDATE jobs SET webhook_next_at = now() + make_interval(secs => :hold)
-     WHERE id = :id AND webhook_status = 'pending' AND webhook_next_at <= now()
- RETURNING id
-""")
-
-_RECORD = text("""
-    UPDATE jobs SET webhook_status = :status,
-           webhook_attempts = webhook_attempts || CAST(:attempt AS jsonb),
-           webhook_next_at = now() + make_interval(secs => CAST(:delay AS double precision))
-     WHERE id = :id
-""")
-
 
 _client: tuple[Settings, WebhookClient] | None = None
 _client_lock = threading.Lock()
@@ -66,7 +49,7 @@ def deliver(services: Services, job_id: str, dispatcher: Dispatcher, client: Web
     client = client or client_for(settings)
     job_uuid = uuid.UUID(job_id)
     with services.engine.begin() as connection:
-        held = connection.execute(_CLAIM, {"id": job_uuid, "hold": client.timeout + 30}).first()
+        held = connection.execute(WEBHOOK_CLAIM, {"id": job_uuid, "hold": client.timeout + 30}).first()
     if held is None:
         return  # delivered, given up, not due yet, or another deliverer has it
     with services.sessions() as session:
@@ -86,7 +69,7 @@ def deliver(services: Services, job_id: str, dispatcher: Dispatcher, client: Web
     entry = {"attempt": number, "at": datetime.now(timezone.utc).isoformat(), "status_code": attempt.status_code,
              "error": attempt.error, "duration_ms": attempt.duration_ms}
     with services.engine.begin() as connection:
-        connection.execute(_RECORD, {"id": job_uuid, "status": status, "attempt": json.dumps([entry]),
+        connection.execute(WEBHOOK_RECORD, {"id": job_uuid, "status": status, "attempt": json.dumps([entry]),
                                      "delay": delay if retry else None})
     log.info("webhook for job %s attempt %s: %s", job_id, number, attempt.status_code or attempt.error)
     if retry:

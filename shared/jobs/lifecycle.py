@@ -1,0 +1,134 @@
+"""A job's life: made queued (`new_job`; a message's submit inserts it in its checking
+statement, api/submit_job.py), claimed by a worker (the job row is the lock), its lease
+renewed or handed back, ended one way (`end_job`; `commit_turn` when it stores a turn,
+with the same END_SET), and the conversation's next job sent once an end commits
+(`announce_end`). The SQL is shared/jobs/sql.py's."""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from shared.events import JobEvents
+from shared.jobs import sql
+from shared.jobs.record import final_event, job_to_dict
+from shared.models import FinalStatus, Job
+from shared.tasks import Dispatcher
+
+if TYPE_CHECKING:
+    from shared.bootstrap import Services
+
+log = logging.getLogger("parley.jobs")
+
+
+def new_job(user_id: object, conversation_id: object, request: dict, idempotency_key: str | None,
+            callback_url: str | None) -> Job:
+    """A queued job, every column given or server-set, so the INSERT's RETURNING fills
+    the rest and nothing is reloaded. The caller adds it in its transaction. A message's
+    submit inserts the same columns in its checking statement (api/submit_job.py)."""
+    return Job(id=uuid.uuid4(), user_id=user_id, conversation_id=conversation_id, status="queued",
+               request=request, idempotency_key=idempotency_key, callback_url=callback_url,
+               reply=None, error=None, started_at=None, finished_at=None, lease_expires_at=None, worker=None,
+               webhook_status=None, webhook_next_at=None)
+
+
+def end_job(session: Session, job: Job, status: FinalStatus, *, reply: dict | None = None,
+            error: dict | None = None, required_action: dict | None = None) -> str | None:
+    """Give a locked job its final state and schedule its webhook, in the caller's
+    transaction; returns the conversation's job to send once that commits, if any
+    (`announce_end` sends it). Every end of a job is END_SET, here or in a turn's commit."""
+    session.execute(sql.END, {"job_id": job.id, "status": status, "reply": reply, "error": error,
+                           "required_action": required_action})
+    session.refresh(job)
+    return next_queued(session, job.conversation_id)
+
+
+def held_job(session: Session, job_id: object, attempt: int) -> Job | None:
+    """The job, locked, if this attempt still holds it: not cancelled, deleted or taken
+    over since it was claimed."""
+    job = session.get(Job, job_id, with_for_update=True)
+    return job if job is not None and job.status == "running" and job.attempts == attempt else None
+
+
+def next_queued(session: Session, conversation_id: object) -> str | None:
+    """The conversation's job to send next, if any (`next_queued_sql`)."""
+    found = session.execute(sql.NEXT, {"conversation_id": conversation_id}).scalar()
+    return str(found) if found is not None else None
+
+
+def announce_end(events: JobEvents, dispatcher: Dispatcher, job: Job, next_job: str | None) -> None:
+    """After an end is committed: send the conversation's next turn, publish the
+    final event (which also wakes long-polls) and send the webhook."""
+    if next_job:
+        dispatcher.turn(next_job)
+    try:
+        events.add(job.id, final_event(job), job_to_dict(job))
+    except Exception as error:  # best effort: a reader that misses it finds the end in PostgreSQL
+        log.warning("could not publish the end of job %s: %s", job.id, error)
+    if job.callback_url:
+        dispatcher.webhook(job.id)
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: uuid.UUID
+    user_id: uuid.UUID
+    conversation_id: uuid.UUID
+    content: str | list[dict]  # the request's text; blocks once its attachments are added (shared/files.py)
+    attempt: int
+    created_at: object
+    request: dict = field(default_factory=dict)  # the whole request: tools, a continuation's round
+
+    @property
+    def attachments(self) -> tuple[str, ...]:
+        """The message's file ids, in the order attached."""
+        return tuple(self.request.get("attachments") or ())
+
+
+def claim(services: Services, job_id: uuid.UUID, worker: str | None = None) -> Claim | None:
+    with services.engine.begin() as connection:
+        row = connection.execute(
+            sql.CLAIM, {"id": job_id, "lease": services.settings.job_lease_seconds, "worker": worker,
+                     "max_attempts": services.settings.max_job_attempts}).first()
+    if row is None:
+        return None
+    return Claim(row.id, row.user_id, row.conversation_id, row.request["content"], row.attempts, row.created_at,
+                 request=row.request)
+
+
+def renew(services: Services, claim: Claim) -> bool:
+    """Extend the lease now; False if the job is no longer held by this claim
+    (cancelled, deleted, or taken over after the lease ran out)."""
+    with services.engine.begin() as connection:
+        return connection.execute(sql.EXTEND, {"id": claim.job_id, "lease": services.settings.job_lease_seconds,
+                                            "attempt": claim.attempt}).rowcount == 1
+
+
+def release(services: Services, claim: Claim) -> None:
+    """Hand a job back to the queue after a failure that was not the job's fault."""
+    with services.engine.begin() as connection:
+        connection.execute(sql.RELEASE, {"id": claim.job_id, "attempt": claim.attempt})
+
+
+def commit_turn(connection: Connection, conversation_id: uuid.UUID, job_id: uuid.UUID, attempt: int,
+                user_id: uuid.UUID, turn: dict, usage: dict, cost: Decimal, ending: dict,
+                reply: dict) -> tuple[Job, str | None] | None:
+    """Write the turn and end its job in the caller's transaction; returns the ended job
+    (detached, with every column) and the next job to send, or None if the conversation
+    is gone or this attempt no longer holds the job (nothing written)."""
+    held = connection.execute(sql.TURN_LOCK, {"conversation_id": conversation_id, "job_id": job_id,
+                                      "attempt": attempt}).first()
+    if held is None:
+        return None
+    row = connection.execute(sql.TURN_WRITE, {
+        "conversation_id": conversation_id, "job_id": job_id, "user_id": user_id, "turns": 1, "cost_usd": cost,
+        **usage, **turn, "status": ending["status"], "required_action": ending.get("required_action"),
+        "reply": reply, "error": None}).mappings().one()
+    fields = dict(row)
+    next_job = fields.pop("next_job")
+    return Job(**fields), str(next_job) if next_job is not None else None
