@@ -71,15 +71,17 @@ def _stop_background(**_) -> None:
             part.stop()
 
 
-class TurnTask(Task):
-    """Base for turn tasks: hard and soft limits, and infrastructure errors become retries."""
-    acks_late = True
-    reject_on_worker_lost = True
+class ParleyTask(Task):
+    """Every Parley task: acknowledged late and re-delivered if its worker is lost (set for
+    the app in shared/tasks.py), retried as often as it asks, and given
+    TASK_SOFT_TIME_LIMIT_SECONDS. Celery's thread pool enforces no time limit (prefork and
+    gevent do), so what bounds a task there is its own: a turn's model calls (the limit
+    must exceed them: shared/config.py), a webhook's WEBHOOK_TIMEOUT_SECONDS."""
     soft_time_limit = settings.task_soft_time_limit_seconds
     max_retries = None
 
 
-@shared_task(name=REPLY_TASK, bind=True, base=TurnTask)
+@shared_task(name=REPLY_TASK, bind=True, base=ParleyTask)
 def reply(self: Task, job_id: str) -> None:
     """Turn job `job_id` into one turn of its conversation."""
     runtime = Runtime(dispatcher, worker=self.request.hostname, watcher=_watcher)
@@ -88,13 +90,13 @@ def reply(self: Task, job_id: str) -> None:
         raise self.retry(countdown=backoff(outcome.retry_after, self.request.retries))
 
 
-@shared_task(name=WEBHOOK_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(name=WEBHOOK_TASK, base=ParleyTask)
 def deliver_webhook(job_id: str) -> None:
     """One delivery attempt of job `job_id`'s webhook; the next is scheduled if it fails."""
     deliver(services(), job_id, dispatcher)
 
 
-@shared_task(name=FORK_LOG_TASK, base=TurnTask)
+@shared_task(name=FORK_LOG_TASK, base=ParleyTask)
 def copy_fork(conversation_id: str) -> None:
     """Write fork `conversation_id`'s copied turns to its own log prefix."""
     copy_fork_log(services(), conversation_id)
