@@ -1,4 +1,5 @@
-"""The caller behind a bearer key, for every request: one Core query, no ORM session.
+"""The caller behind a bearer key, for every request: one Core query, no ORM session,
+outside a transaction (one round trip: api/reads.py).
 
 Same rule as shared.users.authenticate (a live key, looked up by its SHA-256), at
 about half its CPU. Nothing is cached, so a revoked key stops working on the next
@@ -11,6 +12,7 @@ import hmac
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 
+from api.reads import one_statement
 from shared.models import ApiKey, User
 from shared.users import KEY_PREFIX, hash_key
 
@@ -26,7 +28,7 @@ def key_owner(engine: Engine, key: str) -> User | None:
     if not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
     digest = hash_key(key)
-    with engine.connect() as connection:
+    with one_statement(engine) as connection:
         row = connection.execute(_KEY_OWNER, {"key_hash": digest}).first()
     # The lookup matches hashes, so its timing tells nothing about a stored key;
     # the constant-time check keeps that true whatever the query becomes.

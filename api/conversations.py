@@ -11,7 +11,7 @@ from api.forks import fork_origin
 from api.history import decode_cursor, encode_cursor, export_lines, read_all, read_page
 from api.pages import check_limit
 from api.service import (checked_thinking, create_conversation, delete_conversation, list_conversations,
-                         own_conversation, submit_message)
+                         own_conversation, parse_id, submit_message)
 from api.stream import SSE_RESPONSE, check_stream_slot, sse_response, wants_stream
 from api.tool_results import message_tools, set_conversation_tools
 from shared.jobs import job_to_dict
@@ -181,11 +181,14 @@ def post_message(path: schemas.ConversationPath, body: schemas.MessageIn, header
     user = require_user()
     if wants_stream():
         check_stream_slot()  # before the job exists: a refused stream must not leave a turn behind
+    conversation_id = parse_id(path.conversation_id, "conversation")
     with services().sessions() as session:
-        conversation = own_conversation(session, user, path.conversation_id)
-        thinking = (_thinking(conversation.model or services().settings.default_model, body.thinking)
-                    if body.thinking else None)
-        job, send_now = submit_message(services(), session, user, conversation.conversation_id,
+        thinking = None
+        if body.thinking:  # checked against the conversation's model, so read it first
+            conversation = own_conversation(session, user, path.conversation_id)
+            thinking = _thinking(conversation.model or services().settings.default_model, body.thinking)
+        # Otherwise no read: the submit's lock checks the conversation is the user's (404).
+        job, send_now = submit_message(services(), session, user, conversation_id,
                                        body.content, header.idempotency_key, body.on_busy, body.callback_url,
                                        body.attachments, thinking=thinking, tools=message_tools(body))
         payload = job_to_dict(job)

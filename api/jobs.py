@@ -10,6 +10,7 @@ from sqlalchemy import select
 from api import schemas
 from api.context import ctx, require_user, services
 from api.errors import ApiError, not_found
+from api.reads import one_statement
 from api.service import cancel_job, is_final, own_job, parse_id
 from api.stream import SSE_RESPONSE, hold_stream_slot, resume_point, sse_response
 from api.tool_results import cancel_tool_calls
@@ -51,7 +52,7 @@ def _own_job_dict(user: User, job_id: str) -> dict:
     """The user's job as clients see it, or a 404: one Core select, whose row has every
     column `job_to_dict` reads (no ORM instance or session for a read-only answer)."""
     statement = select(Job.__table__).where(Job.id == parse_id(job_id, "job"))
-    with services().engine.connect() as connection:
+    with one_statement(services().engine) as connection:
         row = connection.execute(statement).first()
     if row is None or row.user_id != user.id:
         raise not_found("job")

@@ -117,11 +117,11 @@ def submit_message(services: Services, session: Session, user: User, conversatio
         if existing is None:
             raise
         return _same_request(existing, conversation_id, content, attachments), False
+    if not submitted.owned:  # the only ownership check of a plain message (no read before)
+        raise NotFound.of("conversation")
     if submitted.in_flight >= settings.max_jobs_in_flight:
         raise TooMany("too_many_jobs", f"{submitted.in_flight} of your messages are still waiting or running "
                        f"(at most {settings.max_jobs_in_flight}); wait for one to finish.")
-    if not submitted.owned:
-        raise NotFound.of("conversation")
     if (waiting := submitted.waiting) is not None and submitted.job is None:
         raise Conflict("tool_results_required", f"This conversation waits for the results of job {waiting}'s "
                        f"tool calls: POST /v1/jobs/{waiting}/tool_results (or cancel that job) first, or send "

@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from api.context import ctx
 from api.errors import ApiError
+from api.reads import one_statement
 from api.waits import DOWN_RECHECK_SECONDS, JobEndWaits
 from shared.bootstrap import Services
 from shared.events import Event
@@ -81,7 +82,7 @@ _STATUSES = text("SELECT id, status FROM jobs WHERE id = ANY(CAST(:ids AS uuid[]
 
 def final_or_gone(services: Services, job_ids: list[str]) -> set[str]:
     """Those of the jobs that ended, or are gone with their conversation."""
-    with services.engine.connect() as connection:
+    with one_statement(services.engine) as connection:
         found = {str(job_id): status for job_id, status in connection.execute(_STATUSES, {"ids": job_ids})}
     return {j for j in job_ids if found.get(j, "gone") in (*FINAL_STATUSES, "gone")}
 
