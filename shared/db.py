@@ -1,4 +1,4 @@
-"""Engine and unit-of-work sessions."""
+"""Engine, unit-of-work sessions, and single statements outside a transaction."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -7,7 +7,7 @@ from typing import Iterator
 from psycopg import OperationalError
 from psycopg.pq import ConnStatus
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,6 +39,19 @@ def _check_alive(dbapi_connection, record, proxy) -> None:
         raise DisconnectionError(str(error)) from error
     if pgconn.status != ConnStatus.OK:
         raise DisconnectionError("connection closed by the server")
+
+
+@contextmanager
+def one_statement(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection in autocommit, for work that is one statement: a read, or an
+    UPDATE that is atomic by itself (a claim, a lease's renewal). psycopg otherwise opens a
+    transaction before the first statement (a `BEGIN`, a round trip of its own) and it is
+    committed or rolled back after (another); one statement sees one snapshot and commits
+    alone either way, so this is one round trip instead of three. Autocommit is a flag of
+    the client (nothing is sent to set it), put back when the pool takes the connection
+    back. Never for statements that must commit together."""
+    with engine.connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

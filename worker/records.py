@@ -10,6 +10,7 @@ from decimal import Decimal
 from sqlalchemy import bindparam, func, select
 
 from shared.bootstrap import Services
+from shared.db import one_statement
 from shared.files import user_content
 from shared.jobs import Claim, claim, commit_turn, end_job, held_job, release, renew
 from shared.model import ModelReply
@@ -18,8 +19,8 @@ from worker.usage import add_daily_usage
 
 Ended = tuple[Job, "str | None"]  # the ended job and the conversation's job to send next
 
-# Core selects, not the ORM's session.get: a turn reads its conversation once, whole, and
-# never writes it back (about half the CPU of a session's get; README, Benchmarks).
+# Core selects, not the ORM's session.get, each one statement outside a transaction
+# (shared/db.one_statement): a turn reads its conversation once, whole, and never writes it back.
 _CONVERSATION = select(Conversation.__table__).where(Conversation.conversation_id == bindparam("id"))
 _LEASE = select(Job.status, Job.lease_expires_at - func.now()).where(Job.id == bindparam("id"))
 
@@ -36,7 +37,7 @@ class TurnRecords:
     def lease_left(self, job_id: uuid.UUID) -> float | None:
         """Seconds left on a running job's lease (another worker holds it); None if it is
         not running: finished, deleted, or waiting behind an earlier turn."""
-        with self.services.engine.connect() as connection:
+        with one_statement(self.services.engine) as connection:
             row = connection.execute(_LEASE, {"id": job_id}).first()
         if row is None or row.status != "running":
             return None
@@ -50,7 +51,7 @@ class TurnRecords:
 
     def conversation(self, conversation_id: uuid.UUID) -> Conversation | None:
         """The conversation as it is now (detached: read, never written back); None if deleted."""
-        with self.services.engine.connect() as connection:
+        with one_statement(self.services.engine) as connection:
             row = connection.execute(_CONVERSATION, {"id": conversation_id}).mappings().first()
         return Conversation(**row) if row is not None else None
 
@@ -78,5 +79,5 @@ class TurnRecords:
             return job, end_job(session, job, "failed", error=error)
 
     def exists(self, conversation_id: uuid.UUID) -> bool:
-        with self.services.engine.connect() as connection:
+        with one_statement(self.services.engine) as connection:
             return connection.execute(_CONVERSATION, {"id": conversation_id}).first() is not None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from shared.db import one_statement
 from shared.events import JobEvents
 from shared.jobs import sql
 from shared.jobs.record import final_event, job_to_dict
@@ -91,7 +92,7 @@ class Claim:
 
 
 def claim(services: Services, job_id: uuid.UUID, worker: str | None = None) -> Claim | None:
-    with services.engine.begin() as connection:
+    with one_statement(services.engine) as connection:
         row = connection.execute(
             sql.CLAIM, {"id": job_id, "lease": services.settings.job_lease_seconds, "worker": worker,
                      "max_attempts": services.settings.max_job_attempts}).first()
@@ -104,14 +105,14 @@ def claim(services: Services, job_id: uuid.UUID, worker: str | None = None) -> C
 def renew(services: Services, claim: Claim) -> bool:
     """Extend the lease now; False if the job is no longer held by this claim
     (cancelled, deleted, or taken over after the lease ran out)."""
-    with services.engine.begin() as connection:
+    with one_statement(services.engine) as connection:
         return connection.execute(sql.EXTEND, {"id": claim.job_id, "lease": services.settings.job_lease_seconds,
                                             "attempt": claim.attempt}).rowcount == 1
 
 
 def release(services: Services, claim: Claim) -> None:
     """Hand a job back to the queue after a failure that was not the job's fault."""
-    with services.engine.begin() as connection:
+    with one_statement(services.engine) as connection:
         connection.execute(sql.RELEASE, {"id": claim.job_id, "attempt": claim.attempt})
 
 
