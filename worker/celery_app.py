@@ -29,6 +29,7 @@ settings = require(load_settings(), "database_url", "redis_url")  # else one lin
 require_current_models(settings)  # a retired or unknown MODEL / ALLOWED_MODELS: one line, exit 2
 observability.install(settings)  # JSON logs with job and request ids; metrics on WORKER_METRICS_PORT
 app = make_celery(settings, "parley-worker")
+app.events_cls = "worker.task_events:TaskEvents"  # two task events a turn, not three (Flower)
 app.set_default()
 app.conf.worker_consumer = "worker.consumer:ResilientConsumer"  # survives a lost broker
 

@@ -99,10 +99,12 @@ def test_tasks_carry_a_job_id_and_nothing_else(stack, client):
                 for n in range(2)]  # the second is sent by the worker when the first ends
         for job_id in jobs:
             assert client.get(f"/v1/jobs/{job_id}?wait={WAIT}", headers=headers).get_json()["status"] == "succeeded"
-            for kind in ("task-received",):  # the API sends no task-sent events (shared/tasks.py)
+            # The API sends no task-sent events (shared/tasks.py); a worker sends a task's
+            # name and arguments with its task-started (worker/task_events.py).
+            for kind in ("task-started",):
                 assert events.wait_for(lambda e: e["type"] == kind and job_id in e.get("args", "")), (kind, job_id)
         assert receiver.arrived.wait(WAIT), "the webhook was delivered"
-        assert events.wait_for(lambda e: e["type"] == "task-received" and e.get("name") == "parley.deliver_webhook")
+        assert events.wait_for(lambda e: e["type"] == "task-started" and e.get("name") == "parley.deliver_webhook")
     finally:
         events.close()
         receiver.close()
