@@ -1,5 +1,5 @@
 """The caller behind a bearer key, for every request: one Core query, no ORM session,
-outside a transaction (one round trip: api/reads.py).
+outside a transaction (one round trip: shared/db.one_statement).
 
 Same rule as shared.users.authenticate (a live key, looked up by its SHA-256), at
 about half its CPU. Nothing is cached, so a revoked key stops working on the next
@@ -12,7 +12,7 @@ import hmac
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 
-from api.reads import one_statement
+from shared.db import one_statement
 from shared.models import ApiKey, User
 from shared.users import KEY_PREFIX, hash_key
 

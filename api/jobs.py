@@ -10,10 +10,10 @@ from sqlalchemy import select
 from api import schemas
 from api.context import ctx, require_user, services
 from api.errors import ApiError, not_found
-from api.reads import one_statement
 from api.service import cancel_job, is_final, own_job, parse_id
 from api.stream import SSE_RESPONSE, hold_stream_slot, resume_point, sse_response
 from api.tool_results import cancel_tool_calls
+from shared.db import one_statement
 from shared.jobs import announce_end, job_to_dict
 from shared.models import Job, User
 

@@ -20,9 +20,9 @@ from sqlalchemy import text
 
 from api.context import ctx
 from api.errors import ApiError
-from api.reads import one_statement
 from api.waits import DOWN_RECHECK_SECONDS, JobEndWaits
 from shared.bootstrap import Services
+from shared.db import one_statement
 from shared.events import Event
 from shared.jobs import final_event, job_to_dict
 from shared.models import FINAL_STATUSES, Job
