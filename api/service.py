@@ -11,9 +11,8 @@ from sqlalchemy.orm import Session
 
 from api.file_service import message_files, record_references, split_content
 from api.pages import newest_first
-from api.submit_job import lock_check_insert
 from shared.bootstrap import Services
-from shared.jobs import end_job, job_to_dict
+from shared.jobs import end_job, job_to_dict, new_job, submit
 from shared.memory import estimate_tokens
 from shared.models import FINAL_STATUSES, Conversation, Job, User
 from shared.quotas import enforce_token_quota
@@ -108,9 +107,9 @@ def submit_message(services: Services, session: Session, user: User, conversatio
     request = {"content": content, **({"attachments": attachments} if attachments else {}),
                **({"thinking": thinking} if thinking else {}), **(tools or {})}
     try:
-        submitted = lock_check_insert(session, user.id, conversation_id, request, idempotency_key, callback_url,
-                                      settings.max_jobs_in_flight, reject_busy=on_busy == "reject",
-                                      reject_waiting=on_busy != "enqueue")
+        submitted = submit(session, new_job(user.id, conversation_id, request, idempotency_key, callback_url),
+                           settings.max_jobs_in_flight, reject_busy=on_busy == "reject",
+                           reject_waiting=on_busy != "enqueue")
     except IntegrityError:  # the same idempotency key, submitted concurrently
         session.rollback()
         existing = session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == idempotency_key))

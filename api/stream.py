@@ -16,7 +16,6 @@ from typing import Iterator
 
 import redis
 from flask import Response, g, request
-from sqlalchemy import text
 
 from api.context import ctx
 from api.errors import ApiError
@@ -25,6 +24,7 @@ from shared.bootstrap import Services
 from shared.db import one_statement
 from shared.events import Event
 from shared.jobs import final_event, job_to_dict
+from shared.jobs.sql import STATUSES
 from shared.models import FINAL_STATUSES, Job
 
 log = logging.getLogger("parley.api")
@@ -75,15 +75,10 @@ def hold_stream_slot(services: Services) -> JobEndWaits:
     return waits
 
 
-# One array parameter, not a thousand: rendering an IN list of that size costs more CPU
-# than the query, and it would run every ping interval in a process serving requests.
-_STATUSES = text("SELECT id, status FROM jobs WHERE id = ANY(CAST(:ids AS uuid[]))")
-
-
 def final_or_gone(services: Services, job_ids: list[str]) -> set[str]:
     """Those of the jobs that ended, or are gone with their conversation."""
     with one_statement(services.engine) as connection:
-        found = {str(job_id): status for job_id, status in connection.execute(_STATUSES, {"ids": job_ids})}
+        found = {str(job_id): status for job_id, status in connection.execute(STATUSES, {"ids": job_ids})}
     return {j for j in job_ids if found.get(j, "gone") in (*FINAL_STATUSES, "gone")}
 
 

@@ -1,5 +1,5 @@
-"""A job's life: made queued (`new_job`; a message's submit inserts it in its checking
-statement, api/submit_job.py), claimed by a worker (the job row is the lock), its lease
+"""A job's life: made queued (`new_job`; a message's `submit` inserts it after its checks,
+in one statement), claimed by a worker (the job row is the lock), its lease
 renewed or handed back, ended one way (`end_job`; `commit_turn` when it stores a turn,
 with the same END_SET), and the conversation's next job sent once an end commits
 (`announce_end`). The SQL is shared/jobs/sql.py's."""
@@ -30,12 +30,39 @@ log = logging.getLogger("parley.jobs")
 def new_job(user_id: object, conversation_id: object, request: dict, idempotency_key: str | None,
             callback_url: str | None) -> Job:
     """A queued job, every column given or server-set, so the INSERT's RETURNING fills
-    the rest and nothing is reloaded. The caller adds it in its transaction. A message's
-    submit inserts the same columns in its checking statement (api/submit_job.py)."""
+    the rest and nothing is reloaded. The caller adds it in its transaction, or `submit`
+    inserts it after a message's checks."""
     return Job(id=uuid.uuid4(), user_id=user_id, conversation_id=conversation_id, status="queued",
                request=request, idempotency_key=idempotency_key, callback_url=callback_url,
                reply=None, error=None, started_at=None, finished_at=None, lease_expires_at=None, worker=None,
                webhook_status=None, webhook_next_at=None)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    in_flight: int
+    owned: bool
+    waiting: uuid.UUID | None  # a job of the conversation waiting for tool results
+    busy: bool  # something of the conversation is waiting or running
+    job: Job | None  # inserted (detached, every column), if every check passed
+
+
+def submit(session: Session, job: Job, cap: int, reject_busy: bool, reject_waiting: bool = True) -> Submitted:
+    """Lock the user and the conversation, check, and insert `job` (new_job's) in the
+    session's transaction, in two statements (sql.SUBMIT_LOCK, sql.SUBMIT); what the checks
+    mean is api/service.py submit_message's. IntegrityError on a reused idempotency key (a
+    concurrent submit of the same request)."""
+    session.flush()  # a fork's new conversation, a new webhook secret: Core statements do not autoflush
+    owner = session.execute(sql.SUBMIT_LOCK, {"user_id": job.user_id,
+                                              "conversation_id": job.conversation_id}).scalar()
+    owned = owner == job.user_id
+    row = session.execute(sql.SUBMIT, {
+        **{column: getattr(job, column) for column in sql.NEW_JOB_COLUMNS},
+        "owned": owned, "cap": cap, "reject": reject_busy, "reject_waiting": reject_waiting}).mappings().one()
+    fields = dict(row)
+    in_flight, waiting, busy = fields.pop("in_flight"), fields.pop("waiting"), fields.pop("busy")
+    inserted = Job(**fields) if fields["id"] is not None else None
+    return Submitted(in_flight, owned, waiting, busy is not None, inserted)
 
 
 def end_job(session: Session, job: Job, status: FinalStatus, *, reply: dict | None = None,

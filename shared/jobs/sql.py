@@ -1,8 +1,9 @@
 """Every SQL statement about a job's state, in one place: the ordering rule
-(`nothing_before`, `next_queued_sql`), the claim, its lease renewed or handed back, the
-end of a job (END_SET, alone or in a stored turn's commit), and the queries of the sweeper,
-the checker and the tool-call timeout. shared/jobs/lifecycle.py runs them; a statement
-used elsewhere says where. Status names are shared/models.py's JobStatus values."""
+(`nothing_before`, `next_queued_sql`), a message's submit, the claim, its lease renewed or
+handed back, the end of a job (END_SET, alone or in a stored turn's commit), and the
+queries of the open streams, the webhook deliverer, the sweeper, the checker and the
+tool-call timeout. shared/jobs/lifecycle.py runs the life's own; a statement used
+elsewhere says where. Status names are shared/models.py's JobStatus values."""
 from __future__ import annotations
 
 from sqlalchemy import bindparam, text
@@ -40,6 +41,45 @@ def next_queued_sql(conversation: str, besides: str) -> str:
 
 
 NEXT = text(f"SELECT {next_queued_sql('CAST(:conversation_id AS uuid)', 'NULL')}")
+
+
+# The columns a new job's INSERT gives (shared/jobs/lifecycle.new_job's values); the rest
+# are the table's defaults.
+NEW_JOB_COLUMNS = ("id", "user_id", "conversation_id", "status", "request", "idempotency_key", "callback_url",
+                   "reply", "error")
+
+# A message's submit (shared/jobs/lifecycle.submit), in two statements; the ORM took seven
+# round trips and a flush for the same (README, Benchmarks). The user's row first (NO KEY UPDATE: this user's submits one at a time, without blocking
+# the foreign-key checks of a finishing turn's usage row), then the conversation, as the
+# ORM locked them; the uncorrelated EXISTS runs before the conversation row is read.
+SUBMIT_LOCK = text("""
+    WITH owner AS (SELECT id FROM users WHERE id = :user_id FOR NO KEY UPDATE)
+    SELECT user_id FROM conversations
+     WHERE conversation_id = :conversation_id AND EXISTS (SELECT 1 FROM owner)
+       FOR UPDATE OF conversations
+""")
+
+# A separate statement, so its snapshot is taken with both rows locked: the in-flight count
+# sees every earlier submit of the user, and `busy` every job a finishing turn ended (so
+# exactly one of them dispatches the new job). The job is inserted only if every check
+# passes; the caller reads which one failed. The values are new_job's (NEW_JOB_COLUMNS).
+SUBMIT = text(f"""
+    WITH facts AS (
+        SELECT (SELECT count(*) FROM jobs WHERE user_id = :user_id AND status IN {ACTIVE_STATUSES}) AS in_flight,
+               (SELECT id FROM jobs WHERE conversation_id = :conversation_id AND status = 'requires_action'
+                   AND continued_by IS NULL LIMIT 1) AS waiting,
+               (SELECT id FROM jobs WHERE conversation_id = :conversation_id AND status IN {ACTIVE_STATUSES}
+                 LIMIT 1) AS busy
+    ), job AS (
+        INSERT INTO jobs ({", ".join(NEW_JOB_COLUMNS)})
+        SELECT {", ".join(":" + column for column in NEW_JOB_COLUMNS)}
+          FROM facts
+         WHERE :owned AND in_flight < :cap AND (waiting IS NULL OR NOT :reject_waiting)
+           AND (busy IS NULL OR NOT :reject)
+        RETURNING *
+    )
+    SELECT facts.in_flight, facts.waiting, facts.busy, job.* FROM facts LEFT JOIN job ON true
+""").bindparams(*(bindparam(name, type_=Job.__table__.c[name].type) for name in ("request", "reply", "error")))
 
 
 # How a job ends, as SQL: its final status and outcome, no lease, and its webhook due now if
@@ -142,6 +182,12 @@ TURN_WRITE = text(f"""
                 ELSE {next_queued_sql("ended.conversation_id", "ended.id")} END AS next_job
       FROM ended
 """).bindparams(bindparam("entry", type_=Turn.__table__.c.entry.type), *END_BINDS)
+
+
+# The open streams' check (api/stream.py): which of the jobs held open have ended. One array
+# parameter, not a thousand: rendering an IN list of that size costs more CPU than the
+# query, and it runs every ping interval in a process serving requests.
+STATUSES = text("SELECT id, status FROM jobs WHERE id = ANY(CAST(:ids AS uuid[]))")
 
 
 # The sweeper's (worker/sweeper.py).
