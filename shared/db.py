@@ -4,6 +4,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+import orjson
 from psycopg import OperationalError
 from psycopg.pq import ConnStatus
 from sqlalchemy import create_engine, event
@@ -18,6 +19,7 @@ def make_engine(url: str, pool_size: int = 10, max_overflow: int | None = None) 
     engine = create_engine(
         url, pool_size=pool_size, max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_timeout=10, connect_args={"connect_timeout": 5}, future=True,
+        json_serializer=orjson.dumps, json_deserializer=orjson.loads,  # JSONB columns: a turn's entry, a job's reply
     )
     event.listen(engine, "checkout", _check_alive)
     return engine

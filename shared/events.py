@@ -8,12 +8,12 @@ cancelled while the model was still talking.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass
 from typing import Callable
 
+import orjson
 import redis
 
 from shared.deltas import DeltaBatcher
@@ -65,7 +65,7 @@ class Event:
         return self.type in FINAL_EVENTS
 
     def to_sse(self) -> str:
-        return f"id: {self.id}\nevent: {self.type}\ndata: {json.dumps(self.data, separators=(',', ':'))}\n\n"
+        return f"id: {self.id}\nevent: {self.type}\ndata: {orjson.dumps(self.data).decode()}\n\n"
 
 
 def _stream_key(job_id: object) -> str:
@@ -113,7 +113,7 @@ class JobEvents:
         return self._script(
             keys=[_stream_key(job), _final_key(job), _finished_channel(job), EVENTS_CHANNEL],
             args=[type_, "1" if final else "0", self.events_ttl if final else LIVE_TTL_SECONDS, job,
-                  *(json.dumps(data, separators=(",", ":")) for data in datas)])
+                  *(orjson.dumps(data) for data in datas)])
 
     def ended(self, job_id: object) -> str | None:
         """The final event's type, once the job has one."""
@@ -125,7 +125,7 @@ class JobEvents:
         entries = self.client.xrevrange(_stream_key(job_id), count=1)  # nothing is added after the end
         if not entries or entries[0][1][b"type"].decode() not in FINAL_EVENTS:
             return None
-        return json.loads(entries[0][1][b"data"])
+        return orjson.loads(entries[0][1][b"data"])
 
     def exists(self, job_id: object) -> bool:
         return bool(self.client.exists(_stream_key(job_id)))
@@ -137,7 +137,7 @@ class JobEvents:
         else:
             reply = self.client.xread({_stream_key(job_id): f"0-{after}"}, count=count, block=block_ms)
             entries = reply[0][1] if reply else []
-        return [Event(int(raw_id.split(b"-")[1]), fields[b"type"].decode(), json.loads(fields[b"data"]))
+        return [Event(int(raw_id.split(b"-")[1]), fields[b"type"].decode(), orjson.loads(fields[b"data"]))
                 for raw_id, fields in entries]
 
     def subscribe_all_finished(self, *also: str):
