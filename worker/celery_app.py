@@ -18,8 +18,9 @@ from shared.local_stack import require
 from shared.tasks import FORK_LOG_TASK, REPLY_TASK, WEBHOOK_TASK, Dispatcher, make_celery
 from worker import observability
 from worker.forks import copy_fork_log
-from worker.lease import EndWatcher
+from worker.lease import EndWatcher, LeaseKeeper
 from worker.pipeline import Runtime, run_turn
+from worker.records import TurnRecords
 from worker.retry import backoff
 from worker.sweeper import Sweeper
 from worker.webhooks import deliver
@@ -57,6 +58,19 @@ def services() -> Services:
         return _services
 
 
+_leases: LeaseKeeper | None = None
+_leases_lock = threading.Lock()
+
+
+def leases() -> LeaseKeeper:
+    """The process's lease keeper: one for all the turns it runs (worker/lease.py)."""
+    global _leases
+    with _leases_lock:
+        if _leases is None:
+            _leases = LeaseKeeper(TurnRecords(services()))
+        return _leases
+
+
 @worker_ready.connect
 def _start_background(**_) -> None:
     global _sweeper, _watcher
@@ -85,7 +99,9 @@ class ParleyTask(Task):
 @shared_task(name=REPLY_TASK, bind=True, base=ParleyTask)
 def reply(self: Task, job_id: str) -> None:
     """Turn job `job_id` into one turn of its conversation."""
-    runtime = Runtime(dispatcher, worker=self.request.hostname, watcher=_watcher)
+    keeper = leases()
+    runtime = Runtime(dispatcher, worker=self.request.hostname, watcher=_watcher, records=keeper.records,
+                      leases=keeper)
     outcome = run_turn(services(), job_id, runtime)
     if outcome.status == "busy":
         raise self.retry(countdown=backoff(outcome.retry_after, self.request.retries))

@@ -25,7 +25,7 @@ from shared.thinking import request_parts
 from shared.tasks import Dispatcher
 from shared.tools import window_for
 from worker import metrics
-from worker.lease import EndWatcher, Heartbeat
+from worker.lease import EndWatcher, LeaseKeeper
 from worker.live import LiveEvents
 from worker.summary import summary_for_turn
 from worker.records import TurnRecords
@@ -44,11 +44,13 @@ RETRY_SECONDS = 2.0
 @dataclass
 class Runtime:
     """What a worker process lends the pipeline: task sending, its name, its end watcher,
-    and the job's and turn's records (PostgreSQL's, unless a test stands a fake in)."""
+    its lease keeper, and the job's and turn's records (PostgreSQL's, unless a test stands
+    a fake in). A runtime without records or keeper gets its own at the first turn."""
     dispatcher: Dispatcher
     worker: str | None = None
     watcher: EndWatcher | None = None
     records: TurnRecords | None = None
+    leases: LeaseKeeper | None = None
 
     def watch(self, job_id: uuid.UUID) -> CancelToken:
         return self.watcher.watch(job_id) if self.watcher else CancelToken()
@@ -75,6 +77,8 @@ def run_turn(services: Services, job_id: str, runtime: Runtime) -> Outcome:
     job_uuid = uuid.UUID(job_id)
     if runtime.records is None:
         runtime = replace(runtime, records=TurnRecords(services))
+    if runtime.leases is None:
+        runtime = replace(runtime, leases=LeaseKeeper(runtime.records))
     try:
         held = runtime.records.claim(job_uuid, runtime.worker)
         if held is None:
@@ -86,7 +90,7 @@ def run_turn(services: Services, job_id: str, runtime: Runtime) -> Outcome:
     bind_context(conversation_id=held.conversation_id, user_id=held.user_id)
     token = runtime.watch(held.job_id)
     try:
-        with Heartbeat(runtime.records, held, token):  # from the claim on: a window rebuild can outlast a lease
+        with runtime.leases.holding(held, token):  # from the claim on: a window rebuild can outlast a lease
             outcome = _run_claimed(services, held, runtime, token)
         if outcome.status == "done":
             metrics.job_finished(outcome.ended, _queue_seconds(held))

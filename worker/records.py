@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, func, select
 from shared.bootstrap import Services
 from shared.db import one_statement
 from shared.files import user_content
-from shared.jobs import Claim, claim, commit_turn, end_job, held_job, release, renew
+from shared.jobs import Claim, claim, commit_turn, end_job, held_job, release, renew, renew_all
 from shared.model import ModelReply
 from shared.models import Conversation, Job
 from worker.usage import add_daily_usage
@@ -45,6 +45,10 @@ class TurnRecords:
 
     def renew(self, held: Claim) -> bool:
         return renew(self.services, held)
+
+    def renew_all(self, claims: list[Claim]) -> set[uuid.UUID]:
+        """The ids of those jobs still held, their leases extended."""
+        return renew_all(self.services, claims)
 
     def release(self, held: Claim) -> None:
         release(self.services, held)

@@ -137,6 +137,15 @@ def renew(services: Services, claim: Claim) -> bool:
                                             "attempt": claim.attempt}).rowcount == 1
 
 
+def renew_all(services: Services, claims: list[Claim]) -> set[uuid.UUID]:
+    """`renew` of many claims in one statement; returns the ids of the jobs still held."""
+    with one_statement(services.engine) as connection:
+        rows = connection.execute(sql.EXTEND_ALL, {"lease": services.settings.job_lease_seconds,
+                                                   "ids": [claim.job_id for claim in claims],
+                                                   "attempts": [claim.attempt for claim in claims]})
+        return {row.id for row in rows}
+
+
 def release(services: Services, claim: Claim) -> None:
     """Hand a job back to the queue after a failure that was not the job's fault."""
     with one_statement(services.engine) as connection:

@@ -112,6 +112,15 @@ EXTEND = text("""
      WHERE id = :id AND status = 'running' AND attempts = :attempt
 """)
 
+# Every lease a worker process holds, extended in one statement; those not returned are
+# no longer held by that claim (worker/lease.py).
+EXTEND_ALL = text("""
+    UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :lease)
+      FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[])) AS held (id, attempt)
+     WHERE jobs.id = held.id AND jobs.status = 'running' AND jobs.attempts = held.attempt
+ RETURNING jobs.id
+""")
+
 # A handed-back job keeps the time it was handed back in lease_expires_at: its
 # task retries it with backoff, and the sweeper leaves it to those retries (see
 # worker/retry.py) instead of re-sending it, and calling the model, at every sweep.

@@ -79,6 +79,9 @@ class FakeRecords:
     def renew(self, held: Claim) -> bool:
         return self._held(held) is not None
 
+    def renew_all(self, claims: list[Claim]) -> set[uuid.UUID]:
+        return {claim.job_id for claim in claims if self._held(claim) is not None}
+
     def release(self, held: Claim) -> None:
         if job := self._held(held):
             job.status = "queued"
