@@ -112,3 +112,5 @@ def test_tasks_carry_a_job_id_and_nothing_else(stack, client):
     assert {e["name"] for e in shown} >= {"parley.reply", "parley.deliver_webhook"}
     for event in shown:
         assert JOB_ID_ONLY.fullmatch(event["args"]) and event["kwargs"] == "{}", event
+    # Two events a task, not three: a task without an ETA says it was received when it starts.
+    assert not [e for e in events.events if e["type"] == "task-received"]
