@@ -14,7 +14,7 @@ stored with each turn, so a window rebuilt from the log is the same one.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import orjson
 
@@ -172,7 +172,7 @@ class ConversationMemory:
             "turn_seq": self.turn_seq,
             "prompt_overhead": self.prompt_overhead,
             "overhead_key": self.overhead_key,
-            "messages": [asdict(m) for m in self.messages],
+            "messages": self.messages,  # orjson writes the dataclasses as dicts itself, without asdict's deep copy
         }).decode()
 
     @classmethod

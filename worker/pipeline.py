@@ -119,7 +119,7 @@ def run_turn(services: Services, job_id: str, runtime: Runtime) -> Outcome:
 
 def _run_claimed(services: Services, held: Claim, runtime: Runtime, token: CancelToken) -> Outcome:
     records = runtime.records
-    conversation = records.conversation(held.conversation_id)
+    conversation = held.conversation
     if conversation is None:  # deleted while waiting; its jobs went with it
         return Outcome("skipped")
     live = LiveEvents(services, held.job_id, token)

@@ -20,8 +20,8 @@ from worker.usage import add_daily_usage
 Ended = tuple[Job, "str | None"]  # the ended job and the conversation's job to send next
 
 # Core selects, not the ORM's session.get, each one statement outside a transaction
-# (shared/db.one_statement): a turn reads its conversation once, whole, and never writes it back.
-_CONVERSATION = select(Conversation.__table__).where(Conversation.conversation_id == bindparam("id"))
+# (shared/db.one_statement).
+_CONVERSATION = select(Conversation.conversation_id).where(Conversation.conversation_id == bindparam("id"))
 _LEASE = select(Job.status, Job.lease_expires_at - func.now()).where(Job.id == bindparam("id"))
 
 
@@ -31,7 +31,8 @@ class TurnRecords:
         self.lease_seconds = services.settings.job_lease_seconds
 
     def claim(self, job_id: uuid.UUID, worker: str | None) -> Claim | None:
-        """The job, now held by this attempt, if it may run (shared/jobs's rule)."""
+        """The job, now held by this attempt, if it may run (shared/jobs's rule), with its
+        conversation as it is now."""
         return claim(self.services, job_id, worker)
 
     def lease_left(self, job_id: uuid.UUID) -> float | None:
@@ -52,12 +53,6 @@ class TurnRecords:
 
     def release(self, held: Claim) -> None:
         release(self.services, held)
-
-    def conversation(self, conversation_id: uuid.UUID) -> Conversation | None:
-        """The conversation as it is now (detached: read, never written back); None if deleted."""
-        with one_statement(self.services.engine) as connection:
-            row = connection.execute(_CONVERSATION, {"id": conversation_id}).mappings().first()
-        return Conversation(**row) if row is not None else None
 
     def content(self, held: Claim) -> str | list[dict]:
         """The user message's content: its text, with references to its attachments."""

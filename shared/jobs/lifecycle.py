@@ -18,7 +18,7 @@ from shared.db import one_statement
 from shared.events import JobEvents
 from shared.jobs import sql
 from shared.jobs.record import final_event, job_to_dict
-from shared.models import FinalStatus, Job
+from shared.models import Conversation, FinalStatus, Job
 from shared.tasks import Dispatcher
 
 if TYPE_CHECKING:
@@ -111,6 +111,9 @@ class Claim:
     attempt: int
     created_at: object
     request: dict = field(default_factory=dict)  # the whole request: tools, a continuation's round
+    # The conversation as the claim found it (detached: read, never written back); None
+    # if it was deleted meanwhile.
+    conversation: Conversation | None = None
 
     @property
     def attachments(self) -> tuple[str, ...]:
@@ -125,8 +128,14 @@ def claim(services: Services, job_id: uuid.UUID, worker: str | None = None) -> C
                      "max_attempts": services.settings.max_job_attempts}).first()
     if row is None:
         return None
-    return Claim(row.id, row.user_id, row.conversation_id, row.request["content"], row.attempts, row.created_at,
-                 request=row.request)
+    conversation = (Conversation(**{name: row._mapping[name] for name in _CONVERSATION_COLUMNS})
+                    if row.conversation_id is not None else None)
+    return Claim(row.claimed_id, row.claimed_user_id, row.claimed_conversation_id, row.claimed_request["content"],
+                 row.claimed_attempts, row.claimed_created_at, request=row.claimed_request,
+                 conversation=conversation)
+
+
+_CONVERSATION_COLUMNS = tuple(Conversation.__table__.columns.keys())
 
 
 def renew(services: Services, claim: Claim) -> bool:

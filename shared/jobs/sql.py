@@ -94,17 +94,24 @@ END = text(f"UPDATE jobs SET {END_SET} WHERE id = :job_id").bindparams(*END_BIND
 
 
 # A job runs when it is queued (or its holder's lease ran out) and nothing before it
-# in its conversation is unfinished (`nothing_before`, above).
+# in its conversation is unfinished (`nothing_before`, above). The claim returns the
+# conversation as it is now too, so a turn reads it without a round trip of its own
+# (its columns as they are; the job's under claimed_*; none if it was just deleted).
 CLAIM = text(f"""
-    UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = :worker,
-           takeovers = takeovers + (CASE WHEN status = 'running' THEN 1 ELSE 0 END),
-           started_at = coalesce(started_at, now()),
-           lease_expires_at = now() + make_interval(secs => :lease)
-     WHERE id = :id
-       AND (status = 'queued'
-            OR (status = 'running' AND lease_expires_at < now() AND takeovers + 1 < :max_attempts))
-       AND {nothing_before("jobs", "earlier")}
- RETURNING id, user_id, conversation_id, request, attempts, created_at
+    WITH claimed AS (
+        UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = :worker,
+               takeovers = takeovers + (CASE WHEN status = 'running' THEN 1 ELSE 0 END),
+               started_at = coalesce(started_at, now()),
+               lease_expires_at = now() + make_interval(secs => :lease)
+         WHERE id = :id
+           AND (status = 'queued'
+                OR (status = 'running' AND lease_expires_at < now() AND takeovers + 1 < :max_attempts))
+           AND {nothing_before("jobs", "earlier")}
+     RETURNING id, user_id, conversation_id, request, attempts, created_at)
+    SELECT claimed.id AS claimed_id, claimed.user_id AS claimed_user_id,
+           claimed.conversation_id AS claimed_conversation_id, claimed.request AS claimed_request,
+           claimed.attempts AS claimed_attempts, claimed.created_at AS claimed_created_at, conversations.*
+      FROM claimed LEFT JOIN conversations ON conversations.conversation_id = claimed.conversation_id
 """)
 
 EXTEND = text("""

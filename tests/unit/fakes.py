@@ -66,7 +66,7 @@ class FakeRecords:
             return None
         job.status, job.attempts, job.worker = "running", job.attempts + 1, worker
         return Claim(job.id, job.user_id, job.conversation_id, job.request["content"], job.attempts,
-                     job.created_at, request=job.request)
+                     job.created_at, request=job.request, conversation=self.conversations.get(job.conversation_id))
 
     def take_over(self, job_id: str) -> None:
         """Another worker's claim after this one's lease ran out."""
@@ -86,9 +86,6 @@ class FakeRecords:
         if job := self._held(held):
             job.status = "queued"
             self.released.append(job.id)
-
-    def conversation(self, conversation_id: uuid.UUID) -> Conversation | None:
-        return self.conversations.get(conversation_id)
 
     def content(self, held: Claim) -> str | list[dict]:
         return held.content
