@@ -27,8 +27,8 @@ from shared.tools import window_for
 from worker import metrics
 from worker.lease import EndWatcher, LeaseKeeper
 from worker.live import LiveEvents
-from worker.summary import summary_for_turn
 from worker.records import TurnRecords
+from worker.summary import summary_for_turn
 from worker.thinking import job_fields, reply_content, turn_setting, usage_fields, window_tokens
 from worker.tool_turns import announce_calls, calls_of, job_ending, offered_tools, past_the_guard
 from worker.usage import count_quota, priced
