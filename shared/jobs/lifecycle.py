@@ -71,7 +71,7 @@ def end_job(session: Session, job: Job, status: FinalStatus, *, reply: dict | No
     transaction; returns the conversation's job to send once that commits, if any
     (`announce_end` sends it). Every end of a job is END_SET, here or in a turn's commit."""
     session.execute(sql.END, {"job_id": job.id, "status": status, "reply": reply, "error": error,
-                           "required_action": required_action})
+                              "required_action": required_action})
     session.refresh(job)
     return next_queued(session, job.conversation_id)
 
@@ -125,7 +125,7 @@ def claim(services: Services, job_id: uuid.UUID, worker: str | None = None) -> C
     with one_statement(services.engine) as connection:
         row = connection.execute(
             sql.CLAIM, {"id": job_id, "lease": services.settings.job_lease_seconds, "worker": worker,
-                     "max_attempts": services.settings.max_job_attempts}).first()
+                        "max_attempts": services.settings.max_job_attempts}).first()
     if row is None:
         return None
     conversation = (Conversation(**{name: row._mapping[name] for name in _CONVERSATION_COLUMNS})
@@ -143,7 +143,7 @@ def renew(services: Services, claim: Claim) -> bool:
     (cancelled, deleted, or taken over after the lease ran out)."""
     with one_statement(services.engine) as connection:
         return connection.execute(sql.EXTEND, {"id": claim.job_id, "lease": services.settings.job_lease_seconds,
-                                            "attempt": claim.attempt}).rowcount == 1
+                                               "attempt": claim.attempt}).rowcount == 1
 
 
 def renew_all(services: Services, claims: list[Claim]) -> set[uuid.UUID]:
