@@ -40,7 +40,8 @@ require_current_models(_settings)
 ROOT = Path(__file__).resolve().parent.parent
 
 workers = int(os.environ.get("API_PROCESSES", "2"))
-worker_class = WORKER_CLASS
+# gevent: gunicorn's, closing idle keep-alive connections at once when told to stop.
+worker_class = "api.gunicorn_worker.DrainingGeventWorker" if WORKER_CLASS == "gevent" else WORKER_CLASS
 threads = int(os.environ.get("API_THREADS", "32"))  # gthread only
 # gevent: connections per process (open streams, long-polls, keep-alive and requests),
 # checked against the file-descriptor limit (raised to the hard limit if that is enough).
