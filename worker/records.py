@@ -7,22 +7,21 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 
 from shared.bootstrap import Services
 from shared.db import one_statement
 from shared.files import user_content
-from shared.jobs import Claim, claim, commit_turn, end_job, held_job, release, renew, renew_all
+from shared.jobs import Claim, claim, commit_turn, end_job, held_job, lease_left, release, renew, renew_all
 from shared.model import ModelReply
 from shared.models import Conversation, Job
 from worker.usage import add_daily_usage
 
 Ended = tuple[Job, "str | None"]  # the ended job and the conversation's job to send next
 
-# Core selects, not the ORM's session.get, each one statement outside a transaction
+# A Core select, not the ORM's session.get, one statement outside a transaction
 # (shared/db.one_statement).
 _CONVERSATION = select(Conversation.conversation_id).where(Conversation.conversation_id == bindparam("id"))
-_LEASE = select(Job.status, Job.lease_expires_at - func.now()).where(Job.id == bindparam("id"))
 
 
 class TurnRecords:
@@ -38,11 +37,7 @@ class TurnRecords:
     def lease_left(self, job_id: uuid.UUID) -> float | None:
         """Seconds left on a running job's lease (another worker holds it); None if it is
         not running: finished, deleted, or waiting behind an earlier turn."""
-        with one_statement(self.services.engine) as connection:
-            row = connection.execute(_LEASE, {"id": job_id}).first()
-        if row is None or row.status != "running":
-            return None
-        return row[1].total_seconds() if row[1] is not None else 0.0
+        return lease_left(self.services, job_id)
 
     def renew(self, held: Claim) -> bool:
         return renew(self.services, held)

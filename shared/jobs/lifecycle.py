@@ -141,18 +141,26 @@ _CONVERSATION_COLUMNS = tuple(Conversation.__table__.columns.keys())
 def renew(services: Services, claim: Claim) -> bool:
     """Extend the lease now; False if the job is no longer held by this claim
     (cancelled, deleted, or taken over after the lease ran out)."""
-    with one_statement(services.engine) as connection:
-        return connection.execute(sql.EXTEND, {"id": claim.job_id, "lease": services.settings.job_lease_seconds,
-                                               "attempt": claim.attempt}).rowcount == 1
+    return claim.job_id in renew_all(services, [claim])
 
 
 def renew_all(services: Services, claims: list[Claim]) -> set[uuid.UUID]:
     """`renew` of many claims in one statement; returns the ids of the jobs still held."""
     with one_statement(services.engine) as connection:
-        rows = connection.execute(sql.EXTEND_ALL, {"lease": services.settings.job_lease_seconds,
-                                                   "ids": [claim.job_id for claim in claims],
-                                                   "attempts": [claim.attempt for claim in claims]})
+        rows = connection.execute(sql.EXTEND, {"lease": services.settings.job_lease_seconds,
+                                               "ids": [claim.job_id for claim in claims],
+                                               "attempts": [claim.attempt for claim in claims]})
         return {row.id for row in rows}
+
+
+def lease_left(services: Services, job_id: uuid.UUID) -> float | None:
+    """Seconds left on a running job's lease (another worker holds it); None if it is
+    not running: finished, deleted, or waiting behind an earlier turn."""
+    with one_statement(services.engine) as connection:
+        row = connection.execute(sql.LEASE_LEFT, {"id": job_id}).first()
+    if row is None or row.status != "running":
+        return None
+    return float(row.remaining) if row.remaining is not None else 0.0
 
 
 def release(services: Services, claim: Claim) -> None:
@@ -168,7 +176,7 @@ def commit_turn(connection: Connection, conversation_id: uuid.UUID, job_id: uuid
     (detached, with every column) and the next job to send, or None if the conversation
     is gone or this attempt no longer holds the job (nothing written)."""
     held = connection.execute(sql.TURN_LOCK, {"conversation_id": conversation_id, "job_id": job_id,
-                                      "attempt": attempt}).first()
+                                              "attempt": attempt}).first()
     if held is None:
         return None
     row = connection.execute(sql.TURN_WRITE, {

@@ -49,9 +49,10 @@ NEW_JOB_COLUMNS = ("id", "user_id", "conversation_id", "status", "request", "ide
                    "reply", "error")
 
 # A message's submit (shared/jobs/lifecycle.submit), in two statements; the ORM took seven
-# round trips and a flush for the same (README, Benchmarks). The user's row first (NO KEY UPDATE: this user's submits one at a time, without blocking
-# the foreign-key checks of a finishing turn's usage row), then the conversation, as the
-# ORM locked them; the uncorrelated EXISTS runs before the conversation row is read.
+# round trips and a flush for the same (README, Benchmarks). The user's row first (NO KEY
+# UPDATE: this user's submits one at a time, without blocking the foreign-key checks of a
+# finishing turn's usage row), then the conversation, as the ORM locked them; the
+# uncorrelated EXISTS runs before the conversation row is read.
 SUBMIT_LOCK = text("""
     WITH owner AS (SELECT id FROM users WHERE id = :user_id FOR NO KEY UPDATE)
     SELECT user_id FROM conversations
@@ -114,18 +115,18 @@ CLAIM = text(f"""
       FROM claimed LEFT JOIN conversations ON conversations.conversation_id = claimed.conversation_id
 """)
 
+# Leases extended, one or every one a worker process holds (worker/lease.py); those not
+# returned are no longer held by that claim.
 EXTEND = text("""
-    UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :lease)
-     WHERE id = :id AND status = 'running' AND attempts = :attempt
-""")
-
-# Every lease a worker process holds, extended in one statement; those not returned are
-# no longer held by that claim (worker/lease.py).
-EXTEND_ALL = text("""
     UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :lease)
       FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[])) AS held (id, attempt)
      WHERE jobs.id = held.id AND jobs.status = 'running' AND jobs.attempts = held.attempt
  RETURNING jobs.id
+""")
+
+# Seconds left on a running job's lease, for a delivery that found it held elsewhere.
+LEASE_LEFT = text("""
+    SELECT status, extract(epoch FROM lease_expires_at - now()) AS remaining FROM jobs WHERE id = :id
 """)
 
 # A handed-back job keeps the time it was handed back in lease_expires_at: its
@@ -230,8 +231,8 @@ DUE_WEBHOOKS = text("""
 """)
 
 
-# The webhook deliverer's (worker/webhooks.py). A delivery is held for the timeout plus a margin; if its deliverer dies the
-# hold runs out and the sweeper sends it again.
+# The webhook deliverer's (worker/webhooks.py). A delivery is held for the timeout plus a
+# margin; if its deliverer dies the hold runs out and the sweeper sends it again.
 WEBHOOK_CLAIM = text("""
     UPDATE jobs SET webhook_next_at = now() + make_interval(secs => :hold)
      WHERE id = :id AND webhook_status = 'pending' AND webhook_next_at <= now()
