@@ -1,10 +1,13 @@
 """Waiting without a connection each: one Redis subscription per API process wakes every
 long-poll and every open event stream it holds.
 
-The subscription carries two things: every job's end (long-polls answer) and every
-append to any job's events (the streams of that job read their new events with one
-XRANGE on a pooled connection). An idle stream or long-poll holds a greenlet (gunicorn's
-gevent worker) and an Event, no Redis or PostgreSQL connection.
+Two subscriptions: every job's end (long-polls answer), and, while the process holds
+open streams, every append to any job's events (the streams of that job read their new
+events with one XRANGE on a pooled connection). Appends are most of a turn's messages
+(queued, started, deltas, end), so a process serving only long-polls does not take them:
+the second subscription starts with the first stream and ends IDLE_APPENDS_SECONDS after
+the last. An idle stream or long-poll holds a greenlet (gunicorn's gevent worker) and an
+Event, no Redis or PostgreSQL connection.
 
 Ends that were never published (a worker that died between commit and publish) or
 published while the subscription was reconnecting are still seen: one loop per process
@@ -21,7 +24,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
-from shared.events import EndSubscription, JobEvents
+from shared.events import JobEvents, Subscription, append_subscription, end_subscription
 
 log = logging.getLogger("parley.api")
 
@@ -29,6 +32,7 @@ RECHECK_SECONDS = 5.0
 DOWN_RECHECK_SECONDS = 1.0
 SUBSCRIBE_WAIT_SECONDS = 2.0  # a request that comes before the first subscribe waits this long for it
 ROWS_PER_QUERY = 1000
+IDLE_APPENDS_SECONDS = 30.0  # without streams this long, a process stops taking every job's appends
 
 
 class Watch:
@@ -48,14 +52,17 @@ class JobEndWaits:
         self._streams: dict[str, set[Watch]] = {}
         self._open: dict[object, int] = {}  # open streams and long-polls per user, this process
         self._lock = threading.Lock()
-        self._ends = EndSubscription(events, self._ended, "job-end-waits", on_events=self._added)
+        self._ends = end_subscription(events, self._ended, "job-end-waits")
+        self._appends: Subscription | None = None  # while streams are open (and IDLE_APPENDS_SECONDS after)
+        self._no_streams_since = time.monotonic()
         self._started = False
         self._rows: RowCheck | None = None
 
     @property
     def live(self) -> bool:
-        """The subscription holds: streams need not look for events on their own."""
-        return self._ends.subscribed.is_set()
+        """The appends' subscription holds: streams need not look for events on their own."""
+        appends = self._appends
+        return appends is not None and appends.subscribed.is_set()
 
     def wait(self, job_id: str, timeout: float, is_final: Callable[[], bool]) -> None:
         """Return when `is_final()` holds, the job's end is published, or `timeout` passes;
@@ -85,15 +92,21 @@ class JobEndWaits:
     def watch(self, job_id: str) -> Iterator[Watch]:
         """Be woken while inside: on the job's new events, its end, or a look at its row."""
         self._start()
-        self._ends.tried.wait(SUBSCRIBE_WAIT_SECONDS)
         watch = Watch()
         with self._lock:
             self._streams.setdefault(job_id, set()).add(watch)
+            if self._appends is None:
+                self._appends = append_subscription(self.events, self._added, "job-appends", self._appends_idle)
+                self._appends.start()
+            appends = self._appends
         try:
+            appends.tried.wait(SUBSCRIBE_WAIT_SECONDS)
             yield watch
         finally:
             with self._lock:
                 _discard(self._streams, job_id, watch)
+                if not self._streams:
+                    self._no_streams_since = time.monotonic()
 
     def hold(self, user_id: object, cap: int) -> bool:
         """Count one more open stream or long-poll of the user; False at the cap.
@@ -147,11 +160,23 @@ class JobEndWaits:
     def close(self) -> None:
         """Stop listening (within a second); for tests."""
         self._ends.stop()
+        with self._lock:
+            if self._appends is not None:
+                self._appends.stop()
         if self._rows is not None:
             self._rows.stop.set()
 
     def _added(self, job_id: str | None) -> None:
         self.wake(job_id)
+
+    def _appends_idle(self) -> bool:
+        """Asked by the appends' subscription about once a second: no streams for
+        IDLE_APPENDS_SECONDS ends it (the next stream starts another)."""
+        with self._lock:
+            if self._streams or time.monotonic() - self._no_streams_since < IDLE_APPENDS_SECONDS:
+                return False
+            self._appends = None
+            return True
 
     def _ended(self, job_id: str) -> None:
         with self._lock:

@@ -25,10 +25,12 @@ FINAL_EVENTS = tuple(f"job.{status}" for status in FINAL_STATUSES)
 # While a job is live its events are kept this long at most; a finished job's
 # for `events_ttl`.
 LIVE_TTL_SECONDS = 24 * 3600
+LISTEN_SECONDS = 1.0  # a subscription's longest wait for a message before it looks at whether to stop
 
 # One channel for every job's new events: its messages are job ids, one per append
-# (a batch of deltas is one append). Each API process subscribes once and wakes the
-# streams of that job that it holds (api/waits.py); nobody holds a connection per stream.
+# (a batch of deltas is one append). An API process subscribes while it holds open
+# streams, and wakes the streams of that job (api/waits.py); nobody holds a connection
+# per stream.
 EVENTS_CHANNEL = "parley:events"
 
 # KEYS: stream, final marker, finished channel, events channel. ARGV: type, final?, ttl,
@@ -140,59 +142,80 @@ class JobEvents:
         return [Event(int(raw_id.split(b"-")[1]), fields[b"type"].decode(), orjson.loads(fields[b"data"]))
                 for raw_id, fields in entries]
 
-    def subscribe_all_finished(self, *also: str):
-        """A pub/sub subscribed to every job's end (and to the channels `also`, in the
-        same command, so one confirmation covers all); the caller closes it."""
+    def subscribe_all_finished(self):
+        """A pub/sub subscribed to every job's end; the caller closes it."""
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        pubsub.psubscribe(_finished_channel("*"), *also)
+        pubsub.psubscribe(_finished_channel("*"))
+        return pubsub
+
+    def subscribe_appends(self):
+        """A pub/sub subscribed to every append to any job's events (their job ids); the caller closes it."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(EVENTS_CHANNEL)
         return pubsub
 
 
-class EndSubscription:
-    """A thread subscribed to every job's end, calling `on_end(job_id)` for each, and
-    subscribing again when Redis drops. `subscribed` is set while the subscription
-    holds; `tried` once the first attempt is over, whichever way it went. With
-    `on_events`, also `on_events(job_id)` for every append to any job's events (and
-    `on_events(None)` after each (re)subscribe: what came meanwhile was missed)."""
+class Subscription:
+    """A thread holding one pub/sub from `subscribe()`, calling `on_message(message)`
+    for each message, and subscribing again when Redis drops. `subscribed` is set while
+    the subscription holds; `tried` once the first attempt is over, whichever way it
+    went. `on_subscribed()` runs after each (re)subscribe: what was published
+    meanwhile was missed. `done()`, asked at least every LISTEN_SECONDS, ends it."""
 
-    def __init__(self, events: JobEvents, on_end: Callable[[str], None], name: str,
-                 on_events: Callable[[str | None], None] | None = None):
-        self.events, self.on_end, self.on_events = events, on_end, on_events
+    def __init__(self, subscribe: Callable[[], "redis.client.PubSub"], on_message: Callable[[dict], None],
+                 name: str, on_subscribed: Callable[[], None] | None = None,
+                 done: Callable[[], bool] | None = None):
+        self.subscribe, self.on_message, self.on_subscribed = subscribe, on_message, on_subscribed
+        self.done = done or (lambda: False)
         self.subscribed, self.tried, self._stop = threading.Event(), threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> "EndSubscription":
+    def start(self) -> "Subscription":
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop listening, within a second."""
+        """Stop listening, within LISTEN_SECONDS."""
         self._stop.set()
 
+    def _over(self) -> bool:
+        if not self._stop.is_set() and self.done():
+            self._stop.set()
+        return self._stop.is_set()
+
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._over():
             pubsub = None
             try:
-                pubsub = self.events.subscribe_all_finished(*((EVENTS_CHANNEL,) if self.on_events else ()))
-                pubsub.get_message(timeout=1.0)  # the psubscribe confirmation: from here on nothing is missed
-                if self.on_events:  # before `tried`: a stream that starts after this needs no wake
-                    self.on_events(None)
+                pubsub = self.subscribe()
+                pubsub.get_message(timeout=LISTEN_SECONDS)  # the confirmation: from here on nothing is missed
                 self.subscribed.set()
+                if self.on_subscribed:  # before `tried`: a stream that starts after this needs no wake
+                    self.on_subscribed()
                 self.tried.set()
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        continue
-                    if message["channel"] == EVENTS_CHANNEL.encode():
-                        self.on_events(message["data"].decode())
-                    else:
-                        self.on_end(job_id_of(message["channel"]))
+                while not self._over():
+                    message = pubsub.get_message(timeout=LISTEN_SECONDS)
+                    if message is not None:
+                        self.on_message(message)
             except Exception as error:  # Redis is down: users of the subscription check rows meanwhile
                 if self.subscribed.is_set():
-                    log.warning("%s: subscription to job ends lost, reconnecting: %s", self._thread.name, error)
-                self.subscribed.clear()
+                    log.warning("%s: subscription lost, reconnecting: %s", self._thread.name, error)
                 self.tried.set()
                 self._stop.wait(1.0)
             finally:
+                self.subscribed.clear()
                 if pubsub is not None:
                     pubsub.close()
+
+
+def end_subscription(events: JobEvents, on_end: Callable[[str], None], name: str) -> Subscription:
+    """Every job's end: `on_end(job_id)`."""
+    return Subscription(events.subscribe_all_finished, lambda message: on_end(job_id_of(message["channel"])), name)
+
+
+def append_subscription(events: JobEvents, on_events: Callable[[str | None], None], name: str,
+                        done: Callable[[], bool]) -> Subscription:
+    """Every append to any job's events: `on_events(job_id)`, and `on_events(None)` after
+    each (re)subscribe; ends when `done()` says so."""
+    return Subscription(events.subscribe_appends, lambda message: on_events(message["data"].decode()), name,
+                        on_subscribed=lambda: on_events(None), done=done)

@@ -11,7 +11,7 @@ from typing import Iterator
 
 from shared.bootstrap import Services
 from shared.cancel import CancelToken
-from shared.events import EndSubscription
+from shared.events import end_subscription
 from shared.jobs import Claim
 
 log = logging.getLogger("parley.worker")
@@ -72,7 +72,7 @@ class EndWatcher:
     def __init__(self, services: Services):
         self._tokens: dict[str, CancelToken] = {}
         self._lock = threading.Lock()
-        self._ends = EndSubscription(services.events, self._ended, "end-watcher")  # leases tell while it is down
+        self._ends = end_subscription(services.events, self._ended, "end-watcher")  # leases tell while it is down
 
     def start(self) -> "EndWatcher":
         self._ends.start()

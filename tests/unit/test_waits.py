@@ -9,20 +9,21 @@ import redis
 
 from api import waits
 from api.waits import JobEndWaits
+import shared.events
 from shared.events import EVENTS_CHANNEL
 
 
 class PubSub:
-    def __init__(self, published: queue.Queue):
-        self.published = published
+    def __init__(self, published: queue.Queue, appends: bool = False):
+        self.published, self.appends = published, appends
 
     def get_message(self, timeout: float):
         try:
             job_id = self.published.get(timeout=timeout)
         except queue.Empty:
             return None
-        if job_id.startswith("events:"):  # an append to the job's events, not its end
-            return {"channel": EVENTS_CHANNEL.encode(), "data": job_id.removeprefix("events:").encode()}
+        if self.appends:
+            return {"channel": EVENTS_CHANNEL.encode(), "data": job_id.encode()}
         return {"channel": f"parley:job:{job_id}:finished".encode()}
 
     def close(self) -> None:
@@ -33,13 +34,21 @@ class Events:
     """What JobEndWaits uses of JobEvents. `pubsub_down`: subscribing fails; `down`: everything does."""
 
     def __init__(self, pubsub_down: bool = False, down: bool = False):
-        self.published: queue.Queue = queue.Queue()
+        self.published: queue.Queue = queue.Queue()  # job ends
+        self.appended: queue.Queue = queue.Queue()  # appends to a job's events
         self.pubsub_down, self.down = pubsub_down or down, down
+        self.append_subscriptions = 0
 
-    def subscribe_all_finished(self, *also: str) -> PubSub:
+    def subscribe_all_finished(self) -> PubSub:
         if self.pubsub_down:
             raise redis.ConnectionError("Redis is down")
         return PubSub(self.published)
+
+    def subscribe_appends(self) -> PubSub:
+        if self.pubsub_down:
+            raise redis.ConnectionError("Redis is down")
+        self.append_subscriptions += 1
+        return PubSub(self.appended, appends=True)
 
     def ended(self, job_id: str) -> str | None:
         if self.down:
@@ -48,8 +57,10 @@ class Events:
 
 
 @pytest.fixture()
-def made():
-    """JobEndWaits of a test, closed after it."""
+def made(monkeypatch):
+    """JobEndWaits of a test, closed after it; its subscriptions look at whether to stop
+    every 20 ms (the fake pub/sub confirms nothing, so its first wait is that long too)."""
+    monkeypatch.setattr(shared.events, "LISTEN_SECONDS", 0.02)
     instances = []
     yield lambda events: instances.append(JobEndWaits(events)) or instances[-1]
     for instance in instances:
@@ -108,10 +119,29 @@ def test_an_append_wakes_the_streams_of_its_job_only(made):
     events = Events()
     waits_ = made(events)
     with waits_.watch("j1") as mine, waits_.watch("j2") as other:
-        events.published.put("events:j1")
+        mine.woken.clear(), other.woken.clear()  # the wake-all after subscribing
+        events.appended.put("j1")
         assert mine.woken.wait(10) and not mine.look_at_row
         assert not other.woken.is_set()
     assert waits_._streams == {}
+
+
+def test_appends_are_taken_only_while_streams_are_open(made, monkeypatch):
+    """A process serving long-polls alone does not receive every job's appends; the
+    subscription starts with the first stream and ends after the last, once idle."""
+    monkeypatch.setattr(waits, "IDLE_APPENDS_SECONDS", 0.0)
+    events = Events()
+    waits_ = made(events)
+    waiting(waits_, "j1", 0.05, lambda: False).join(10)
+    assert events.append_subscriptions == 0 and not waits_.live
+    with waits_.watch("j2") as watch:
+        assert watch.woken.wait(10) and waits_.live  # woken once subscribed: what came before is read
+        first = waits_._appends
+    first._thread.join(10)  # idle at once, so it ends at its next look
+    assert not first._thread.is_alive() and not waits_.live and waits_._appends is None
+    with waits_.watch("j3") as watch:
+        assert watch.woken.wait(10) and waits_.live
+    assert events.append_subscriptions == 2
 
 
 def test_the_open_streams_of_a_user_are_capped(made):
