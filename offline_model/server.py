@@ -34,6 +34,8 @@ class OfflineHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     # Idle keep-alive connections from pooled clients must not block server_close().
     block_on_close = False
+    # Connections waiting to be accepted: a worker's burst opens hundreds at once (socketserver's 5 reset them).
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], delay_ms: int | None = None) -> None:
         super().__init__(address, Handler)
@@ -44,6 +46,7 @@ class OfflineHTTPServer(ThreadingHTTPServer):
         self.recorded: list[Any] = []
         # Streams written to the end, and streams the client closed before the end.
         self.streams = {"completed": 0, "aborted": 0}
+        self.connections = 0  # TCP connections accepted: a client's pool reusing its connections adds none
         self.counter = 0
         self.faults: list[str] = []  # taken one per model request, in order
         self.retry_after = "0"  # sent with rate_limited / overloaded faults
@@ -55,6 +58,11 @@ class OfflineHTTPServer(ThreadingHTTPServer):
         self.files: dict[str, dict] = {}  # Files API uploads: id -> data, media_type, filename
         # Set on shutdown so in-flight delays end promptly instead of holding threads.
         self.stopping = threading.Event()
+
+    def process_request(self, request, client_address) -> None:
+        with self.lock:
+            self.connections += 1
+        super().process_request(request, client_address)
 
 
 class Handler(MessagesStream, ModelsApiRoutes, ConverseRoutes, FilesApiRoutes, BaseHTTPRequestHandler):
@@ -165,14 +173,15 @@ class Handler(MessagesStream, ModelsApiRoutes, ConverseRoutes, FilesApiRoutes, B
 
     def _list_requests(self) -> None:
         with self.server.lock:
-            recorded, streams = list(self.server.recorded), dict(self.server.streams)
-        self._send_json(200, {"requests": recorded, "streams": streams})
+            recorded, streams, connections = list(self.server.recorded), dict(self.server.streams), self.server.connections
+        self._send_json(200, {"requests": recorded, "streams": streams, "connections": connections})
 
     def _clear_requests(self) -> None:
         with self.server.lock:
             self.server.recorded.clear()
             self.server.streams = {"completed": 0, "aborted": 0}
-        self._send_json(200, {"requests": [], "streams": dict(self.server.streams)})
+            self.server.connections = 0
+        self._send_json(200, {"requests": [], "streams": dict(self.server.streams), "connections": 0})
 
     # -- Messages API -----------------------------------------------------
 

@@ -59,11 +59,11 @@ def make_provider(settings: Settings, attachments: FileResolver | None = None) -
     bytes of files a message references, at request time."""
     if settings.llm_provider == "bedrock":
         inner = BedrockProvider(settings.aws_region, settings.bedrock_endpoint_url, settings.model_timeout_seconds,
-                                settings.prompt_cache_ttl, attachments)
+                                settings.prompt_cache_ttl, attachments, connections=settings.worker_concurrency)
     else:
         inner = AnthropicProvider(settings.anthropic_api_key or "offline", settings.anthropic_base_url,
                                   settings.model_timeout_seconds, settings.prompt_cache_ttl, attachments,
-                                  settings.anthropic_files_api)
+                                  settings.anthropic_files_api, connections=settings.worker_concurrency)
     return RetryingProvider(inner, RetryPolicy(max_retries=settings.model_max_retries,
                                                budget_seconds=settings.model_retry_budget_seconds,
                                                base_seconds=settings.model_retry_base_seconds))

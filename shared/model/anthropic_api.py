@@ -17,7 +17,7 @@ class AnthropicProvider:
     """
 
     def __init__(self, api_key: str, base_url: str | None, timeout: float, cache_ttl: str = "5m",
-                 attachments: AttachmentSource | None = None, files_api: bool = False):
+                 attachments: AttachmentSource | None = None, files_api: bool = False, connections: int = 100):
         self.cache_ttl = cache_ttl
         # Where attached files' bytes come from; with files_api, images and PDFs go by Files API id.
         self.attachments, self.files_api = attachments, files_api
@@ -26,7 +26,12 @@ class AnthropicProvider:
 
         self._anthropic = anthropic
         self._transport_errors = httpx2.TransportError
-        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+        # Keep a connection for every call in flight (the worker's concurrency): with the
+        # SDK's default of 100 kept, each burst of 200 calls opened 100 new connections
+        # (TLS handshakes, against the real API) and waited on them.
+        limits = httpx2.Limits(max_connections=max(connections, 1000), max_keepalive_connections=connections)
+        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0,
+                                          http_client=anthropic.DefaultHttpxClient(limits=limits, timeout=timeout))
 
     def complete(self, request: ModelRequest) -> ModelReply:
         messages = with_attachments(request.messages, self.attachments, self._upload if self.files_api else None)

@@ -14,7 +14,7 @@ class BedrockProvider:
     usage and error kinds as the Anthropic provider."""
 
     def __init__(self, region: str, endpoint_url: str | None, timeout: float, cache_ttl: str = "5m",
-                 attachments: AttachmentSource | None = None):
+                 attachments: AttachmentSource | None = None, connections: int = 10):
         import boto3
 
         self.cache_ttl, self.attachments = cache_ttl, attachments  # where attached files' bytes come from
@@ -22,7 +22,9 @@ class BedrockProvider:
 
         self.client = boto3.client(
             "bedrock-runtime", region_name=region, endpoint_url=endpoint_url or None,
-            config=Config(read_timeout=timeout, connect_timeout=min(timeout, 10),
+            # A pooled connection for every call in flight (the worker's concurrency); botocore
+            # keeps 10 by default, and drops (and later reopens) every connection beyond that.
+            config=Config(read_timeout=timeout, connect_timeout=min(timeout, 10), max_pool_connections=connections,
                           retries={"total_max_attempts": 1, "mode": "standard"}))
 
     def complete(self, request: ModelRequest) -> ModelReply:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -162,3 +163,31 @@ def test_a_stream_cut_half_way_resets_and_retries(provider, server):
     reply, deltas, resets = ask(provider, "a long enough message to be cut in the middle")
     assert len(resets) == 1 and resets[0] > 0
     assert "".join(deltas[resets[0]:]) == reply.text
+
+
+@pytest.mark.parametrize("name", ["anthropic", "bedrock"])
+def test_a_burst_of_calls_reuses_the_connections_of_the_last(server, monkeypatch, name):
+    """A worker keeps a connection for every call it holds in flight: two bursts of as
+    many calls as its concurrency open at most that many connections (the SDK keeps 100
+    by default, botocore 10; a busy worker reopened the rest on every burst, against the
+    real APIs with a TLS handshake each)."""
+    calls = 120
+    if name == "anthropic":
+        provider = AnthropicProvider("offline", server.url, timeout=10, connections=calls)
+    else:
+        for variable, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+            monkeypatch.setenv(variable, value)
+        provider = BedrockProvider("us-east-1", server.url, timeout=10, connections=calls)
+    provider.model = MODELS[name]
+    # Long enough that every call of a burst is in flight at once.
+    requests.post(f"{server.url}/_control", json={"faults": [], "delay_ms": 500}, timeout=5).raise_for_status()
+    requests.delete(f"{server.url}/_requests", timeout=5).raise_for_status()
+    try:
+        for _ in range(2):
+            with ThreadPoolExecutor(calls) as pool:
+                replies = list(pool.map(lambda n: ask(provider, f"call {n}")[0], range(calls)))
+            assert all(reply.text.endswith(f'"call {n}"') for n, reply in enumerate(replies))
+        opened = requests.get(f"{server.url}/_requests", timeout=5).json()["connections"] - 1  # this GET's own
+        assert opened <= calls
+    finally:
+        requests.post(f"{server.url}/_control", json={"delay_ms": 0}, timeout=5).raise_for_status()
