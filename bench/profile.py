@@ -6,6 +6,8 @@ process's Python CPU. Each sample goes to the innermost frame of a known package
 """
 from __future__ import annotations
 
+import argparse
+
 import shutil
 import signal
 import subprocess
@@ -118,11 +120,23 @@ class Measurement:
             self.profiles.update(self.profiler.results())
 
 
-if __name__ == "__main__":  # python -m bench.profile FILE...: summarise raw py-spy files
-    for path in sys.argv[1:]:
-        summary = summarise(Path(path), top=15)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile",
+                                     description="Summarise raw py-spy stacks (collapsed format), as --profile does.")
+    parser.add_argument("files", nargs="+", type=Path, help="raw stacks kept by `python -m bench --profile --keep`")
+    parser.add_argument("--top", type=int, default=15, help="rows per table (default 15)")
+    args = parser.parse_args(argv)
+    for path in args.files:
+        if not path.is_file():
+            parser.error(f"{path}: no such file")
+        summary = summarise(path, top=args.top)
         print(f"== {path}: {summary['samples']} samples")
         for key in ("by_package_pct", "inclusive_pct", "parley_functions_inclusive_pct", "top_leaf_pct"):
             print(f"  {key}:")
             for name, pct in summary[key]:
                 print(f"    {pct:5.1f}  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
