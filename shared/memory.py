@@ -82,6 +82,16 @@ class ConversationMemory:
         for message in messages or []:
             self._append(message)
 
+    @classmethod
+    def _restored(cls, max_tokens: int, messages: list[Message], turn_seq: int, prompt_overhead: int | None,
+                  overhead_key: str | None, low_water: float) -> "ConversationMemory":
+        """A window as it was saved: its messages were within the budget then, so they are
+        taken whole, trimmed once if the budget shrank since, not appended one by one."""
+        memory = cls(max_tokens, None, turn_seq, prompt_overhead, overhead_key, low_water)
+        memory.messages, memory.total_tokens = messages, sum(m.tokens for m in messages)
+        memory._trim()
+        return memory
+
     def update_memory(self, role: str, content: str | list[dict], tokens: int | None = None, seq: int = 0) -> None:
         """Add a message; if the window would pass the budget, drop its oldest turns first."""
         if role not in ("user", "assistant"):
@@ -180,8 +190,8 @@ class ConversationMemory:
         data = orjson.loads(raw)
         # A window cached before low_water existed has none: 1.0 marks it, and load_window,
         # which finds it differs from WINDOW_LOW_WATER, rebuilds it from the log.
-        return cls(data["max_tokens"], [Message(**m) for m in data["messages"]], data["turn_seq"],
-                   data.get("prompt_overhead"), data.get("overhead_key"), data.get("low_water", 1.0))
+        return cls._restored(data["max_tokens"], [Message(**m) for m in data["messages"]], data["turn_seq"],
+                             data.get("prompt_overhead"), data.get("overhead_key"), data.get("low_water", 1.0))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ConversationMemory) and self.to_json() == other.to_json()

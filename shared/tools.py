@@ -108,7 +108,10 @@ def paired(messages: list[dict]) -> list[dict]:
     """The window's messages with every tool_use answered in the next message and no
     tool_result without its call, as the API requires. Needed where the log does not pair
     them: a continuation that failed or was cancelled stored no results, and a window that
-    dropped its oldest turns may start with results whose calls are gone."""
+    dropped its oldest turns may start with results whose calls are gone. A window
+    without tool blocks (most) is returned as it is."""
+    if not any(b.get("type") in _PAIRED for m in messages if not isinstance(m["content"], str) for b in m["content"]):
+        return messages
     fixed = [dict(m) for m in messages]
     for i, message in enumerate(fixed):
         if message["role"] != "user" or isinstance(message["content"], str):
@@ -132,6 +135,9 @@ def paired(messages: list[dict]) -> list[dict]:
     return fixed
 
 
+_PAIRED = frozenset({"tool_use", "tool_result"})
+
+
 def window_for(messages: list[dict], tools: list[dict] | None) -> list[dict]:
     """The window as this turn sends it: calls paired with results, and, when the turn
     offers no tools (they were removed, or a message brought its own), earlier calls and
@@ -139,8 +145,13 @@ def window_for(messages: list[dict], tools: list[dict] | None) -> list[dict]:
     messages = paired(messages)
     if tools:
         return messages
-    return [{**m, "content": [_as_text(b) for b in m["content"]]} if _blocks(m, "tool_use") or
-            _blocks(m, "tool_result") or _server_blocks(m) else m for m in messages]
+    return [{**m, "content": [_as_text(b) for b in m["content"]]} if _has_tool_blocks(m) else m for m in messages]
+
+
+def _has_tool_blocks(message: dict) -> bool:
+    """Calls or results, of client or server tools."""
+    content = message["content"]
+    return not isinstance(content, str) and any(b.get("type") in _PAIRED or is_server_block(b) for b in content)
 
 
 def _as_text(block: dict) -> dict:
@@ -157,11 +168,6 @@ def _as_text(block: dict) -> dict:
         kind = "error" if block.get("is_error") else "result"
         return {"type": "text", "text": f"[tool {kind}: {result or '(empty)'}]"}
     return block
-
-
-def _server_blocks(message: dict) -> list[dict]:
-    content = message["content"]
-    return [] if isinstance(content, str) else [b for b in content if is_server_block(b)]
 
 
 def _blocks(message: dict, kind: str) -> list[dict]:

@@ -141,15 +141,27 @@ def anthropic_messages(messages: list[dict], ttl: str = "5m") -> list[dict]:
             for i, m in enumerate(messages)]
 
 
-def _content_blocks(content: str | list[dict], ttl: str | None) -> list[dict]:
-    """A message's content as blocks, each as it was (a thinking block must return unchanged);
-    with `ttl`, the cache breakpoint on the last block that may carry one."""
+def _content_blocks(content: str | list[dict], ttl: str | None) -> str | list[dict]:
+    """A message's content, each block as it was (a thinking block must return unchanged);
+    with `ttl`, as blocks with the cache breakpoint on the last block that may carry one.
+
+    Without one, a lone text block goes as its string: the API reads a string as
+    "shorthand for an array of one content block of type text", so the prompt (and its
+    cache entries) is the same, and a long window is a third of the objects for the SDK
+    to copy and encode on every turn."""
+    if ttl is None:
+        if isinstance(content, list) and len(content) == 1 and content[0].keys() == _TEXT_KEYS \
+                and content[0]["type"] == "text":
+            return content[0]["text"]
+        return content
     blocks = [{"type": "text", "text": content}] if isinstance(content, str) else [dict(b) for b in content]
-    if ttl is not None:
-        marked = next((i for i in range(len(blocks) - 1, -1, -1) if blocks[i].get("type") not in THINKING_TYPES), None)
-        if marked is not None:
-            blocks[marked]["cache_control"] = _cache_control(ttl)
+    marked = next((i for i in range(len(blocks) - 1, -1, -1) if blocks[i].get("type") not in THINKING_TYPES), None)
+    if marked is not None:
+        blocks[marked]["cache_control"] = _cache_control(ttl)
     return blocks
+
+
+_TEXT_KEYS = {"type", "text"}
 
 
 def thinking_params(request: ModelRequest) -> dict:

@@ -9,6 +9,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from offline_model.messages import text_of
 from shared.models import Turn
 from tests.integration.helpers import new_conversation, say, submit, wait_job
 from tests.integration.sse import SseReader, parse
@@ -143,7 +144,7 @@ def test_cancel_a_queued_job_it_never_runs(stack, client, alice, model):
 
     model(delay_ms=0)
     after = say(client, alice, conversation_id, "third")
-    sent = [m["content"][0]["text"] for m in model_state(stack)["requests"][-1]["messages"]]
+    sent = [text_of(m["content"]) for m in model_state(stack)["requests"][-1]["messages"]]
     assert sent == ["first", wait_job(client, alice, running["id"])["reply"]["content"], "third"]
     assert all("never sent" not in str(r) for r in model_state(stack)["requests"])
     assert after["status"] == "succeeded"
@@ -173,7 +174,7 @@ def test_cancel_a_running_job_stops_the_model_and_writes_no_turn(stack, client, 
 
     model(**MODEL_DEFAULTS)
     say(client, alice, conversation_id, "Still there?")
-    sent = [m["content"][0]["text"] for m in model_state(stack)["requests"][-1]["messages"]]
+    sent = [text_of(m["content"]) for m in model_state(stack)["requests"][-1]["messages"]]
     assert sent == ["Hi", first["reply"]["content"], "Still there?"]
     messages = client.get(f"/v1/conversations/{conversation_id}", headers=alice).get_json()["messages"]
     assert [m["content"] for m in messages if m["role"] == "user"] == ["Hi", "Still there?"]

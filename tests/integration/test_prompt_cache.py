@@ -13,6 +13,7 @@ import requests
 from sqlalchemy import select
 
 from offline_model import OfflineModelServer
+from offline_model.messages import text_of
 from shared.memory import estimate_tokens
 from shared.models import Conversation
 from shared.pricing import cost_usd
@@ -156,7 +157,7 @@ def test_drop_points_survive_a_rebuild_from_the_log(stack, client, alice):
     stack.services.windows.delete(conversation_id)
     say(client, alice, conversation_id, last)
     sent = requests.get(f"{stack.model.url}/_requests", timeout=5).json()["requests"][-1]["messages"]
-    assert [{"role": m["role"], "content": m["content"][0]["text"]} for m in sent] == cached.get_current_context()
+    assert [{"role": m["role"], "content": text_of(m["content"])} for m in sent] == cached.get_current_context()
 
 
 def test_summaries_refresh_only_when_the_window_drops_turns(stack, summarizing):  # noqa: F811

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from offline_model.messages import validate_messages
+from offline_model.messages import text_of, validate_messages
 from shared.memory import ConversationMemory
 from shared.model.anthropic_api import anthropic_messages
 from shared.replies import reply_outcome, sendable
@@ -43,7 +43,7 @@ def test_every_request_the_window_builds_is_valid(turns, budget, low_water):
         if context:  # an empty window is refused before any request (context_too_long)
             request = {"messages": anthropic_messages(context), "max_tokens": 64}
             validate_messages(request)  # raises BadRequest with the API's words on any rule broken
-            sent = "\n".join(block["text"] for m in request["messages"] for block in m["content"])
+            sent = "\n".join(text_of(m["content"]) for m in request["messages"])
             assert not any(text in sent for text in refused_texts)
         answer = ANSWERS[kind]
         if answer is None or not context:
