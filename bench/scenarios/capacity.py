@@ -67,19 +67,29 @@ class Round:
                 f"{timeline.describe(timeline.medians(self.phases)) if self.phases else '-'}")
 
 
+async def _turn(api: AsyncApi, conversation: str) -> tuple[dict, float, float]:
+    """One turn: the job, its seconds, and when the driver sent it (its clock)."""
+    sent = time.time()
+    job, seconds = await api.turn(conversation, MESSAGE)
+    return job, seconds, sent
+
+
 async def one_round(clients: list[AsyncApi], conversations: list[str]) -> Round:
-    """Every conversation's turn at once, each through its user's client."""
+    """Every conversation's turn at once, each through its user's client. A turn's
+    phases start when the driver sent it, not at the round's start: the driver's own
+    delay in sending 200 requests is not the API's."""
     sent = time.time()
     started = time.perf_counter()
-    turns = await asyncio.gather(*(api.turn(c, MESSAGE) for api, c in zip(clients, conversations)),
+    turns = await asyncio.gather(*(_turn(api, c) for api, c in zip(clients, conversations)),
                                  return_exceptions=True)
     wall = time.perf_counter() - started
     done = [turn for turn in turns if not isinstance(turn, BaseException)]
-    spans = {f"last_{name}_s": round(max((timeline.at(job[f"{name}_at"]) for job, _ in done), default=sent) - sent, 3)
+    spans = {f"last_{name}_s": round(max((timeline.at(job[f"{name}_at"]) for job, _, _ in done), default=sent) - sent,
+                                     3)
              for name in ("created", "started", "finished")}
-    return Round(wall, [seconds for _, seconds in done],
+    return Round(wall, [seconds for _, seconds, _ in done],
                  [str(turn).strip() for turn in turns if isinstance(turn, BaseException)], spans,
-                 [timeline.phases(job, sent, sent + seconds) for job, seconds in done])
+                 [timeline.phases(job, own, own + seconds) for job, seconds, own in done])
 
 
 async def rounds(stack: BenchStack, conversations: list[str], keys: list[str], own: list[str],

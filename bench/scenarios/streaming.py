@@ -96,16 +96,14 @@ class IdleStreams:
     async def _hold(self, api: AsyncApi, job_id: str) -> None:
         """Read the stream (its pings) until cancelled; the first event means it is open."""
         try:
-            async with api.http.stream("GET", f"/v1/jobs/{job_id}/events",
-                                       timeout=httpx2.Timeout(30, read=None)) as response:
-                first = True
-                async for _ in httpx2.EventSource(response):
-                    if first:
-                        first, self.opened = False, self.opened + 1
-                        self._settled()
+            await api.hold_events(job_id, self._opened)
         except Exception as error:  # noqa: BLE001 - counted and reported
             self.failures.append(f"{type(error).__name__}: {error}")
             self._settled()
+
+    def _opened(self) -> None:
+        self.opened += 1
+        self._settled()
 
     def _settled(self) -> None:
         if self.opened + len(self.failures) >= len(self.job_ids):
