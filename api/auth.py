@@ -1,5 +1,5 @@
-"""The caller behind a bearer key, for every request: one Core query, no ORM session,
-outside a transaction (one round trip: shared/db.one_statement).
+"""The caller behind a bearer key, for every request: one prepared query on a pooled
+connection, outside a transaction (one round trip: shared/db.first_row).
 
 Same rule as shared.users.authenticate (a live key, looked up by its SHA-256), at
 about half its CPU. Nothing is cached, so a revoked key stops working on the next
@@ -12,7 +12,7 @@ import hmac
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 
-from shared.db import one_statement
+from shared.db import first_row
 from shared.models import ApiKey, User
 from shared.users import KEY_PREFIX, hash_key
 
@@ -28,8 +28,7 @@ def key_owner(engine: Engine, key: str) -> User | None:
     if not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
     digest = hash_key(key)
-    with one_statement(engine) as connection:
-        row = connection.execute(_KEY_OWNER, {"key_hash": digest}).first()
+    row = first_row(engine, _KEY_OWNER, {"key_hash": digest})
     # The lookup matches hashes, so its timing tells nothing about a stored key;
     # the constant-time check keeps that true whatever the query becomes.
     if row is None or not hmac.compare_digest(row.key_hash, digest):

@@ -13,7 +13,7 @@ from api.errors import ApiError, not_found
 from api.service import cancel_job, is_final, own_job, parse_id
 from api.stream import SSE_RESPONSE, hold_stream_slot, resume_point, sse_response
 from api.tool_results import cancel_tool_calls
-from shared.db import one_statement
+from shared.db import first_row
 from shared.jobs import announce_end, job_to_dict
 from shared.models import Job, User
 
@@ -53,10 +53,9 @@ _JOB = select(Job.__table__).where(Job.id == bindparam("job_id"))
 
 
 def _own_job_dict(user: User, job_id: str) -> dict:
-    """The user's job as clients see it, or a 404: one Core select, whose row has every
+    """The user's job as clients see it, or a 404: one prepared select, whose row has every
     column `job_to_dict` reads (no ORM instance or session for a read-only answer)."""
-    with one_statement(services().engine) as connection:
-        row = connection.execute(_JOB, {"job_id": parse_id(job_id, "job")}).first()
+    row = first_row(services().engine, _JOB, {"job_id": parse_id(job_id, "job")})
     if row is None or row.user_id != user.id:
         raise not_found("job")
     return job_to_dict(row)

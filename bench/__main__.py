@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.reference import reference_ms
 from bench.report import Result, table, write
 from bench.stack import BenchStack
 from shared.local_stack import config_errors
@@ -74,8 +75,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: scenario {number} ({SCENARIOS[number]})…", flush=True)
             if needs_stack:
                 stack.problems()  # what earlier scenarios logged is theirs
+            before = reference_ms()
             result = module.run(stack, args.quick)
             result.figures["seconds"] = round(time.monotonic() - began, 1)
+            result.figures["reference_cpu_ms"] = [before, reference_ms()]
+            result.show("machine speed", f"a fixed Python workload (bench/reference.py) took {before:g} ms of CPU "
+                        f"before, {result.figures['reference_cpu_ms'][1]:g} after: compare runs by it")
             problems = stack.problems() if needs_stack else None
             if problems:
                 result.figures["logged_problems"] = dict(problems.most_common(10))
@@ -92,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results))
     write(args.output, results, run)
+    run["reference_cpu_ms_at_end"] = reference_ms()
     print(f"\n{sum(r.met for r in results)} of {len(results)} scenarios met their targets; "
           f"{run['seconds']:g} s; load average {run['load_average_at_end'][0]:g} on {os.cpu_count()} cores; "
-          f"written to {args.output}")
+          f"reference workload {run['reference_cpu_ms_at_end']:g} ms; written to {args.output}")
     return 0
 
 
