@@ -170,8 +170,8 @@ class JobEndWaits:
         self.wake(job_id)
 
     def _appends_idle(self) -> bool:
-        """Asked by the appends' subscription about once a second: no streams for
-        IDLE_APPENDS_SECONDS ends it (the next stream starts another)."""
+        """Asked by the appends' subscription at least every LISTEN_SECONDS (shared/events.py):
+        no streams for IDLE_APPENDS_SECONDS ends it (the next stream starts another)."""
         with self._lock:
             if self._streams or time.monotonic() - self._no_streams_since < IDLE_APPENDS_SECONDS:
                 return False
