@@ -3,6 +3,8 @@ terminated backend) is replaced at checkout, so the next statement runs instead 
 the per-request reads on the pooled connection itself (first_row)."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import psycopg
 import pytest
 from sqlalchemy import Integer, bindparam, column, func, literal, select, table, text
@@ -63,8 +65,15 @@ def test_first_row_fails_as_sqlalchemy_and_replaces_a_connection_that_died(stack
         with pytest.raises(sql_errors.DataError):
             first_row(engine, select(literal(1) / bindparam("zero", type_=Integer)), {"zero": 0})
         first = backend_pid(engine)  # the failed statement left the connection usable
-        with pytest.raises(sql_errors.OperationalError):
-            first_row(engine, select(func.pg_terminate_backend(func.pg_backend_pid())), {})
+        with ThreadPoolExecutor(1) as pool:
+            reading = pool.submit(first_row, engine, select(func.pg_sleep(30)), {})
+            with psycopg.connect(stack.settings.database_url, autocommit=True) as admin:
+                # Terminated while the read waits on it: the read sees its connection die.
+                while not admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = %s "
+                                        "AND query LIKE '%%pg_sleep%%'", (first,)).fetchall():
+                    pass
+            with pytest.raises(sql_errors.OperationalError):
+                reading.result(timeout=30)
         assert backend_pid(engine) != first
     finally:
         engine.dispose()
