@@ -16,11 +16,15 @@ class TurnFailed(RuntimeError):
 
 
 def _job_of(response: httpx2.Response) -> dict:
-    if response.status_code not in (200, 202):
-        raise TurnFailed(f"{response.request.method} {response.request.url.path}: "
-                         f"{response.status_code} {response.text[:300].strip()}")
-    body = response.json()
-    return body.get("job", body)
+    return _job(response.request.method, response.request.url.path, response.status_code, response.content)
+
+
+def _job(method: str, path: str, status: int, body: bytes) -> dict:
+    """The job a submit or a read answered with; TurnFailed for any other answer."""
+    if status not in (200, 202):
+        raise TurnFailed(f"{method} {path}: {status} {body[:300].decode(errors='replace').strip()}")
+    found = json.loads(body)
+    return found.get("job", found)
 
 
 def _checked(job: dict) -> dict:
@@ -77,19 +81,16 @@ class AsyncApi:
             base_url=url, headers={"Authorization": f"Bearer {key}"},
             timeout=aiohttp.ClientTimeout(total=WAIT + 60), connector=aiohttp.TCPConnector(limit=connections))
 
-    async def _job(self, method: str, path: str, **kwargs) -> dict:
+    async def _request(self, method: str, path: str, **kwargs) -> dict:
         async with self.http.request(method, path, **kwargs) as response:
-            body = await response.read()
-        if response.status not in (200, 202):
-            raise TurnFailed(f"{method} {path}: {response.status} {body[:300].decode(errors='replace').strip()}")
-        found = json.loads(body)
-        return found.get("job", found)
+            return _job(method, path, response.status, await response.read())
 
     async def submit(self, conversation_id: str, content: str) -> dict:
-        return await self._job("POST", f"/v1/conversations/{conversation_id}/messages", json={"content": content})
+        return await self._request("POST", f"/v1/conversations/{conversation_id}/messages",
+                                   json={"content": content})
 
     async def wait(self, job_id: str) -> dict:
-        return await self._job("GET", f"/v1/jobs/{job_id}", params={"wait": str(WAIT)})
+        return await self._request("GET", f"/v1/jobs/{job_id}", params={"wait": str(WAIT)})
 
     async def turn(self, conversation_id: str, content: str) -> tuple[dict, float]:
         started = time.perf_counter()

@@ -7,7 +7,6 @@ process's Python CPU. Each sample goes to the innermost frame of a known package
 from __future__ import annotations
 
 import argparse
-
 import shutil
 import signal
 import subprocess

@@ -108,10 +108,7 @@ def paired(messages: list[dict]) -> list[dict]:
     """The window's messages with every tool_use answered in the next message and no
     tool_result without its call, as the API requires. Needed where the log does not pair
     them: a continuation that failed or was cancelled stored no results, and a window that
-    dropped its oldest turns may start with results whose calls are gone. A window
-    without tool blocks (most) is returned as it is."""
-    if not any(b.get("type") in _PAIRED for m in messages if not isinstance(m["content"], str) for b in m["content"]):
-        return messages
+    dropped its oldest turns may start with results whose calls are gone."""
     fixed = [dict(m) for m in messages]
     for i, message in enumerate(fixed):
         if message["role"] != "user" or isinstance(message["content"], str):
@@ -141,7 +138,10 @@ _PAIRED = frozenset({"tool_use", "tool_result"})
 def window_for(messages: list[dict], tools: list[dict] | None) -> list[dict]:
     """The window as this turn sends it: calls paired with results, and, when the turn
     offers no tools (they were removed, or a message brought its own), earlier calls and
-    results as text, since the API refuses tool blocks in a request without tools."""
+    results as text, since the API refuses tool blocks in a request without tools. A
+    window without tool blocks (most) is returned as it is, after one look."""
+    if not any(_has_tool_blocks(m) for m in messages):
+        return messages
     messages = paired(messages)
     if tools:
         return messages
