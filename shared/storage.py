@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import threading
 from collections import deque
+from contextlib import suppress
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol
@@ -66,22 +66,47 @@ class LocalLogStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._base = os.path.realpath(self.root)  # resolved once, not on every key
 
-    def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+    def _file(self, key: str) -> str:
+        """The key's file. Keys are built from server-side ids, so the check is lexical: a
+        key that would leave the folder ('..', an absolute path) is refused without
+        asking the disk (resolving every key's path cost ~12 lstat calls a write)."""
+        path = os.path.normpath(os.path.join(self._base, key))
+        if path != self._base and not path.startswith(self._base + os.sep):
             raise ValueError("key escapes the store")
         return path
 
+    def _path(self, key: str) -> Path:
+        return Path(self._file(key))
+
+    def _write(self, key: str, data: bytes) -> None:
+        """Write to a file of this process and thread beside the key's, synced, then rename
+        it over the key's: a reader sees the old object or the new one, never a part. The
+        folder is made only when it is missing (a conversation's first write), not
+        checked on every write."""
+        path = self._file(key)
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f".tmp-{name}-{os.getpid()}-{threading.get_ident()}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        try:
+            fd = os.open(tmp, flags, 0o600)
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(tmp, flags, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
     def put(self, key: str, entry: dict) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(encode(entry))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        self._write(key, encode(entry))
 
     def get(self, key: str) -> dict | None:
         data = self.get_bytes(key)
@@ -100,8 +125,7 @@ class LocalLogStore:
         base = self._path(prefix)
         if not base.is_dir():
             return []
-        root = self.root.resolve()
-        return sorted(str(p.relative_to(root)) for p in base.rglob("*.json") if not p.name.startswith(".tmp-"))
+        return sorted(os.path.relpath(p, self._base) for p in base.rglob("*.json") if not p.name.startswith(".tmp-"))
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self._path(prefix), ignore_errors=True)
@@ -111,14 +135,7 @@ class LocalLogStore:
             raise StorageUnavailable(f"{self.root} is not a folder")
 
     def put_bytes(self, key: str, data: bytes, media_type: str) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        self._write(key, data)
 
     def get_bytes(self, key: str) -> bytes | None:
         try:

@@ -296,3 +296,27 @@ def test_local_ping_fails_when_the_folder_is_gone(tmp_path):
     (tmp_path / "logs").rmdir()
     with pytest.raises(StorageUnavailable):
         store.ping()
+
+
+def test_local_write_after_its_folder_was_deleted_makes_it_again(tmp_path, prefix):
+    """Folders are made when a write finds them missing, not checked on every write."""
+    store = make_log_store(str(tmp_path / "logs"))
+    store.put(turn_key(prefix, 1), entry(1))
+    store.delete_prefix(prefix)
+    store.put(turn_key(prefix, 2), entry(2))
+    assert store.list_keys(prefix) == [turn_key(prefix, 2)]
+    assert store.get(turn_key(prefix, 2)) == entry(2)
+
+
+def test_local_failed_write_keeps_the_old_object_and_no_temp_file(tmp_path, prefix, monkeypatch):
+    store = make_log_store(str(tmp_path / "logs"))
+    store.put(turn_key(prefix, 1), entry(1))
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        store.put(turn_key(prefix, 1), entry(2))
+    assert store.get(turn_key(prefix, 1)) == entry(1)
+    assert [p.name for p in (tmp_path / "logs" / prefix / "turns").iterdir()] == [f"{1:010d}.json"]
