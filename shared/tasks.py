@@ -6,7 +6,7 @@ from typing import Callable
 
 from celery import Celery
 
-from shared.broker import transport_for
+from shared.broker import TRANSPORT, transport_for
 from shared.config import Settings
 
 log = logging.getLogger("parley.tasks")
@@ -59,6 +59,12 @@ class Dispatcher:
 
     def __init__(self, celery: Celery, request_id: Callable[[], str | None] | None = None):
         self.celery, self.request_id = celery, request_id
+        # On Redis a task goes straight onto its queue's list (the default exchange), and
+        # declaring the queue first changes nothing there; kombu still copied the queue's
+        # entities on every send to find it declared (a fifth of a send's CPU). Other
+        # brokers keep Celery's declaration: on AMQP, a message for a queue that does not
+        # exist yet would be dropped.
+        self._declare = {"declare": []} if celery.conf.broker_transport == TRANSPORT else {}
 
     def turn(self, job_id: object) -> None:
         self._send(REPLY_TASK, job_id)
@@ -73,6 +79,6 @@ class Dispatcher:
         try:
             request_id = self.request_id() if self.request_id else None
             self.celery.send_task(task, args=[str(job_id)], countdown=countdown,
-                                  headers={REQUEST_ID_HEADER: request_id} if request_id else None)
+                                  headers={REQUEST_ID_HEADER: request_id} if request_id else None, **self._declare)
         except Exception as error:
             log.warning("could not send %s for %s (the sweeper will): %s", task, job_id, error)
