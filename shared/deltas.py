@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Callable, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,7 @@ DELTA_INTERVAL_SECONDS = 0.025
 
 # (job key, the events' data) -> the last event's number, or None if the job already ended
 Append = Callable[[str, list[dict]], "int | None"]
+T = TypeVar("T")
 
 
 class _Window:
@@ -61,15 +62,16 @@ class DeltaBatcher:
         finally:
             window.lock.release()
 
-    def flush(self, key: str) -> None:
-        """Append the job's held deltas now (before another event of the job)."""
+    def flush(self, key: str, then: Callable[[list[dict]], T]) -> T:
+        """`then(held)`: append the job's held deltas with the event that follows them,
+        after any batch of them already on its way."""
         with self._changed:
             window = self._windows.pop(key, None)
-        if window is not None:
-            with window.lock:
-                window.closed = True
-                if window.held:
-                    self._append(key, window.held)
+        if window is None:
+            return then([])
+        with window.lock:
+            window.closed = True
+            return then(window.held)
 
     def _start(self) -> None:
         if self._thread is None:  # on first use, never at import

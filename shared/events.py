@@ -33,25 +33,27 @@ LISTEN_SECONDS = 1.0  # a subscription's longest wait for a message before it lo
 # per stream.
 EVENTS_CHANNEL = "parley:events"
 
-# KEYS: stream, final marker, finished channel, events channel. ARGV: type, final?, ttl,
-# job id, then each event's data (several events of one type in one call). Returns the
-# last new event's number, or false if the job already had its final event.
+# KEYS: stream, final marker, finished channel, events channel. ARGV: final?, ttl, job
+# id, then each event's type and data (a batch of deltas, and the event that follows
+# them, in one call). Returns the last new event's number, or false if the job already
+# had its final event.
 _APPEND = """
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return false
 end
 local id
-for i = 5, #ARGV do
-  id = redis.call('XADD', KEYS[1], '0-*', 'type', ARGV[1], 'data', ARGV[i])
+for i = 4, #ARGV, 2 do
+  id = redis.call('XADD', KEYS[1], '0-*', 'type', ARGV[i], 'data', ARGV[i + 1])
 end
-if ARGV[2] == '1' then
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  redis.call('PUBLISH', KEYS[3], ARGV[1])
+if ARGV[1] == '1' then
+  local final = ARGV[#ARGV - 1]
+  redis.call('SET', KEYS[2], final, 'EX', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('PUBLISH', KEYS[3], final)
 else
-  redis.call('EXPIRE', KEYS[1], ARGV[3], 'NX')
+  redis.call('EXPIRE', KEYS[1], ARGV[2], 'NX')
 end
-redis.call('PUBLISH', KEYS[4], ARGV[4])
+redis.call('PUBLISH', KEYS[4], ARGV[3])
 return tonumber(string.sub(id, 3))
 """
 
@@ -95,7 +97,7 @@ class JobEvents:
     def __init__(self, client: redis.Redis, events_ttl: int):
         self.client, self.events_ttl = client, events_ttl
         self._script = client.register_script(_APPEND)
-        self._deltas = DeltaBatcher(lambda job, datas: self._append(job, "message.delta", datas))
+        self._deltas = DeltaBatcher(lambda job, datas: self._append(job, [("message.delta", d) for d in datas]))
 
     def add(self, job_id: object, type_: str, data: dict | None = None) -> int | None:
         """Append an event; None if the job already ended (nothing is added after the end).
@@ -107,15 +109,17 @@ class JobEvents:
         job = str(job_id)
         if type_ == "message.delta":
             return self._deltas.add(job, data or {})
-        self._deltas.flush(job)
-        return self._append(job, type_, [data or {}])
+        # The held deltas go first, in the same call (one round trip at a turn's end, not two).
+        return self._deltas.flush(job, lambda held: self._append(job, [*(("message.delta", d) for d in held),
+                                                                          (type_, data or {})]))
 
-    def _append(self, job: str, type_: str, datas: list[dict]) -> int | None:
-        final = type_ in FINAL_EVENTS
-        return self._script(
-            keys=[_stream_key(job), _final_key(job), _finished_channel(job), EVENTS_CHANNEL],
-            args=[type_, "1" if final else "0", self.events_ttl if final else LIVE_TTL_SECONDS, job,
-                  *(orjson.dumps(data) for data in datas)])
+    def _append(self, job: str, events: list[tuple[str, dict]]) -> int | None:
+        final = events[-1][0] in FINAL_EVENTS
+        args: list = ["1" if final else "0", self.events_ttl if final else LIVE_TTL_SECONDS, job]
+        for type_, data in events:
+            args += (type_, orjson.dumps(data))
+        return self._script(keys=[_stream_key(job), _final_key(job), _finished_channel(job), EVENTS_CHANNEL],
+                            args=args)
 
     def ended(self, job_id: object) -> str | None:
         """The final event's type, once the job has one."""

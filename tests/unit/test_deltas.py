@@ -27,6 +27,10 @@ class Stream:
     def texts(self, job: str = "job") -> list[str]:
         return [text for owner, text in self.events if owner == job]
 
+    def then(self, job: str, text: str):
+        """The job's next other event, appended with the deltas held before it."""
+        return lambda held: self.append(job, [*held, {"text": text}])
+
     def wait_for(self, count: int) -> None:
         with self.changed:
             assert self.changed.wait_for(lambda: len(self.events) >= count, timeout=10), self.events
@@ -38,8 +42,8 @@ def test_the_first_piece_is_appended_at_once_and_the_rest_together():
     assert batcher.add("job", {"text": "Once"}) == 1
     assert batcher.add("job", {"text": " upon"}) == 0 and batcher.add("job", {"text": " a time"}) == 0
     assert stream.texts() == ["Once"]
-    batcher.flush("job")  # as before the job's next other event
-    assert stream.texts() == ["Once", " upon", " a time"] and stream.calls == 2
+    batcher.flush("job", stream.then("job", "[end]"))  # the job's next other event
+    assert stream.texts() == ["Once", " upon", " a time", "[end]"] and stream.calls == 2  # held and next: one call
 
 
 def test_held_pieces_arrive_without_another_event():
@@ -58,18 +62,18 @@ def test_jobs_are_held_apart():
     for n in range(3):
         batcher.add("a", {"text": f"a{n}"})
         batcher.add("b", {"text": f"b{n}"})
-    batcher.flush("b")
-    assert stream.texts("a") == ["a0"] and stream.texts("b") == ["b0", "b1", "b2"]
-    batcher.flush("a")
-    assert stream.texts("a") == ["a0", "a1", "a2"]
+    batcher.flush("b", stream.then("b", "b-end"))
+    assert stream.texts("a") == ["a0"] and stream.texts("b") == ["b0", "b1", "b2", "b-end"]
+    batcher.flush("a", stream.then("a", "a-end"))
+    assert stream.texts("a") == ["a0", "a1", "a2", "a-end"]
 
 
 def test_after_a_flush_the_next_piece_goes_at_once():
     stream = Stream()
     batcher = DeltaBatcher(stream.append, interval=60)
     batcher.add("job", {"text": "Hel"})
-    batcher.flush("job")  # e.g. a message.reset between two attempts
-    assert batcher.add("job", {"text": "Hello"}) == 2 and stream.texts() == ["Hel", "Hello"]
+    batcher.flush("job", stream.then("job", "[reset]"))  # e.g. a message.reset between two attempts
+    assert batcher.add("job", {"text": "Hello"}) == 3 and stream.texts() == ["Hel", "[reset]", "Hello"]
 
 
 def test_an_ended_job_says_so():
