@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import orjson
 import psycopg
@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import ClauseElement
 
 
 def make_engine(url: str, pool_size: int = 10, max_overflow: int | None = None) -> Engine:
@@ -49,7 +49,7 @@ def _check_alive(dbapi_connection, record, proxy) -> None:
 @contextmanager
 def one_statement(engine: Engine) -> Iterator[Connection]:
     """A pooled connection in autocommit, for work that is one statement: a read, or an
-    UPDATE that is atomic by itself (a claim, a lease's renewal). psycopg otherwise opens a
+    UPDATE that is atomic by itself (a job handed back). psycopg otherwise opens a
     transaction before the first statement (a `BEGIN`, a round trip of its own) and it is
     committed or rolled back after (another); one statement sees one snapshot and commits
     alone either way, so this is one round trip instead of three. Autocommit is a flag of
@@ -59,15 +59,29 @@ def one_statement(engine: Engine) -> Iterator[Connection]:
         yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
-def first_row(engine: Engine, statement: Select, params: dict[str, Any]) -> Any | None:
-    """The first row of a one-statement read, as a named tuple, or None: on the pooled
-    psycopg connection itself, in autocommit, as a prepared statement. For the reads of
-    every request (the key's owner, a long-poll's job), where SQLAlchemy's `Connection`
-    and `Result` around one row were about half the client's CPU (~160 against ~80 us a
-    read in a loop). The statement is compiled once; its columns' SQLAlchemy types do no
-    work on the way, so it must only read columns psycopg returns as they are used
-    (UUIDs, times, text, numbers, JSON). A database error is SQLAlchemy's, as from
-    `Connection.execute`, and a connection that failed is not pooled again."""
+def first_row(engine: Engine, statement: ClauseElement, params: dict[str, Any]) -> Any | None:
+    """The first row of one statement, as a named tuple, or None (`_prepared`). For the
+    reads of every request (the key's owner, a long-poll's job) and a worker's claim."""
+    return _prepared(engine, statement, params, psycopg.Cursor.fetchone)
+
+
+def all_rows(engine: Engine, statement: ClauseElement, params: dict[str, Any]) -> list[Any]:
+    """Every row of one statement, as named tuples (`_prepared`). For the leases' renewal,
+    which fences every turn's log write."""
+    return _prepared(engine, statement, params, psycopg.Cursor.fetchall)
+
+
+def _prepared(engine: Engine, statement: ClauseElement, params: dict[str, Any],
+              fetch: Callable[[psycopg.Cursor], Any]) -> Any:
+    """`fetch` of one statement run on the pooled psycopg connection itself, in autocommit
+    (a read, or a write that commits alone: `one_statement`'s rule), as a prepared
+    statement: SQLAlchemy's `Connection` and `Result` around it were about half the
+    client's CPU (~160 against ~80 us a read in a loop). The statement is compiled once;
+    SQLAlchemy's types do no work on the way in or out, so its parameters must be values
+    psycopg adapts as they are (UUIDs and lists of them, numbers, text) and its columns
+    ones psycopg returns as they are used (UUIDs, times, text, numbers, JSON). A database
+    error is SQLAlchemy's, as from `Connection.execute`, and a connection that failed is
+    not pooled again."""
     sql, values = _compiled(engine, statement)
     params = {**values, **params}  # the statement's own values (a literal), then the caller's
     try:
@@ -79,7 +93,7 @@ def first_row(engine: Engine, statement: Select, params: dict[str, Any]) -> Any 
         connection.autocommit = True  # a client flag: nothing is sent
         try:
             with connection.cursor(row_factory=namedtuple_row) as cursor:
-                return cursor.execute(sql, params, prepare=True).fetchone()
+                return fetch(cursor.execute(sql, params, prepare=True))
         finally:
             if not connection.closed:
                 connection.autocommit = False
@@ -95,10 +109,10 @@ def first_row(engine: Engine, statement: Select, params: dict[str, Any]) -> Any 
 _COMPILED: dict[tuple[int, str], tuple[str, dict[str, Any]]] = {}
 
 
-def _compiled(engine: Engine, statement: Select) -> tuple[str, dict[str, Any]]:
+def _compiled(engine: Engine, statement: ClauseElement) -> tuple[str, dict[str, Any]]:
     """The statement's SQL for this engine's dialect, with named parameters (psycopg's
     `%(name)s`), and the values it carries itself; statements given here are module
-    constants, compiled once."""
+    constants (a `select()`, a `text()`), compiled once."""
     key = (id(statement), engine.dialect.name)
     found = _COMPILED.get(key)
     if found is None:

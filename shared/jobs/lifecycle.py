@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from shared.db import one_statement
+from shared.db import all_rows, first_row, one_statement
 from shared.events import JobEvents
 from shared.jobs import sql
 from shared.jobs.record import final_event, job_to_dict
@@ -122,13 +122,15 @@ class Claim:
 
 
 def claim(services: Services, job_id: uuid.UUID, worker: str | None = None) -> Claim | None:
-    with one_statement(services.engine) as connection:
-        row = connection.execute(
-            sql.CLAIM, {"id": job_id, "lease": services.settings.job_lease_seconds, "worker": worker,
-                        "max_attempts": services.settings.max_job_attempts}).first()
+    """The job, now held by this attempt, if it may run (sql.CLAIM), with its conversation.
+    Prepared on the pooled connection (shared/db.first_row), as it runs every turn; its
+    columns come as they did through SQLAlchemy, which has no types to apply to a `text()`."""
+    row = first_row(services.engine, sql.CLAIM, {
+        "id": job_id, "lease": services.settings.job_lease_seconds, "worker": worker,
+        "max_attempts": services.settings.max_job_attempts})
     if row is None:
         return None
-    conversation = (Conversation(**{name: row._mapping[name] for name in _CONVERSATION_COLUMNS})
+    conversation = (Conversation(**{name: getattr(row, name) for name in _CONVERSATION_COLUMNS})
                     if row.conversation_id is not None else None)
     return Claim(row.claimed_id, row.claimed_user_id, row.claimed_conversation_id, row.claimed_request["content"],
                  row.claimed_attempts, row.claimed_created_at, request=row.claimed_request,
@@ -145,12 +147,12 @@ def renew(services: Services, claim: Claim) -> bool:
 
 
 def renew_all(services: Services, claims: list[Claim]) -> set[uuid.UUID]:
-    """`renew` of many claims in one statement; returns the ids of the jobs still held."""
-    with one_statement(services.engine) as connection:
-        rows = connection.execute(sql.EXTEND, {"lease": services.settings.job_lease_seconds,
-                                               "ids": [claim.job_id for claim in claims],
-                                               "attempts": [claim.attempt for claim in claims]})
-        return {row.id for row in rows}
+    """`renew` of many claims in one statement; returns the ids of the jobs still held.
+    Prepared on the pooled connection (shared/db.all_rows): it fences every turn's log write."""
+    rows = all_rows(services.engine, sql.EXTEND, {"lease": services.settings.job_lease_seconds,
+                                                  "ids": [claim.job_id for claim in claims],
+                                                  "attempts": [claim.attempt for claim in claims]})
+    return {row.id for row in rows}
 
 
 def lease_left(services: Services, job_id: uuid.UUID) -> float | None:

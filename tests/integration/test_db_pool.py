@@ -1,8 +1,11 @@
 """shared/db.py: a pooled connection that PostgreSQL closed (a restart, a failover, a
 terminated backend) is replaced at checkout, so the next statement runs instead of failing;
-the per-request reads on the pooled connection itself (first_row)."""
+the per-request reads and the worker's per-turn statements on the pooled connection itself
+(first_row, all_rows)."""
 from __future__ import annotations
 
+import socket
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -11,10 +14,14 @@ from sqlalchemy import Integer, bindparam, column, func, literal, select, table,
 from sqlalchemy import exc as sql_errors
 
 from shared.config import Settings
-from shared.db import first_row, make_engine
+from shared.db import all_rows, first_row, make_engine
 
 pg_class = table("pg_class", column("relname"), column("relkind"))
 CLASS_OF = select(pg_class.c.relname, pg_class.c.relkind).where(pg_class.c.relname == bindparam("name"))
+SERIES = text("SELECT n FROM generate_series(1, :count) AS n")
+MISSING = text("SELECT n FROM no_such_table")
+# A lease renewal's parameters (shared/jobs/sql.EXTEND): lists, as arrays.
+PAIRS = text("SELECT id, attempt FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[])) AS held (id, attempt)")
 
 
 def backend_pid(engine) -> int:
@@ -75,5 +82,44 @@ def test_first_row_fails_as_sqlalchemy_and_replaces_a_connection_that_died(stack
             with pytest.raises(sql_errors.OperationalError):
                 reading.result(timeout=30)
         assert backend_pid(engine) != first
+    finally:
+        engine.dispose()
+
+
+def test_all_rows_gives_every_row_of_a_statement_or_none(stack):
+    engine = make_engine(Settings(database_url=stack.settings.database_url).sqlalchemy_url, pool_size=1,
+                         max_overflow=0)
+    try:
+        assert [row.n for row in all_rows(engine, SERIES, {"count": 3})] == [1, 2, 3]
+        assert all_rows(engine, SERIES, {"count": 0}) == []
+        with pytest.raises(sql_errors.ProgrammingError):  # SQLAlchemy's, as first_row's
+            all_rows(engine, MISSING, {})
+    finally:
+        engine.dispose()
+
+
+def test_all_rows_sends_lists_as_arrays(stack):
+    """A lease renewal's ids and attempts, as the worker passes them (UUIDs, ints)."""
+    engine = make_engine(Settings(database_url=stack.settings.database_url).sqlalchemy_url, pool_size=1,
+                         max_overflow=0)
+    try:
+        ids = [uuid.uuid4(), uuid.uuid4()]
+        rows = all_rows(engine, PAIRS, {"ids": ids, "attempts": [1, 70000]})
+        assert [(row.id, row.attempt) for row in rows] == [(ids[0], 1), (ids[1], 70000)]
+        assert all_rows(engine, PAIRS, {"ids": [], "attempts": []}) == []
+    finally:
+        engine.dispose()
+
+
+def test_a_database_that_cannot_be_reached_fails_as_sqlalchemy(stack):
+    """A claim or renewal during an outage raises OperationalError, which the worker hands
+    back for a retry (worker/pipeline.py TRANSIENT)."""
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", pool_size=1, max_overflow=0)
+    try:
+        with pytest.raises(sql_errors.OperationalError):
+            all_rows(engine, SERIES, {"count": 1})
     finally:
         engine.dispose()
