@@ -106,19 +106,20 @@ def _prepared(engine: Engine, statement: ClauseElement, params: dict[str, Any],
         pooled.close()
 
 
-_COMPILED: dict[tuple[int, str], tuple[str, dict[str, Any]]] = {}
+_COMPILED: dict[tuple[int, str], tuple[ClauseElement, str, dict[str, Any]]] = {}
 
 
 def _compiled(engine: Engine, statement: ClauseElement) -> tuple[str, dict[str, Any]]:
     """The statement's SQL for this engine's dialect, with named parameters (psycopg's
     `%(name)s`), and the values it carries itself; statements given here are module
-    constants (a `select()`, a `text()`), compiled once."""
+    constants (a `select()`, a `text()`), compiled once. The cache keeps the statement
+    itself, so its id cannot pass to another statement made later."""
     key = (id(statement), engine.dialect.name)
     found = _COMPILED.get(key)
     if found is None:
         compiled = statement.compile(dialect=engine.dialect)
-        found = _COMPILED[key] = (str(compiled), dict(compiled.params))
-    return found
+        found = _COMPILED[key] = (statement, str(compiled), dict(compiled.params))
+    return found[1], found[2]
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:
