@@ -9,7 +9,8 @@ import psycopg
 from psycopg import OperationalError
 from psycopg.pq import ConnStatus
 from psycopg.rows import namedtuple_row
-from sqlalchemy import create_engine, event
+from psycopg.types.json import Jsonb
+from sqlalchemy import JSON, create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -60,66 +61,108 @@ def one_statement(engine: Engine) -> Iterator[Connection]:
 
 
 def first_row(engine: Engine, statement: ClauseElement, params: dict[str, Any]) -> Any | None:
-    """The first row of one statement, as a named tuple, or None (`_prepared`). For the
+    """The first row of one statement, as a named tuple, or None (`prepared`). For the
     reads of every request (the key's owner, a long-poll's job) and a worker's claim."""
-    return _prepared(engine, statement, params, psycopg.Cursor.fetchone)
+    with prepared(engine, autocommit=True) as run:
+        return run(statement, params).fetchone()
 
 
 def all_rows(engine: Engine, statement: ClauseElement, params: dict[str, Any]) -> list[Any]:
-    """Every row of one statement, as named tuples (`_prepared`). For the leases' renewal,
+    """Every row of one statement, as named tuples (`prepared`). For the leases' renewal,
     which fences every turn's log write."""
-    return _prepared(engine, statement, params, psycopg.Cursor.fetchall)
+    with prepared(engine, autocommit=True) as run:
+        return run(statement, params).fetchall()
 
 
-def _prepared(engine: Engine, statement: ClauseElement, params: dict[str, Any],
-              fetch: Callable[[psycopg.Cursor], Any]) -> Any:
-    """`fetch` of one statement run on the pooled psycopg connection itself, in autocommit
-    (a read, or a write that commits alone: `one_statement`'s rule), as a prepared
-    statement: SQLAlchemy's `Connection` and `Result` around it were about half the
-    client's CPU (~160 against ~80 us a read in a loop). The statement is compiled once;
-    SQLAlchemy's types do no work on the way in or out, so its parameters must be values
-    psycopg adapts as they are (UUIDs and lists of them, numbers, text) and its columns
-    ones psycopg returns as they are used (UUIDs, times, text, numbers, JSON). A database
+Run = Callable[[ClauseElement, dict[str, Any]], psycopg.Cursor]
+
+
+@contextmanager
+def prepared(engine: Engine, autocommit: bool = False) -> Iterator[Run]:
+    """`run(statement, params)` of statements on the pooled psycopg connection itself, as
+    prepared statements, returning the cursor (rows as named tuples). In autocommit for
+    a statement that commits alone (`one_statement`'s rule); otherwise the statements are
+    one transaction, committed when the block ends and rolled back if it raises.
+
+    SQLAlchemy's `Connection` and `Result` around a statement were half or more of the
+    client's CPU (a read: ~160 against ~80 us in a loop; a claim returning a
+    conversation: ~1,250 against ~640 us). Each statement is compiled once; SQLAlchemy's
+    types do no work on the way, except JSON parameters (sent as JSONB, as the column
+    types say: `_json_value`), so the other parameters must be values psycopg adapts as
+    they are (UUIDs and lists of them, numbers, Decimals, text) and the columns ones
+    psycopg returns as they are used (UUIDs, times, text, numbers, JSON). A database
     error is SQLAlchemy's, as from `Connection.execute`, and a connection that failed is
     not pooled again."""
-    sql, values = _compiled(engine, statement)
-    params = {**values, **params}  # the statement's own values (a literal), then the caller's
+    current: list[str] = ["(connect)"]
     try:
         pooled = engine.raw_connection()  # unlike Connection, the pool's errors come as psycopg's
     except psycopg.Error as error:
-        raise DBAPIError.instance(sql, params, error, psycopg.Error) from error
+        raise DBAPIError.instance(current[0], {}, error, psycopg.Error) from error
+    connection = pooled.driver_connection
     try:
-        connection = pooled.driver_connection
-        connection.autocommit = True  # a client flag: nothing is sent
-        try:
-            with connection.cursor(row_factory=namedtuple_row) as cursor:
-                return fetch(cursor.execute(sql, params, prepare=True))
-        finally:
-            if not connection.closed:
-                connection.autocommit = False
+        connection.autocommit = autocommit  # a client flag: nothing is sent
+        with connection.cursor(row_factory=namedtuple_row) as cursor:
+
+            def run(statement: ClauseElement, params: dict[str, Any]) -> psycopg.Cursor:
+                sql, values, json = _compiled(engine, statement)
+                current[0] = sql
+                params = {**values, **params}  # the statement's own values (a literal), then the caller's
+                for name, none_as_null in json.items():
+                    params[name] = _json_value(params.get(name), none_as_null)
+                return cursor.execute(sql, params, prepare=True)
+
+            yield run
+        if not autocommit:
+            connection.commit()
     except psycopg.Error as error:
-        # A dead connection, or one left in autocommit, must not serve a unit of work.
-        if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)) or connection.autocommit:
-            pooled.invalidate(error)
-        raise DBAPIError.instance(sql, params, error, psycopg.Error) from error
+        _put_back(pooled, connection, error)
+        raise DBAPIError.instance(current[0], {}, error, psycopg.Error) from error
+    except BaseException as error:
+        _put_back(pooled, connection, error)
+        raise
     finally:
+        if not connection.closed:
+            connection.autocommit = False
         pooled.close()
 
 
-_COMPILED: dict[tuple[int, str], tuple[ClauseElement, str, dict[str, Any]]] = {}
+def _put_back(pooled, connection: psycopg.Connection, error: BaseException) -> None:
+    """After a failure: the transaction rolled back; a dead connection, or one whose state
+    is unknown, is not pooled again."""
+    if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)) or connection.closed:
+        pooled.invalidate(error)
+        return
+    try:
+        connection.rollback()
+    except psycopg.Error as lost:
+        pooled.invalidate(lost)
 
 
-def _compiled(engine: Engine, statement: ClauseElement) -> tuple[str, dict[str, Any]]:
+def _json_value(value: Any, none_as_null: bool) -> Any:
+    """A JSON parameter as SQLAlchemy's JSON type sends it: None is SQL NULL only for a
+    column that says so (none_as_null), else JSON `null`."""
+    if value is None and none_as_null:
+        return None
+    return Jsonb(value, dumps=orjson.dumps)
+
+
+_COMPILED: dict[tuple[int, str], tuple[ClauseElement, str, dict[str, Any], dict[str, bool]]] = {}
+
+
+def _compiled(engine: Engine, statement: ClauseElement) -> tuple[str, dict[str, Any], dict[str, bool]]:
     """The statement's SQL for this engine's dialect, with named parameters (psycopg's
-    `%(name)s`), and the values it carries itself; statements given here are module
-    constants (a `select()`, a `text()`), compiled once. The cache keeps the statement
-    itself, so its id cannot pass to another statement made later."""
+    `%(name)s`), the values it carries itself, and its JSON parameters (with whether None
+    is SQL NULL for each); statements given here are module constants (a `select()`, a
+    `text()`), compiled once. The cache keeps the statement itself, so its id cannot pass
+    to another statement made later."""
     key = (id(statement), engine.dialect.name)
     found = _COMPILED.get(key)
     if found is None:
         compiled = statement.compile(dialect=engine.dialect)
-        found = _COMPILED[key] = (statement, str(compiled), dict(compiled.params))
-    return found[1], found[2]
+        json = {name: bind.type.none_as_null for name, bind in compiled.binds.items()
+                if isinstance(bind.type, JSON)}
+        found = _COMPILED[key] = (statement, str(compiled), dict(compiled.params), json)
+    return found[1], found[2], found[3]
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

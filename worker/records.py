@@ -10,7 +10,7 @@ from decimal import Decimal
 from sqlalchemy import bindparam, select
 
 from shared.bootstrap import Services
-from shared.db import one_statement
+from shared.db import one_statement, prepared
 from shared.files import user_content
 from shared.jobs import Claim, claim, commit_turn, end_job, held_job, lease_left, release, renew, renew_all
 from shared.model import ModelReply
@@ -57,8 +57,8 @@ class TurnRecords:
                     reply: dict) -> Ended | None:
         """The turn stored and its job ended, in one transaction; None if this attempt no
         longer holds the job or the conversation is gone (nothing written)."""
-        with self.services.engine.begin() as connection:
-            return commit_turn(connection, held.conversation_id, held.job_id, held.attempt, held.user_id, turn,
+        with prepared(self.services.engine) as run:
+            return commit_turn(run, held.conversation_id, held.job_id, held.attempt, held.user_id, turn,
                                usage, cost, ending, reply)
 
     def fail(self, held: Claim, error: dict, billed: ModelReply | None, cost: Decimal | None) -> Ended | None:

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from shared.db import all_rows, first_row, one_statement
+from shared.db import Run, all_rows, first_row, one_statement
 from shared.events import JobEvents
 from shared.jobs import sql
 from shared.jobs.record import final_event, job_to_dict
@@ -171,20 +170,19 @@ def release(services: Services, claim: Claim) -> None:
         connection.execute(sql.RELEASE, {"id": claim.job_id, "attempt": claim.attempt})
 
 
-def commit_turn(connection: Connection, conversation_id: uuid.UUID, job_id: uuid.UUID, attempt: int,
+def commit_turn(run: Run, conversation_id: uuid.UUID, job_id: uuid.UUID, attempt: int,
                 user_id: uuid.UUID, turn: dict, usage: dict, cost: Decimal, ending: dict,
                 reply: dict) -> tuple[Job, str | None] | None:
-    """Write the turn and end its job in the caller's transaction; returns the ended job
-    (detached, with every column) and the next job to send, or None if the conversation
-    is gone or this attempt no longer holds the job (nothing written)."""
-    held = connection.execute(sql.TURN_LOCK, {"conversation_id": conversation_id, "job_id": job_id,
-                                              "attempt": attempt}).first()
+    """Write the turn and end its job in the caller's transaction (shared/db.prepared);
+    returns the ended job (detached, with every column) and the next job to send, or None
+    if the conversation is gone or this attempt no longer holds the job (nothing written)."""
+    held = run(sql.TURN_LOCK, {"conversation_id": conversation_id, "job_id": job_id, "attempt": attempt}).fetchone()
     if held is None:
         return None
-    row = connection.execute(sql.TURN_WRITE, {
+    row = run(sql.TURN_WRITE, {
         "conversation_id": conversation_id, "job_id": job_id, "user_id": user_id, "turns": 1, "cost_usd": cost,
         **usage, **turn, "status": ending["status"], "required_action": ending.get("required_action"),
-        "reply": reply, "error": None}).mappings().one()
-    fields = dict(row)
+        "reply": reply, "error": None}).fetchone()
+    fields = row._asdict()
     next_job = fields.pop("next_job")
     return Job(**fields), str(next_job) if next_job is not None else None

@@ -1,7 +1,7 @@
 """shared/db.py: a pooled connection that PostgreSQL closed (a restart, a failover, a
 terminated backend) is replaced at checkout, so the next statement runs instead of failing;
 the per-request reads and the worker's per-turn statements on the pooled connection itself
-(first_row, all_rows)."""
+(first_row, all_rows, prepared)."""
 from __future__ import annotations
 
 import socket
@@ -12,15 +12,21 @@ import psycopg
 import pytest
 from sqlalchemy import Integer, bindparam, column, func, literal, select, table, text
 from sqlalchemy import exc as sql_errors
+from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.config import Settings
-from shared.db import all_rows, first_row, make_engine
+from shared.db import all_rows, first_row, make_engine, prepared
 
 pg_class = table("pg_class", column("relname"), column("relkind"))
 CLASS_OF = select(pg_class.c.relname, pg_class.c.relkind).where(pg_class.c.relname == bindparam("name"))
 SERIES = text("SELECT n FROM generate_series(1, :count) AS n")
 MISSING = text("SELECT n FROM no_such_table")
 # A lease renewal's parameters (shared/jobs/sql.EXTEND): lists, as arrays.
+# JSON parameters, typed as a turn's commit types them (shared/jobs/sql.TURN_WRITE).
+JSON_PAIR = text("SELECT CAST(:nullable AS jsonb) AS nullable, CAST(:kept AS jsonb) AS kept").bindparams(
+    bindparam("nullable", type_=JSONB(none_as_null=True)), bindparam("kept", type_=JSONB))
+JSON_NULLS = text("SELECT CAST(:nullable AS jsonb) IS NULL AS nullable, CAST(:kept AS jsonb) IS NULL AS kept").bindparams(
+    bindparam("nullable", type_=JSONB(none_as_null=True)), bindparam("kept", type_=JSONB))
 PAIRS = text("SELECT id, attempt FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[])) AS held (id, attempt)")
 
 
@@ -121,5 +127,62 @@ def test_a_database_that_cannot_be_reached_fails_as_sqlalchemy(stack):
     try:
         with pytest.raises(sql_errors.OperationalError):
             all_rows(engine, SERIES, {"count": 1})
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def scratch_engine(stack):
+    engine = make_engine(Settings(database_url=stack.settings.database_url).sqlalchemy_url, pool_size=1,
+                         max_overflow=0)
+    table_name = f"scratch_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as connection:
+        connection.execute(text(f"CREATE TABLE {table_name} (n int PRIMARY KEY)"))
+    yield engine, table_name
+    with engine.begin() as connection:
+        connection.execute(text(f"DROP TABLE {table_name}"))
+    engine.dispose()
+
+
+def test_prepared_statements_commit_together_when_the_block_ends(scratch_engine):
+    """A turn's commit (shared/jobs commit_turn): its statements are one transaction."""
+    engine, name = scratch_engine
+    insert, count = text(f"INSERT INTO {name} VALUES (:n) RETURNING n"), text(f"SELECT count(*) AS rows FROM {name}")
+    with prepared(engine) as run:
+        assert run(insert, {"n": 1}).fetchone().n == 1
+        assert run(insert, {"n": 2}).fetchone().n == 2
+    assert first_row(engine, count, {}).rows == 2
+
+
+def test_prepared_statements_roll_back_together_on_any_error(scratch_engine):
+    engine, name = scratch_engine
+    insert, count = text(f"INSERT INTO {name} VALUES (:n)"), text(f"SELECT count(*) AS rows FROM {name}")
+    with pytest.raises(RuntimeError):
+        with prepared(engine) as run:
+            run(insert, {"n": 1})
+            raise RuntimeError("the caller failed after a write")
+    with pytest.raises(sql_errors.IntegrityError):  # the database's error, as SQLAlchemy's
+        with prepared(engine) as run:
+            run(insert, {"n": 2})
+            run(insert, {"n": 2})
+    assert first_row(engine, count, {}).rows == 0
+    with prepared(engine) as run:  # the same pooled connection, usable again
+        run(insert, {"n": 3})
+    assert first_row(engine, count, {}).rows == 1
+
+
+def test_prepared_json_parameters_are_sent_as_the_column_type_says(stack):
+    """As through SQLAlchemy: None is SQL NULL where the type says none_as_null and JSON
+    null otherwise; a dict goes as JSONB and comes back as it was."""
+    engine = make_engine(Settings(database_url=stack.settings.database_url).sqlalchemy_url, pool_size=1,
+                         max_overflow=0)
+    nulls = {"nullable": None, "kept": None}
+    try:
+        with engine.connect() as connection:
+            through_sqlalchemy = tuple(connection.execute(JSON_NULLS, nulls).one())
+        assert through_sqlalchemy == (True, False)
+        assert tuple(first_row(engine, JSON_NULLS, nulls)) == through_sqlalchemy
+        reply = {"content": "héllo", "usage": {"input_tokens": 3}, "blocks": [1, None, True]}
+        assert tuple(first_row(engine, JSON_PAIR, {"nullable": reply, "kept": []})) == (reply, [])
     finally:
         engine.dispose()
