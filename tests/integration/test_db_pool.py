@@ -21,12 +21,12 @@ pg_class = table("pg_class", column("relname"), column("relkind"))
 CLASS_OF = select(pg_class.c.relname, pg_class.c.relkind).where(pg_class.c.relname == bindparam("name"))
 SERIES = text("SELECT n FROM generate_series(1, :count) AS n")
 MISSING = text("SELECT n FROM no_such_table")
-# A lease renewal's parameters (shared/jobs/sql.EXTEND): lists, as arrays.
 # JSON parameters, typed as a turn's commit types them (shared/jobs/sql.TURN_WRITE).
 JSON_PAIR = text("SELECT CAST(:nullable AS jsonb) AS nullable, CAST(:kept AS jsonb) AS kept").bindparams(
     bindparam("nullable", type_=JSONB(none_as_null=True)), bindparam("kept", type_=JSONB))
 JSON_NULLS = text("SELECT CAST(:nullable AS jsonb) IS NULL AS nullable, CAST(:kept AS jsonb) IS NULL AS kept").bindparams(
     bindparam("nullable", type_=JSONB(none_as_null=True)), bindparam("kept", type_=JSONB))
+# A lease renewal's parameters (shared/jobs/sql.EXTEND): lists, as arrays.
 PAIRS = text("SELECT id, attempt FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[])) AS held (id, attempt)")
 
 
