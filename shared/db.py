@@ -11,7 +11,7 @@ from psycopg.pq import ConnStatus
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
 from sqlalchemy import JSON, create_engine, event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import ClauseElement
@@ -102,16 +102,7 @@ def prepared(engine: Engine, autocommit: bool = False) -> Iterator[Run]:
     try:
         connection.autocommit = autocommit  # a client flag: nothing is sent
         with connection.cursor(row_factory=namedtuple_row) as cursor:
-
-            def run(statement: ClauseElement, params: dict[str, Any]) -> psycopg.Cursor:
-                sql, values, json = _compiled(engine, statement)
-                current[0] = sql
-                params = {**values, **params}  # the statement's own values (a literal), then the caller's
-                for name, none_as_null in json.items():
-                    params[name] = _json_value(params.get(name), none_as_null)
-                return cursor.execute(sql, params, prepare=True)
-
-            yield run
+            yield _runner(engine.dialect, cursor, current)
         if not autocommit:
             connection.commit()
     except psycopg.Error as error:
@@ -124,6 +115,40 @@ def prepared(engine: Engine, autocommit: bool = False) -> Iterator[Run]:
         if not connection.closed:
             connection.autocommit = False
         pooled.close()
+
+
+def in_session(session: Session) -> Run:
+    """`prepared`'s `run`, in the session's transaction (begun now if it was not): for a
+    unit of work that also uses the ORM. Pending ORM changes are not flushed first. A
+    database error is SQLAlchemy's; after one, the caller rolls the session back (a
+    connection that died is not pooled again)."""
+    connection = session.connection()
+    cursor = connection.connection.driver_connection.cursor(row_factory=namedtuple_row)
+    run = _runner(connection.dialect, cursor, ["(statement)"])
+
+    def run_or_fail(statement: ClauseElement, params: dict[str, Any]) -> psycopg.Cursor:
+        try:
+            return run(statement, params)
+        except psycopg.Error as error:
+            if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)):
+                connection.invalidate(error)
+            raise DBAPIError.instance(_compiled(connection.dialect, statement)[0], {}, error,
+                                      psycopg.Error) from error
+
+    return run_or_fail
+
+
+def _runner(dialect: Dialect, cursor: psycopg.Cursor, current: list[str]) -> Run:
+    """`run(statement, params)` on this cursor; `current[0]` is the last statement's SQL."""
+    def run(statement: ClauseElement, params: dict[str, Any]) -> psycopg.Cursor:
+        sql, values, json = _compiled(dialect, statement)
+        current[0] = sql
+        params = {**values, **params}  # the statement's own values (a literal), then the caller's
+        for name, none_as_null in json.items():
+            params[name] = _json_value(params.get(name), none_as_null)
+        return cursor.execute(sql, params, prepare=True)
+
+    return run
 
 
 def _put_back(pooled, connection: psycopg.Connection, error: BaseException) -> None:
@@ -149,16 +174,16 @@ def _json_value(value: Any, none_as_null: bool) -> Any:
 _COMPILED: dict[tuple[int, str], tuple[ClauseElement, str, dict[str, Any], dict[str, bool]]] = {}
 
 
-def _compiled(engine: Engine, statement: ClauseElement) -> tuple[str, dict[str, Any], dict[str, bool]]:
+def _compiled(dialect: Dialect, statement: ClauseElement) -> tuple[str, dict[str, Any], dict[str, bool]]:
     """The statement's SQL for this engine's dialect, with named parameters (psycopg's
     `%(name)s`), the values it carries itself, and its JSON parameters (with whether None
     is SQL NULL for each); statements given here are module constants (a `select()`, a
     `text()`), compiled once. The cache keeps the statement itself, so its id cannot pass
     to another statement made later."""
-    key = (id(statement), engine.dialect.name)
+    key = (id(statement), dialect.name)
     found = _COMPILED.get(key)
     if found is None:
-        compiled = statement.compile(dialect=engine.dialect)
+        compiled = statement.compile(dialect=dialect)
         json = {name: bind.type.none_as_null for name, bind in compiled.binds.items()
                 if isinstance(bind.type, JSON)}
         found = _COMPILED[key] = (statement, str(compiled), dict(compiled.params), json)

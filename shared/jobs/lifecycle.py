@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from shared.db import Run, all_rows, first_row, one_statement
+from shared.db import Run, all_rows, first_row, in_session, one_statement
 from shared.events import JobEvents
 from shared.jobs import sql
 from shared.jobs.record import final_event, job_to_dict
@@ -52,13 +52,13 @@ def submit(session: Session, job: Job, cap: int, reject_busy: bool, reject_waiti
     mean is api/service.py submit_message's. IntegrityError on a reused idempotency key (a
     concurrent submit of the same request)."""
     session.flush()  # a fork's new conversation, a new webhook secret: Core statements do not autoflush
-    owner = session.execute(sql.SUBMIT_LOCK, {"user_id": job.user_id,
-                                              "conversation_id": job.conversation_id}).scalar()
-    owned = owner == job.user_id
-    row = session.execute(sql.SUBMIT, {
+    run = in_session(session)  # prepared on the session's connection: no Result around each
+    locked = run(sql.SUBMIT_LOCK, {"user_id": job.user_id, "conversation_id": job.conversation_id}).fetchone()
+    owned = locked is not None and locked.user_id == job.user_id
+    row = run(sql.SUBMIT, {
         **{column: getattr(job, column) for column in sql.NEW_JOB_COLUMNS},
-        "owned": owned, "cap": cap, "reject": reject_busy, "reject_waiting": reject_waiting}).mappings().one()
-    fields = dict(row)
+        "owned": owned, "cap": cap, "reject": reject_busy, "reject_waiting": reject_waiting}).fetchone()
+    fields = row._asdict()
     in_flight, waiting, busy = fields.pop("in_flight"), fields.pop("waiting"), fields.pop("busy")
     inserted = Job(**fields) if fields["id"] is not None else None
     return Submitted(in_flight, owned, waiting, busy is not None, inserted)

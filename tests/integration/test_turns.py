@@ -119,6 +119,30 @@ def test_idempotency_key_returns_the_same_job(client, alice):
     assert reused.status_code == 409 and reused.get_json()["error"]["type"] == "idempotency_key_reused"
 
 
+def test_a_submit_that_loses_an_idempotency_race_answers_with_the_winners_job(stack, client, alice, monkeypatch):
+    """Two submits of one request with one key, both past the key's first check: the
+    later insert fails on the key, and that submit answers with the job the first made."""
+    import api.service
+    from shared.jobs import new_job
+
+    conversation_id = new_conversation(client, alice)
+    with stack.services.sessions() as session:
+        user_id = session.get(Conversation, uuid.UUID(conversation_id)).user_id
+    winner = new_job(user_id, uuid.UUID(conversation_id), {"content": "once"}, "race-1", None)
+    checked = api.service.message_files
+
+    def other_submit_lands(*args, **kwargs):  # between the key's check and the insert
+        with stack.services.sessions.begin() as other:
+            other.add(winner)
+        return checked(*args, **kwargs)
+
+    monkeypatch.setattr(api.service, "message_files", other_submit_lands)
+    answer = submit(client, alice, conversation_id, "once", **{"Idempotency-Key": "race-1"})
+    assert answer["id"] == str(winner.id)
+    with stack.services.sessions() as session:
+        assert session.scalars(select(Job.id).where(Job.idempotency_key == "race-1")).all() == [winner.id]
+
+
 def test_concurrent_submits_run_in_submit_order(stack, app, alice):
     conversation_id = new_conversation(app.test_client(), alice)
     count = 12
