@@ -30,94 +30,78 @@ JSON_NULLS = text("SELECT CAST(:nullable AS jsonb) IS NULL AS nullable, CAST(:ke
 PAIRS = text("SELECT id, attempt FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[])) AS held (id, attempt)")
 
 
+@pytest.fixture
+def engine(stack):
+    """An engine whose pool holds one connection: a test's statements all use it."""
+    engine = make_engine(Settings(database_url=stack.settings.database_url).sqlalchemy_url, pool_size=1,
+                         max_overflow=0)
+    yield engine
+    engine.dispose()
+
+
 def backend_pid(engine) -> int:
     with engine.connect() as connection:
         return connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
 
 
-def test_a_connection_the_server_closed_is_replaced_before_use(stack):
-    engine = make_engine(Settings(database_url=stack.settings.database_url).sqlalchemy_url, pool_size=1,
-                         max_overflow=0)
-    try:
-        first = backend_pid(engine)  # back in the pool, idle
-        with psycopg.connect(stack.settings.database_url, autocommit=True) as admin:
-            assert admin.execute("SELECT pg_terminate_backend(%s)", (first,)).fetchone()[0]
-            # Terminated means gone: the server has closed its end before this returns.
-            while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (first,)).fetchone()[0]:
-                pass
-        second = backend_pid(engine)  # no OperationalError: the dead one never reached a statement
-        assert second != first
-    finally:
-        engine.dispose()
+def test_a_connection_the_server_closed_is_replaced_before_use(engine, stack):
+    first = backend_pid(engine)  # back in the pool, idle
+    with psycopg.connect(stack.settings.database_url, autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (first,)).fetchone()[0]
+        # Terminated means gone: the server has closed its end before this returns.
+        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (first,)).fetchone()[0]:
+            pass
+    second = backend_pid(engine)  # no OperationalError: the dead one never reached a statement
+    assert second != first
 
 
-def test_first_row_reads_on_the_pooled_connection_and_leaves_it_as_it_was(stack):
+def test_first_row_reads_on_the_pooled_connection_and_leaves_it_as_it_was(engine):
     """The per-request reads' path (first_row): a named row or None, and the pooled
     connection goes back out of autocommit, so the next unit of work is a transaction."""
-    engine = make_engine(Settings(database_url=stack.settings.database_url).sqlalchemy_url, pool_size=1,
-                         max_overflow=0)
-    try:
-        row = first_row(engine, CLASS_OF, {"name": "pg_class"})
-        assert row.relname == "pg_class" and row.relkind == "r"
-        assert first_row(engine, CLASS_OF, {"name": "no such relation"}) is None
-        with engine.connect() as connection:  # the same (only) pooled connection
-            connection.execute(text("CREATE TEMP TABLE scratch (n int)"))
-            connection.execute(text("INSERT INTO scratch VALUES (1)"))
-            connection.rollback()  # in a transaction, as before: nothing stays
-            assert connection.execute(text("SELECT to_regclass('pg_temp.scratch')")).scalar() is None
-    finally:
-        engine.dispose()
+    row = first_row(engine, CLASS_OF, {"name": "pg_class"})
+    assert row.relname == "pg_class" and row.relkind == "r"
+    assert first_row(engine, CLASS_OF, {"name": "no such relation"}) is None
+    with engine.connect() as connection:  # the same (only) pooled connection
+        connection.execute(text("CREATE TEMP TABLE scratch (n int)"))
+        connection.execute(text("INSERT INTO scratch VALUES (1)"))
+        connection.rollback()  # in a transaction, as before: nothing stays
+        assert connection.execute(text("SELECT to_regclass('pg_temp.scratch')")).scalar() is None
 
 
-def test_first_row_fails_as_sqlalchemy_and_replaces_a_connection_that_died(stack):
+def test_first_row_fails_as_sqlalchemy_and_replaces_a_connection_that_died(engine, stack):
     """Errors are SQLAlchemy's (the API answers a lost database with 503 by them), and a
     connection that died under a read is not pooled again."""
-    engine = make_engine(Settings(database_url=stack.settings.database_url).sqlalchemy_url, pool_size=1,
-                         max_overflow=0)
-    try:
-        with pytest.raises(sql_errors.DataError):
-            first_row(engine, select(literal(1) / bindparam("zero", type_=Integer)), {"zero": 0})
-        first = backend_pid(engine)  # the failed statement left the connection usable
-        with ThreadPoolExecutor(1) as pool:
-            reading = pool.submit(first_row, engine, select(func.pg_sleep(30)), {})
-            with psycopg.connect(stack.settings.database_url, autocommit=True) as admin:
-                # Terminated while the read waits on it: the read sees its connection die.
-                while not admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = %s "
-                                        "AND query LIKE '%%pg_sleep%%'", (first,)).fetchall():
-                    pass
-            with pytest.raises(sql_errors.OperationalError):
-                reading.result(timeout=30)
-        assert backend_pid(engine) != first
-    finally:
-        engine.dispose()
+    with pytest.raises(sql_errors.DataError):
+        first_row(engine, select(literal(1) / bindparam("zero", type_=Integer)), {"zero": 0})
+    first = backend_pid(engine)  # the failed statement left the connection usable
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(first_row, engine, select(func.pg_sleep(30)), {})
+        with psycopg.connect(stack.settings.database_url, autocommit=True) as admin:
+            # Terminated while the read waits on it: the read sees its connection die.
+            while not admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = %s "
+                                    "AND query LIKE '%%pg_sleep%%'", (first,)).fetchall():
+                pass
+        with pytest.raises(sql_errors.OperationalError):
+            reading.result(timeout=30)
+    assert backend_pid(engine) != first
 
 
-def test_all_rows_gives_every_row_of_a_statement_or_none(stack):
-    engine = make_engine(Settings(database_url=stack.settings.database_url).sqlalchemy_url, pool_size=1,
-                         max_overflow=0)
-    try:
-        assert [row.n for row in all_rows(engine, SERIES, {"count": 3})] == [1, 2, 3]
-        assert all_rows(engine, SERIES, {"count": 0}) == []
-        with pytest.raises(sql_errors.ProgrammingError):  # SQLAlchemy's, as first_row's
-            all_rows(engine, MISSING, {})
-    finally:
-        engine.dispose()
+def test_all_rows_gives_every_row_of_a_statement_or_none(engine):
+    assert [row.n for row in all_rows(engine, SERIES, {"count": 3})] == [1, 2, 3]
+    assert all_rows(engine, SERIES, {"count": 0}) == []
+    with pytest.raises(sql_errors.ProgrammingError):  # SQLAlchemy's, as first_row's
+        all_rows(engine, MISSING, {})
 
 
-def test_all_rows_sends_lists_as_arrays(stack):
+def test_all_rows_sends_lists_as_arrays(engine):
     """A lease renewal's ids and attempts, as the worker passes them (UUIDs, ints)."""
-    engine = make_engine(Settings(database_url=stack.settings.database_url).sqlalchemy_url, pool_size=1,
-                         max_overflow=0)
-    try:
-        ids = [uuid.uuid4(), uuid.uuid4()]
-        rows = all_rows(engine, PAIRS, {"ids": ids, "attempts": [1, 70000]})
-        assert [(row.id, row.attempt) for row in rows] == [(ids[0], 1), (ids[1], 70000)]
-        assert all_rows(engine, PAIRS, {"ids": [], "attempts": []}) == []
-    finally:
-        engine.dispose()
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    rows = all_rows(engine, PAIRS, {"ids": ids, "attempts": [1, 70000]})
+    assert [(row.id, row.attempt) for row in rows] == [(ids[0], 1), (ids[1], 70000)]
+    assert all_rows(engine, PAIRS, {"ids": [], "attempts": []}) == []
 
 
-def test_a_database_that_cannot_be_reached_fails_as_sqlalchemy(stack):
+def test_a_database_that_cannot_be_reached_fails_as_sqlalchemy():
     """A claim or renewal during an outage raises OperationalError, which the worker hands
     back for a retry (worker/pipeline.py TRANSIENT)."""
     with socket.socket() as probe:  # a port nothing listens on once closed
@@ -132,16 +116,13 @@ def test_a_database_that_cannot_be_reached_fails_as_sqlalchemy(stack):
 
 
 @pytest.fixture
-def scratch_engine(stack):
-    engine = make_engine(Settings(database_url=stack.settings.database_url).sqlalchemy_url, pool_size=1,
-                         max_overflow=0)
+def scratch_engine(engine):
     table_name = f"scratch_{uuid.uuid4().hex[:8]}"
     with engine.begin() as connection:
         connection.execute(text(f"CREATE TABLE {table_name} (n int PRIMARY KEY)"))
     yield engine, table_name
     with engine.begin() as connection:
         connection.execute(text(f"DROP TABLE {table_name}"))
-    engine.dispose()
 
 
 def test_prepared_statements_commit_together_when_the_block_ends(scratch_engine):
@@ -171,18 +152,13 @@ def test_prepared_statements_roll_back_together_on_any_error(scratch_engine):
     assert first_row(engine, count, {}).rows == 1
 
 
-def test_prepared_json_parameters_are_sent_as_the_column_type_says(stack):
+def test_prepared_json_parameters_are_sent_as_the_column_type_says(engine):
     """As through SQLAlchemy: None is SQL NULL where the type says none_as_null and JSON
     null otherwise; a dict goes as JSONB and comes back as it was."""
-    engine = make_engine(Settings(database_url=stack.settings.database_url).sqlalchemy_url, pool_size=1,
-                         max_overflow=0)
     nulls = {"nullable": None, "kept": None}
-    try:
-        with engine.connect() as connection:
-            through_sqlalchemy = tuple(connection.execute(JSON_NULLS, nulls).one())
-        assert through_sqlalchemy == (True, False)
-        assert tuple(first_row(engine, JSON_NULLS, nulls)) == through_sqlalchemy
-        reply = {"content": "héllo", "usage": {"input_tokens": 3}, "blocks": [1, None, True]}
-        assert tuple(first_row(engine, JSON_PAIR, {"nullable": reply, "kept": []})) == (reply, [])
-    finally:
-        engine.dispose()
+    with engine.connect() as connection:
+        through_sqlalchemy = tuple(connection.execute(JSON_NULLS, nulls).one())
+    assert through_sqlalchemy == (True, False)
+    assert tuple(first_row(engine, JSON_NULLS, nulls)) == through_sqlalchemy
+    reply = {"content": "héllo", "usage": {"input_tokens": 3}, "blocks": [1, None, True]}
+    assert tuple(first_row(engine, JSON_PAIR, {"nullable": reply, "kept": []})) == (reply, [])
