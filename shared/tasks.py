@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from typing import Callable
 
 from celery import Celery
@@ -59,12 +60,15 @@ class Dispatcher:
 
     def __init__(self, celery: Celery, request_id: Callable[[], str | None] | None = None):
         self.celery, self.request_id = celery, request_id
-        # On Redis a task goes straight onto its queue's list (the default exchange), and
-        # declaring the queue first changes nothing there; kombu still copied the queue's
-        # entities on every send to find it declared (a fifth of a send's CPU). Other
-        # brokers keep Celery's declaration: on AMQP, a message for a queue that does not
-        # exist yet would be dropped.
-        self._declare = {"declare": []} if celery.conf.broker_transport == TRANSPORT else {}
+
+    @cached_property
+    def _declare(self) -> dict:
+        """On Redis a task goes straight onto its queue's list (the default exchange), and
+        declaring the queue first changes nothing there; kombu still copied the queue's
+        entities on every send to find it declared (a fifth of a send's CPU). Other
+        brokers keep Celery's declaration: on AMQP, a message for a queue that does not
+        exist yet would be dropped."""
+        return {"declare": []} if self.celery.conf.broker_transport == TRANSPORT else {}
 
     def turn(self, job_id: object) -> None:
         self._send(REPLY_TASK, job_id)

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from prometheus_client import REGISTRY
 
 from shared.logs import bind_context, clear_context, context_value
+from shared.broker import TRANSPORT
 from shared.tasks import REPLY_TASK, Dispatcher
 from worker import metrics, observability
 
@@ -69,8 +70,11 @@ def test_request_id_is_read_from_the_message_headers():
 
 
 class FakeCelery:
+    """Celery's send_task, recorded; configured as make_celery configures a Redis broker."""
+
     def __init__(self):
         self.sent = []
+        self.conf = SimpleNamespace(broker_transport=TRANSPORT)
 
     def send_task(self, name, **options):
         self.sent.append((name, options))
@@ -81,6 +85,8 @@ def test_dispatcher_sends_the_job_id_only_and_the_request_id_as_a_header():
     Dispatcher(celery, request_id=lambda: "req-1").turn("job-1")
     Dispatcher(celery).turn("job-2")
     assert celery.sent == [
-        (REPLY_TASK, {"args": ["job-1"], "countdown": None, "headers": {"request_id": "req-1"}}),
-        (REPLY_TASK, {"args": ["job-2"], "countdown": None, "headers": None}),
+        (REPLY_TASK, {"args": ["job-1"], "argsrepr": "['job-1']", "kwargsrepr": "{}", "countdown": None,
+                      "headers": {"request_id": "req-1"}, "declare": []}),
+        (REPLY_TASK, {"args": ["job-2"], "argsrepr": "['job-2']", "kwargsrepr": "{}", "countdown": None,
+                      "headers": None, "declare": []}),
     ]
