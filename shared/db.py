@@ -112,8 +112,11 @@ def prepared(engine: Engine, autocommit: bool = False) -> Iterator[Run]:
         _put_back(pooled, connection, error)
         raise
     finally:
-        if not connection.closed:
-            connection.autocommit = False
+        try:
+            if not connection.closed:
+                connection.autocommit = False  # as the pool's other users expect it
+        except psycopg.Error as error:  # its state is unknown: not pooled again
+            pooled.invalidate(error)
         pooled.close()
 
 
