@@ -37,6 +37,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--worker-pool", choices=("gevent", "threads"),
                         help="turn workers' pool (WORKER_POOL); default the settings'")
     parser.add_argument("--worker-concurrency", type=int, help="WORKER_CONCURRENCY; default the settings'")
+    parser.add_argument("--capacity-workers", type=int, default=1,
+                        help="scenario 2's worker processes (WORKERS); default 1, as `make run` starts them")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the API and worker processes during scenarios 1 and 4")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, profiles)")
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if needs_stack:
             stack.start()
         stack.profile = args.profile
+        stack.capacity_workers = args.capacity_workers
         for number in chosen:
             module = importlib.import_module(f"bench.scenarios.{SCENARIOS[number]}")
             began = time.monotonic()

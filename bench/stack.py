@@ -55,6 +55,7 @@ class BenchStack:
         self.model = self.api = self.webhooks = self.flower = None
         self.services: Services | None = None
         self.profile = False  # py-spy the throughput scenario
+        self.capacity_workers = 1  # scenario 2's worker processes: one, as `make run` starts them
 
     def start(self) -> "BenchStack":
         port = int(self.model_url.rsplit(":", 1)[1])

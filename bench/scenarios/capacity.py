@@ -110,7 +110,10 @@ async def rounds(stack: BenchStack, conversations: list[str], keys: list[str], o
 
 def run(stack: BenchStack, quick: bool) -> Result:
     turns = 40 if quick else 200
-    worker = stack.use_workers(1)[0]  # the default pool and concurrency, as `make run` starts it
+    # The default pool and concurrency, in one process as `make run` starts it (--capacity-workers
+    # to compare); RSS is the first process's.
+    processes = stack.capacity_workers
+    worker = stack.use_workers(processes)[0]
     pool, concurrency = stack.worker_config[2], stack.worker_config[1]
     stack.model_control(delay_ms=MODEL_DELAY_MS)
     users = [stack.new_user(f"capacity-{n}") for n in range(turns)]
@@ -127,7 +130,7 @@ def run(stack: BenchStack, quick: bool) -> Result:
     high_water = rss.high_water()
     failed = cold.failed + warm.failed + one_user.failed
     result = Result(2, "in-flight capacity", config={"turns": turns, "model_delay_ms": MODEL_DELAY_MS,
-                                                     "worker": f"1 process, {pool} pool x{concurrency}"})
+                                                     "worker": f"{processes} process(es), {pool} pool x{concurrency}"})
     result.check("wall time", warm.wall, "<=", 3, " s")
     result.check("failed turns", len(failed), "<=", 0)
     result.check("worker peak RSS", max(rss.peak, high_water) / 2**20, "<=", 400, " MB")
