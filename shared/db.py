@@ -93,23 +93,21 @@ def prepared(engine: Engine, autocommit: bool = False) -> Iterator[Run]:
     psycopg returns as they are used (UUIDs, times, text, numbers, JSON). A database
     error is SQLAlchemy's, as from `Connection.execute`, and a connection that failed is
     not pooled again."""
-    current: list[str] = ["(connect)"]
     try:
         pooled = engine.raw_connection()  # unlike Connection, the pool's errors come as psycopg's
     except psycopg.Error as error:
-        raise DBAPIError.instance(current[0], {}, error, psycopg.Error) from error
+        raise DBAPIError.instance("(connect)", {}, error, psycopg.Error) from error
     connection = pooled.driver_connection
     try:
         connection.autocommit = autocommit  # a client flag: nothing is sent
         with connection.cursor(row_factory=namedtuple_row) as cursor:
-            yield _runner(engine.dialect, cursor, current)
+            yield _runner(engine.dialect, cursor)
         if not autocommit:
             connection.commit()
-    except psycopg.Error as error:
-        _put_back(pooled, connection, error)
-        raise DBAPIError.instance(current[0], {}, error, psycopg.Error) from error
     except BaseException as error:
-        _put_back(pooled, connection, error)
+        _put_back(pooled, connection, error.orig if isinstance(error, DBAPIError) else error)
+        if isinstance(error, psycopg.Error):  # the transaction's own (its COMMIT), not a statement's
+            raise DBAPIError.instance("COMMIT", {}, error, psycopg.Error) from error
         raise
     finally:
         try:
@@ -127,37 +125,36 @@ def in_session(session: Session) -> Run:
     connection that died is not pooled again)."""
     connection = session.connection()
     cursor = connection.connection.driver_connection.cursor(row_factory=namedtuple_row)
-    run = _runner(connection.dialect, cursor, ["(statement)"])
-
-    def run_or_fail(statement: ClauseElement, params: dict[str, Any]) -> psycopg.Cursor:
-        try:
-            return run(statement, params)
-        except psycopg.Error as error:
-            if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)):
-                connection.invalidate(error)
-            raise DBAPIError.instance(_compiled(connection.dialect, statement)[0], {}, error,
-                                      psycopg.Error) from error
-
-    return run_or_fail
+    return _runner(connection.dialect, cursor, on_lost=connection.invalidate)
 
 
-def _runner(dialect: Dialect, cursor: psycopg.Cursor, current: list[str]) -> Run:
-    """`run(statement, params)` on this cursor; `current[0]` is the last statement's SQL."""
+def _runner(dialect: Dialect, cursor: psycopg.Cursor, on_lost: Callable[[Exception], None] | None = None) -> Run:
+    """`run(statement, params)` on this cursor; a database error comes as SQLAlchemy's
+    (`on_lost(error)` first if the connection died)."""
     def run(statement: ClauseElement, params: dict[str, Any]) -> psycopg.Cursor:
         sql, values, json = _compiled(dialect, statement)
-        current[0] = sql
         params = {**values, **params}  # the statement's own values (a literal), then the caller's
         for name, none_as_null in json.items():
             params[name] = _json_value(params.get(name), none_as_null)
-        return cursor.execute(sql, params, prepare=True)
+        try:
+            return cursor.execute(sql, params, prepare=True)
+        except psycopg.Error as error:
+            if on_lost is not None and _lost(error):
+                on_lost(error)
+            raise DBAPIError.instance(sql, {}, error, psycopg.Error) from error
 
     return run
+
+
+def _lost(error: BaseException) -> bool:
+    """The connection under the error is gone or unusable."""
+    return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))
 
 
 def _put_back(pooled, connection: psycopg.Connection, error: BaseException) -> None:
     """After a failure: the transaction rolled back; a dead connection, or one whose state
     is unknown, is not pooled again."""
-    if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)) or connection.closed:
+    if _lost(error) or connection.closed:
         pooled.invalidate(error)
         return
     try:
