@@ -68,7 +68,8 @@ class JsonLogger(Logger):
         super().setup(cfg)
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
-                handler.setFormatter(formatter(os.environ.get("LOG_FORMAT", "json").lower()))
+                handler.setFormatter(formatter(os.environ.get("LOG_FORMAT", "json").lower(),
+                                               os.environ.get("PROCESS_NAME", "")))
 
 
 logger_class = JsonLogger

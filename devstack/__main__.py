@@ -3,7 +3,8 @@
 Unset DATABASE_URL / REDIS_URL / STORAGE_URL get the embedded defaults; with no
 ANTHROPIC_API_KEY the offline model serves the real Messages API locally (and with
 LLM_PROVIDER=bedrock but no AWS credentials, Bedrock's Converse API).
-Processes are supervised by honcho (a Foreman clone). The services, the environment,
+Processes are supervised by honcho (a Foreman clone) and write to this terminal
+themselves (devstack/supervisor.py). The services, the environment,
 the migration and each process's command line are the stack builder's (devstack/
 services.py, environment.py, processes.py), which the tests, the bench and the soak use.
 """
@@ -15,12 +16,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from honcho.manager import Manager
 from sqlalchemy.exc import SQLAlchemyError
 
 from devstack.environment import aws_credentials_found, migrate, offline_model_env
 from devstack.ports import free_port, port_problem
 from devstack.processes import api_argv, flower_argv, model_argv, webhook_worker_argv, worker_argv
+from devstack.supervisor import Supervisor
 from shared.config import ROOT, Settings, load_settings
 from shared.db import make_engine, make_sessions, unit_of_work
 from shared.local_stack import config_errors, config_failure, publish, running, withdraw
@@ -97,7 +98,7 @@ def run() -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     published = False
     embedded = []
-    manager = Manager()
+    manager = Supervisor()
     try:
         if not settings.database_url:
             from shared.embedded import EmbeddedPostgres

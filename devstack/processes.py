@@ -58,9 +58,10 @@ def model_argv(port: int, python: str = sys.executable) -> list[str]:
 
 
 class Child:
-    """A child process with its stderr drained: into `logs/<name>.log` (stdout too) when
-    `logs` is given, else kept in `lines`. Up when `ready_line` shows on stderr, or its
-    URL answers. In a session of its own, so a Ctrl-C meant for the caller does not
+    """A child process writing to `logs/<name>.log` itself when `logs` is given, as `make
+    run`'s write to its terminal (nothing relays their lines: devstack/supervisor.py);
+    else its stderr is drained into `lines`. Up when `ready_line` shows in its output, or
+    its URL answers. In a session of its own, so a Ctrl-C meant for the caller does not
     reach it: the caller stops it, in order."""
 
     def __init__(self, name: str, argv: list[str], env: dict, logs: Path | None = None,
@@ -68,19 +69,29 @@ class Child:
         self.name, self.ready_line, self.ready = name, ready_line, threading.Event()
         self.lines: list[str] = []
         self.log_path = logs / f"{name}.log" if logs is not None else None
-        self._log = open(self.log_path, "a", buffering=1) if self.log_path else None
-        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log or subprocess.DEVNULL,
+        if self.log_path:
+            with open(self.log_path, "ab") as log:  # the child has its own copy of the descriptor
+                self._log_start = log.tell()
+                self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=log,
+                                                start_new_session=True)
+            return
+        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True, start_new_session=True)
         threading.Thread(target=self._drain, name=f"drain-{name}", daemon=True).start()
 
     def _drain(self) -> None:
         for line in self.process.stderr:
-            if self._log:
-                self._log.write(line)
-            else:
-                self.lines.append(line)
+            self.lines.append(line)
             if self.ready_line and self.ready_line in line:
                 self.ready.set()
+
+    def _logged_ready(self) -> bool:
+        """The ready line is in what the child wrote to its log since it started."""
+        if self.ready_line is None:
+            return False
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_start)
+            return self.ready_line.encode() in log.read()
 
     def _tail(self) -> str:
         return f"see {self.log_path}" if self.log_path else "".join(self.lines[-40:])
@@ -90,19 +101,24 @@ class Child:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited ({self.process.returncode}); {self._tail()}")
-            if url is None and self.ready.wait(0.1):
+            if url is None and self.log_path is None:
+                if self.ready.wait(0.1):
+                    return self
+                continue
+            if self._logged_ready() if url is None else self._answers(url):
                 return self
-            if url is not None:
-                import httpx2
-
-                try:
-                    if httpx2.get(url, timeout=1).status_code == 200:
-                        return self
-                except httpx2.HTTPError:
-                    pass
-                time.sleep(0.1)
+            time.sleep(0.1)  # a file or a port to look at again: nothing to wait on
         self.kill()
         raise RuntimeError(f"{self.name} did not start in {timeout:.0f} s; {self._tail()}")
+
+    @staticmethod
+    def _answers(url: str) -> bool:
+        import httpx2
+
+        try:
+            return httpx2.get(url, timeout=1).status_code == 200
+        except httpx2.HTTPError:
+            return False
 
     def kill(self) -> None:
         if self.process.poll() is None:

@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(200, ge=1, le=1000)  # turns (model calls) in flight per worker process
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+    # Every log line says which process wrote it, as `process`; `make run` names its own
+    # (api, worker1, ...): they share its terminal (devstack/supervisor.py).
+    process_name: str = Field("", max_length=64)
     # Each worker process serves Prometheus metrics on this port; 0 = off. One port
     # per process: containers each have their own, `make run` counts up from it.
     worker_metrics_port: int = Field(0, ge=0, le=65535)

@@ -28,8 +28,9 @@ _SHARED = [
 ]
 
 
-def formatter(fmt: str = "json") -> logging.Formatter:
-    """The formatter every handler uses: JSON lines, or console text."""
+def formatter(fmt: str = "json", process: str = "") -> logging.Formatter:
+    """The formatter every handler uses: JSON lines, or console text; each line says
+    `process` when one is named (PROCESS_NAME)."""
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=False)
         tail = []
@@ -38,7 +39,7 @@ def formatter(fmt: str = "json") -> logging.Formatter:
         tail = [structlog.processors.format_exc_info]  # the traceback as one string field
     return structlog.stdlib.ProcessorFormatter(
         # A stdlib record's `extra={...}` fields become fields of its line.
-        foreign_pre_chain=[*_SHARED, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[*_SHARED, *_named(process), structlog.stdlib.ExtraAdder()],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail, renderer],
     )
 
@@ -49,7 +50,19 @@ def _dumps(event: dict, **options) -> str:
     return orjson.dumps(event, default=options.get("default"), option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def configure_logging(level: str, fmt: str = "json") -> None:
+def _named(process: str) -> list:
+    """A processor adding `process` to every event, if the process has a name."""
+    if not process:
+        return []
+
+    def add_process(logger, method: str, event: dict) -> dict:
+        event.setdefault("process", process)
+        return event
+
+    return [add_process]
+
+
+def configure_logging(level: str, fmt: str = "json", process: str = "") -> None:
     """Route stdlib logging and structlog to stderr through one formatter.
 
     A record's caller (file, line, function), thread and process are not looked up: no
@@ -59,14 +72,14 @@ def configure_logging(level: str, fmt: str = "json") -> None:
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     structlog.configure(
-        processors=[structlog.stdlib.filter_by_level, *_SHARED, structlog.processors.StackInfoRenderer(),
-                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[structlog.stdlib.filter_by_level, *_SHARED, *_named(process),
+                    structlog.processors.StackInfoRenderer(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter(fmt))
+    handler.setFormatter(formatter(fmt, process))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -30,7 +30,7 @@ QUIET = {"celery.worker.strategy": logging.WARNING}
 def install(settings: Settings) -> None:
     global _settings
     _settings = settings
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, settings.process_name)
     if settings.log_level != "DEBUG":
         for name, level in QUIET.items():
             logging.getLogger(name).setLevel(level)
@@ -49,7 +49,7 @@ def request_id_of(task: Task) -> str | None:
 
 
 def _keep_our_logging(**_) -> None:
-    configure_logging(_settings.log_level, _settings.log_format)
+    configure_logging(_settings.log_level, _settings.log_format, _settings.process_name)
 
 
 def _task_started(task: Task | None = None, args: tuple | list | None = None, **_) -> None:

@@ -58,8 +58,8 @@ def run(stack: BenchStack, quick: bool) -> Result:
     rate = len(done) / seconds
     per_turn = {role: round(value / max(1, len(done)) * 1000, 2) for role, value in measured.cpu.items()}
     pipeline = sum(per_turn[role] for role in ("api", "worker", "postgres", "redis"))
-    # Everything `make run` starts except the databases and the model (the supervisor's log
-    # relaying is not here: the bench reads the logs itself).
+    # Everything `make run` starts except the databases, the model and its supervisor, which
+    # relays no lines (each process writes its own: devstack/supervisor.py), as here.
     parley = sum(per_turn[role] for role in ("api", "worker", "webhook worker", "flower"))
     result = Result(4, "throughput", config={"clients": clients, "seconds": seconds, "model_delay_ms": 0,
                                              "workers": f"{WORKER_PROCESSES} processes, {pool} pool x{concurrency}",

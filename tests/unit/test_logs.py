@@ -16,8 +16,8 @@ def lines(capsys):
     root = logging.getLogger()
     saved = root.handlers[:], root.level
 
-    def configure(fmt: str = "json"):
-        configure_logging("INFO", fmt)
+    def configure(fmt: str = "json", process: str = ""):
+        configure_logging("INFO", fmt, process)
         return lambda: capsys.readouterr().err.splitlines()
 
     yield configure
@@ -37,6 +37,16 @@ def test_stdlib_lines_are_json_with_the_bound_ids(lines):
     assert event["level"] == "info" and event["logger"] == "parley.test"
     assert event["request_id"] == "r-1" and event["job_id"] == "j-1" and "user_id" not in event
     assert event["duration_ms"] == 12.5 and event["timestamp"].endswith("Z")
+
+
+def test_a_named_process_says_so_on_every_line(lines):
+    read = lines(process="worker2")
+    logging.getLogger("celery.app.trace").info("Task succeeded")
+    structlog.get_logger("parley.test").info("claimed")
+    assert [json.loads(line)["process"] for line in read()] == ["worker2", "worker2"]
+    read = lines()
+    logging.getLogger("parley.test").info("unnamed")
+    assert "process" not in json.loads(read()[0])
 
 
 def test_structlog_lines_and_cleared_context(lines):
