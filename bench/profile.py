@@ -22,7 +22,7 @@ PACKAGES = (
     ("(anthropic/", "anthropic SDK"), ("(httpx", "httpx"), ("(httpcore", "httpx"), ("(h11/", "httpx"),
     ("(pydantic", "pydantic"), ("(typing_inspection/", "pydantic"), ("(structlog/", "logging"),
     ("(logging/", "logging"), ("(werkzeug/", "werkzeug"), ("(flask_openapi3/", "flask-openapi3"),
-    ("(flask/", "flask"), ("(flask_limiter/", "flask-limiter"), ("(limits/", "flask-limiter"),
+    ("(flask/", "flask"), ("(limits/", "limits (rate limit)"),
     ("(gunicorn/", "gunicorn"), ("(json/", "json"), ("(boto", "boto3"), ("(uuid.py", "uuid"),
     ("(api/", "parley api/"), ("(worker/", "parley worker/"), ("(shared/", "parley shared/"),
 )

@@ -1,4 +1,4 @@
-"""Requests per minute per key (flask-limiter on the stack's Redis), and the daily
+"""Requests per minute per key (the `limits` library on the stack's Redis), and the daily
 model-token quota per user."""
 from __future__ import annotations
 
