@@ -21,9 +21,9 @@ from bench.stack import BenchStack
 from shared.local_stack import config_errors
 
 SCENARIOS = {1: "overhead", 2: "capacity", 3: "length", 4: "throughput", 5: "streaming", 6: "longpoll", 7: "cost",
-             8: "history", 9: "open_streams", 10: "forks"}
+             8: "history", 9: "open_streams", 10: "forks", 11: "make_run"}
 # Scenarios sharing the default worker pool first, so workers restart as seldom as possible.
-RUN_ORDER = (1, 6, 5, 3, 2, 4, 7, 8, 9, 10)
+RUN_ORDER = (1, 6, 5, 3, 2, 4, 7, 8, 9, 10, 11)
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
