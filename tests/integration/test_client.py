@@ -40,21 +40,25 @@ class Terminal:
     """The client as a child process; `wait_for` returns once its output shows `text`."""
 
     def __init__(self, *args: str, env: dict | None = None):
-        self.out, self.changed = "", threading.Condition()
+        self.out, self.err, self.changed = "", "", threading.Condition()
         self.process = subprocess.Popen([sys.executable, "-m", "client", "chat", *args], cwd=ROOT,
                                         env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        threading.Thread(target=self._read, daemon=True).start()
+        self.readers = [threading.Thread(target=self._read, args=(name,), daemon=True) for name in ("out", "err")]
+        for reader in self.readers:
+            reader.start()
 
-    def _read(self) -> None:
-        while chunk := os.read(self.process.stdout.fileno(), 4096):
+    def _read(self, name: str) -> None:
+        stream = self.process.stdout if name == "out" else self.process.stderr
+        while chunk := os.read(stream.fileno(), 4096):
             with self.changed:
-                self.out += chunk.decode()
+                setattr(self, name, getattr(self, name) + chunk.decode())
                 self.changed.notify_all()
 
     def wait_for(self, text: str, timeout: float = 20) -> None:
         with self.changed:
-            assert self.changed.wait_for(lambda: text in self.out, timeout), f"never printed {text!r}:\n{self.out}"
+            assert self.changed.wait_for(lambda: text in self.out, timeout), \
+                f"never printed {text!r}:\n{self.out}\n--- its stderr:\n{self.err}"
 
     def type(self, line: str) -> None:
         self.process.stdin.write(line.encode() + b"\n")
@@ -64,7 +68,8 @@ class Terminal:
         """Ctrl-D; the exit status and stderr."""
         self.process.stdin.close()
         status = self.process.wait(20)
-        return status, self.process.stderr.read().decode()
+        self.readers[1].join(20)  # stderr is read until it closes, once the client has exited
+        return status, self.err
 
 
 def key_of(headers: dict) -> str:
