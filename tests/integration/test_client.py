@@ -108,6 +108,14 @@ def test_the_clock_tool_answers_claudes_call(client, api_url, alice):
         stored[3]["content"].endswith(("+01:00 (Europe/Paris)", "+02:00 (Europe/Paris)"))
 
 
+def _ignores_sigint(pid: int) -> bool:
+    """Whether the process ignores SIGINT (inherited SIG_IGN: Python then installs no
+    KeyboardInterrupt), from its signal masks in /proc."""
+    with open(f"/proc/{pid}/status") as status:
+        ignored = next(line.split()[1] for line in status if line.startswith("SigIgn:"))
+    return bool(int(ignored, 16) & (1 << (signal.SIGINT - 1)))
+
+
 def test_ctrl_c_cancels_the_reply_and_the_chat_goes_on(client, api_url, alice, model):
     conversation = new_conversation(client, alice, name="cancel me")
     model(chunk_chars=4, stream_delay_ms=30_000)  # the reply trickles out for half a minute
@@ -115,6 +123,7 @@ def test_ctrl_c_cancels_the_reply_and_the_chat_goes_on(client, api_url, alice, m
     terminal.wait_for("you> ")
     terminal.type("Tell me a long story")
     terminal.wait_for("claude> offl")
+    assert not _ignores_sigint(terminal.process.pid), "the client was started with Ctrl-C ignored"
     terminal.process.send_signal(signal.SIGINT)
     terminal.wait_for("[cancelled]\nyou> ")
     model(stream_delay_ms=0)
