@@ -57,6 +57,16 @@ def model_argv(port: int, python: str = sys.executable) -> list[str]:
     return [python, "-m", "offline_model", "--port", str(port)]
 
 
+def answers(url: str) -> bool:
+    """A GET of `url` (a health check) answers 200 now."""
+    import httpx2
+
+    try:
+        return httpx2.get(url, timeout=1).status_code == 200
+    except httpx2.HTTPError:
+        return False
+
+
 class Child:
     """A child process writing to `logs/<name>.log` itself when `logs` is given, as `make
     run`'s write to its terminal (nothing relays their lines: devstack/supervisor.py);
@@ -105,20 +115,11 @@ class Child:
                 if self.ready.wait(0.1):
                     return self
                 continue
-            if self._logged_ready() if url is None else self._answers(url):
+            if self._logged_ready() if url is None else answers(url):
                 return self
             time.sleep(0.1)  # a file or a port to look at again: nothing to wait on
         self.kill()
         raise RuntimeError(f"{self.name} did not start in {timeout:.0f} s; {self._tail()}")
-
-    @staticmethod
-    def _answers(url: str) -> bool:
-        import httpx2
-
-        try:
-            return httpx2.get(url, timeout=1).status_code == 200
-        except httpx2.HTTPError:
-            return False
 
     def kill(self) -> None:
         if self.process.poll() is None:

@@ -17,20 +17,20 @@ import sys
 import time
 from pathlib import Path
 
-import httpx2
 import psutil
 
 from bench.client import AsyncApi
 from bench.cpu import CpuWindow
 from bench.report import Result, brief
+from bench.scenarios.throughput import closed_loop
 from devstack.environment import SERVICE_VARS, stack_env
 from devstack.ports import free_port
+from devstack.processes import answers
 from shared.config import ROOT, Settings
 from shared.db import make_engine, make_sessions, unit_of_work
 from shared.users import get_or_create_user, issue_key
 
 NEEDS_STACK = False  # it starts `make run`'s stack, not the bench's
-MESSAGE = "Quick question."
 WORKERS = 2  # one per core, as scenario 4
 # By the command line of each process `make run` starts (its supervisor is `-m devstack`:
 # the main process and one honcho process per child).
@@ -61,16 +61,10 @@ class MakeRun:
             if self.process.poll() is not None:
                 raise RuntimeError(f"make run exited ({self.process.returncode}); see {self.log}")
             # The API answers, and both turn workers and the webhook worker said they are up.
-            if self.log.read_bytes().count(b" ready.") >= WORKERS + 1 and self._answers():
+            if self.log.read_bytes().count(b" ready.") >= WORKERS + 1 and answers(self.url + "/healthz"):
                 return
             time.sleep(0.2)
         raise RuntimeError(f"make run did not start in {timeout:.0f} s; see {self.log}")
-
-    def _answers(self) -> bool:
-        try:
-            return httpx2.get(self.url + "/healthz", timeout=1).status_code == 200
-        except httpx2.HTTPError:
-            return False
 
     def keys(self, count: int) -> list[str]:
         urls = json.loads((self.folder / "services.json").read_text())["urls"]
@@ -116,32 +110,17 @@ class MakeRun:
 
 
 async def load(url: str, keys: list[str], warmup: float, seconds: float,
-               window: CpuWindow) -> tuple[list[float], dict[str, float]]:
-    """Closed-loop clients, one user each, as scenario 4's; each turn's seconds and the CPU
-    seconds by role over the measured window."""
+               window: CpuWindow) -> tuple[list, dict[str, float]]:
+    """Scenario 4's closed loop, one user each; the turns of the measured window and the
+    CPU seconds by role over it."""
     apis = [AsyncApi(url, key, connections=4) for key in keys]
+    cpu: dict[str, float] = {}
     try:
         conversations = []
         for api in apis:
             async with api.http.post("/v1/conversations", json={}) as response:
                 conversations.append((await response.json())["id"])
-        done: list[float] = []
-        until = time.perf_counter() + warmup + seconds
-        counting = [False]
-
-        async def client(api: AsyncApi, conversation: str) -> None:
-            while time.perf_counter() < until:
-                _, took = await api.turn(conversation, MESSAGE)
-                if counting[0] and time.perf_counter() <= until:
-                    done.append(took)
-
-        tasks = [asyncio.create_task(client(api, c)) for api, c in zip(apis, conversations)]
-        await asyncio.sleep(warmup)
-        counting[0] = True
-        window.start()
-        await asyncio.sleep(seconds)
-        cpu = window.stop()
-        await asyncio.gather(*tasks)
+        done = await closed_loop(apis, conversations, warmup, seconds, window.start, lambda: cpu.update(window.stop()))
         return done, cpu
     finally:
         for api in apis:
@@ -165,7 +144,7 @@ def run(stack, quick: bool) -> Result:
     result.check("turns per second", len(done) / seconds, ">=", 80, "/s")
     result.check("CPU per turn, Parley's processes", parley, "<=", 20, " ms")
     result.check("CPU per turn, PostgreSQL + Redis", per_turn["postgres"] + per_turn["redis"], "<=", 6, " ms")
-    result.show("turn latency at saturation", brief(done))
+    result.show("turn latency at saturation", brief([took for took, _ in done]))
     result.show("CPU ms per turn", ", ".join(f"{role} {value:g}" for role, value in per_turn.items()))
     result.figures.update(turns=len(done), cpu_ms_per_turn=per_turn, parley_cpu_ms_per_turn=round(parley, 2))
     return result

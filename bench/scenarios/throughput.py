@@ -31,9 +31,10 @@ async def client(api: AsyncApi, conversation: str, until: float, window: tuple[f
             done.append((seconds, timeline.phases(job, sent, time.time())))
 
 
-async def load(stack: BenchStack, users: list, warmup: float, seconds: float, on_start, on_stop) -> list:
-    apis = [AsyncApi(stack.api_url, key, connections=4) for _, key in users]
-    conversations = [seed.conversations(stack.services, user, 1, "load")[0] for user, _ in users]
+async def closed_loop(apis: list[AsyncApi], conversations: list[str], warmup: float, seconds: float,
+                      on_start, on_stop) -> list:
+    """Each client's turns, one after another, for `warmup` then `seconds`; the turns that
+    finished in the measured window, as (seconds, phases). `on_start` and `on_stop` mark it."""
     begin = time.perf_counter() + warmup
     window, done = (begin, begin + seconds), []
     tasks = [asyncio.create_task(client(api, c, window[1], window, done)) for api, c in zip(apis, conversations)]
@@ -42,9 +43,17 @@ async def load(stack: BenchStack, users: list, warmup: float, seconds: float, on
     await asyncio.sleep(seconds)
     on_stop()
     await asyncio.gather(*tasks)
-    for api in apis:
-        await api.close()
     return done
+
+
+async def load(stack: BenchStack, users: list, warmup: float, seconds: float, on_start, on_stop) -> list:
+    apis = [AsyncApi(stack.api_url, key, connections=4) for _, key in users]
+    conversations = [seed.conversations(stack.services, user, 1, "load")[0] for user, _ in users]
+    try:
+        return await closed_loop(apis, conversations, warmup, seconds, on_start, on_stop)
+    finally:
+        for api in apis:
+            await api.close()
 
 
 def run(stack: BenchStack, quick: bool) -> Result:
