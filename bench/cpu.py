@@ -4,12 +4,13 @@ from __future__ import annotations
 import psutil
 
 
-def _cpu(process: psutil.Process) -> float:
+def _cpu(process: psutil.Process) -> tuple[float, float]:
+    """(user + system, system) seconds."""
     try:
         times = process.cpu_times()
-        return times.user + times.system
+        return times.user + times.system, times.system
     except psutil.NoSuchProcess:
-        return 0.0
+        return 0.0, 0.0
 
 
 def _idle(times) -> float:
@@ -22,12 +23,14 @@ def _busy(times) -> float:
 
 
 class CpuWindow:
-    """`start()` then `stop()`; `seconds` maps each role (and `other`, `idle`) to CPU seconds."""
+    """`start()` then `stop()`, which returns each role's (and `other`'s, `idle`'s) CPU
+    seconds; after it, `system` holds the part of each role's seconds spent in the kernel
+    (system calls: socket I/O, futex waits for the GIL and locks, polls)."""
 
     def __init__(self, roles):
         self.roles = roles  # a callable returning {role: [psutil.Process]}
 
-    def _sample(self) -> dict[str, dict[int, float]]:
+    def _sample(self) -> dict[str, dict[int, tuple[float, float]]]:
         return {role: {p.pid: _cpu(p) for p in processes} for role, processes in self.roles().items()}
 
     def start(self) -> None:
@@ -36,10 +39,23 @@ class CpuWindow:
 
     def stop(self) -> dict[str, float]:
         after, machine = self._sample(), psutil.cpu_times()
-        seconds = {role: sum(cpu - self.before.get(role, {}).get(pid, 0.0) for pid, cpu in pids.items())
-                   for role, pids in after.items()}
+
+        def spent(role: str, part: int) -> float:
+            return sum(cpu[part] - self.before.get(role, {}).get(pid, (0.0, 0.0))[part]
+                       for pid, cpu in after[role].items())
+
+        seconds = {role: spent(role, 0) for role in after}
+        self.system = {role: spent(role, 1) for role in after}
         idle = _idle(machine) - _idle(self.machine)
         busy = _busy(machine) - _busy(self.machine)
         seconds["other (not this bench)"] = max(0.0, busy - sum(seconds.values()))
         seconds["idle"] = idle
         return seconds
+
+
+def system_line(system: dict[str, float], turns: int, roles) -> tuple[str, dict[str, float]]:
+    """The kernel's part of `roles`' CPU a turn, as a report line and as figures: a
+    process's blocking calls (socket I/O, polls) and its threads' handoffs of the GIL
+    and of locks (futex) show here, not in py-spy's Python stacks."""
+    per_turn = {role: round(system.get(role, 0.0) / max(1, turns) * 1000, 2) for role in roles}
+    return ", ".join(f"{role} {value:g}" for role, value in per_turn.items()), per_turn

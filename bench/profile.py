@@ -99,13 +99,13 @@ class Profiler:
 
 class Measurement:
     """CPU seconds by process over a window and, with `--profile`, py-spy summaries of it:
-    `start()`, `stop()`, then read `cpu` and `profiles`."""
+    `start()`, `stop()`, then read `cpu` (of it, `system`: bench/cpu.py) and `profiles`."""
 
     def __init__(self, stack, tag: str):
         from bench.cpu import CpuWindow
 
         self.stack, self.tag = stack, tag
-        self.window, self.cpu, self.profiles = CpuWindow(stack.roles), {}, {}
+        self.window, self.cpu, self.system, self.profiles = CpuWindow(stack.roles), {}, {}, {}
         self.profiler = Profiler(stack.base / "profiles") if stack.profile else None
 
     def start(self) -> None:
@@ -115,6 +115,7 @@ class Measurement:
 
     def stop(self) -> None:
         self.cpu.update(self.window.stop())
+        self.system.update(self.window.system)
         if self.profiler:
             self.profiles.update(self.profiler.results())
 

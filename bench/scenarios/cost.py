@@ -20,7 +20,7 @@ import httpx2
 
 from bench.report import Result
 from offline_model import OfflineModelServer
-from shared.memory import ConversationMemory, Message, estimate_tokens
+from shared.memory import ConversationMemory, estimate_tokens
 from shared.pricing import price_of
 from shared.model import AnthropicProvider, ModelRequest
 

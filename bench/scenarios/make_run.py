@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 from bench.client import AsyncApi
-from bench.cpu import CpuWindow
+from bench.cpu import CpuWindow, system_line
 from bench.report import Result, brief
 from bench.scenarios.throughput import closed_loop
 from devstack.environment import SERVICE_VARS, stack_env
@@ -146,5 +146,8 @@ def run(stack, quick: bool) -> Result:
     result.check("CPU per turn, PostgreSQL + Redis", per_turn["postgres"] + per_turn["redis"], "<=", 6, " ms")
     result.show("turn latency at saturation", brief([took for took, _ in done]))
     result.show("CPU ms per turn", ", ".join(f"{role} {value:g}" for role, value in per_turn.items()))
-    result.figures.update(turns=len(done), cpu_ms_per_turn=per_turn, parley_cpu_ms_per_turn=round(parley, 2))
+    kernel, system = system_line(window.system, turns, (*PARLEY, "postgres", "redis"))
+    result.show("of it system time (the kernel), ms per turn", kernel)
+    result.figures.update(turns=len(done), cpu_ms_per_turn=per_turn, system_cpu_ms_per_turn=system,
+                          parley_cpu_ms_per_turn=round(parley, 2))
     return result

@@ -14,6 +14,7 @@ import time
 
 from bench import seed, timeline
 from bench.client import AsyncApi
+from bench.cpu import system_line
 from bench.profile import Measurement
 from bench.report import Result, brief, spread
 from bench.stack import BenchStack
@@ -78,11 +79,13 @@ def run(stack: BenchStack, quick: bool) -> Result:
     result.check("CPU per turn, PostgreSQL + Redis", per_turn["postgres"] + per_turn["redis"], "<=", 6, " ms")
     result.show("turn latency at saturation", brief([s for s, _ in done]))
     result.show("CPU ms per turn", ", ".join(f"{role} {value:g}" for role, value in per_turn.items()))
+    kernel, system = system_line(measured.system, len(done), ("api", "worker", "postgres", "redis"))
+    result.show("of it system time (the kernel), ms per turn", kernel)
     result.show("pipeline CPU per turn", f"{pipeline:.1f} ms (API + workers + PostgreSQL + Redis): at most "
                 f"{2000 / pipeline:.0f} turns/s on 2 cores if the model and the driver ran elsewhere")
     result.show("phases p50 under load", timeline.describe(timeline.medians([p for _, p in done])))
     result.figures.update(turns=len(done), latency=spread([s for s, _ in done]), cpu_ms_per_turn=per_turn,
-                          pipeline_cpu_ms_per_turn=round(pipeline, 2), parley_cpu_ms_per_turn=round(parley, 2),
+                          system_cpu_ms_per_turn=system, pipeline_cpu_ms_per_turn=round(pipeline, 2), parley_cpu_ms_per_turn=round(parley, 2),
                           phases_p50_ms=timeline.medians([p for _, p in done]))
     if measured.profiler:
         result.figures["profiles"] = measured.profiles
