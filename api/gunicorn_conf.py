@@ -68,8 +68,7 @@ class JsonLogger(Logger):
         super().setup(cfg)
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
-                handler.setFormatter(formatter(os.environ.get("LOG_FORMAT", "json").lower(),
-                                               os.environ.get("PROCESS_NAME", "")))
+                handler.setFormatter(formatter(os.environ.get("LOG_FORMAT", "json").lower(), _settings.process_name))
 
 
 logger_class = JsonLogger

@@ -53,9 +53,12 @@ class CpuWindow:
         return seconds
 
 
-def system_line(system: dict[str, float], turns: int, roles) -> tuple[str, dict[str, float]]:
-    """The kernel's part of `roles`' CPU a turn, as a report line and as figures: a
-    process's blocking calls (socket I/O, polls) and its threads' handoffs of the GIL
-    and of locks (futex) show here, not in py-spy's Python stacks."""
-    per_turn = {role: round(system.get(role, 0.0) / max(1, turns) * 1000, 2) for role in roles}
-    return ", ".join(f"{role} {value:g}" for role, value in per_turn.items()), per_turn
+
+def per_turn(seconds: dict[str, float], turns: int, roles=None) -> dict[str, float]:
+    """CPU ms a turn by role (of `roles` only, when given), from a window's seconds."""
+    return {role: round(seconds.get(role, 0.0) / max(1, turns) * 1000, 2) for role in (roles or seconds)}
+
+
+def describe(ms: dict[str, float]) -> str:
+    """`per_turn`'s figures as a report line."""
+    return ", ".join(f"{role} {value:g}" for role, value in ms.items())

@@ -19,7 +19,7 @@ import psutil
 
 from bench import seed, timeline
 from bench.client import AsyncApi
-from bench.cpu import system_line
+from bench.cpu import describe, per_turn
 from bench.profile import Measurement
 from bench.report import Result, brief, spread
 from bench.stack import BenchStack
@@ -138,11 +138,11 @@ def run(stack: BenchStack, quick: bool) -> Result:
     result.show("first round (threads, connections opened)", cold.describe())
     result.show("second round", warm.describe())
     result.show(f"one user's {turns} turns (not checked)", one_user.describe())
-    per_turn = {role: round(seconds / turns * 1000, 2) for role, seconds in measured.cpu.items()}
-    busy = sum(value for role, value in per_turn.items() if role in stack.roles())  # not idle, not others
-    result.show("CPU ms per turn, second round", ", ".join(f"{role} {value:g}" for role, value in per_turn.items()))
-    kernel, system = system_line(measured.system, turns, ("api", "worker", "postgres", "redis"))
-    result.show("of it system time (the kernel), ms per turn", kernel)
+    cpu = per_turn(measured.cpu, turns)
+    busy = sum(value for role, value in cpu.items() if role in stack.roles())  # not idle, not others
+    system = per_turn(measured.system, turns, ("api", "worker", "postgres", "redis"))
+    result.show("CPU ms per turn, second round", describe(cpu))
+    result.show("of it system time (the kernel), ms per turn", describe(system))
     result.show("CPU bound", f"{busy:.1f} ms of CPU per turn x {turns} turns on {os.cpu_count()} cores = "
                 f"{busy * turns / 1000 / os.cpu_count():.2f} s, if nothing waited (target wall: 3 s)")
     if failed:
@@ -154,7 +154,7 @@ def run(stack: BenchStack, quick: bool) -> Result:
                        "phases_p50_ms": timeline.medians(r.phases) if r.phases else None, "failed": len(r.failed)}
                 for name, r in (("cold", cold), ("warm", warm), ("one_user", one_user))},
         failures=failed[:20], idle_rss_mb=round(idle_rss / 2**20, 1), sampled_peak_rss_mb=round(rss.peak / 2**20, 1),
-        vmhwm_mb=round(high_water / 2**20, 1), cpu_ms_per_turn=per_turn,
+        vmhwm_mb=round(high_water / 2**20, 1), cpu_ms_per_turn=cpu,
         system_cpu_ms_per_turn=system)
     if measured.profiler:
         result.figures["profiles"] = measured.profiles

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 from bench.client import AsyncApi
-from bench.cpu import CpuWindow, system_line
+from bench.cpu import CpuWindow, describe, per_turn
 from bench.report import Result, brief
 from bench.scenarios.throughput import closed_loop
 from devstack.environment import SERVICE_VARS, stack_env
@@ -136,18 +136,17 @@ def run(stack, quick: bool) -> Result:
         done, cpu = asyncio.run(load(make_run.url, make_run.keys(clients), warmup, seconds, window))
     finally:
         make_run.stop()
-    turns = max(1, len(done))
-    per_turn = {role: round(value / turns * 1000, 2) for role, value in cpu.items()}
-    parley = sum(per_turn[role] for role in PARLEY)
+    ms = per_turn(cpu, len(done))
+    parley = sum(ms[role] for role in PARLEY)
     result = Result(11, "make run", config={"clients": clients, "seconds": seconds, "workers": WORKERS,
                                              "model_delay_ms": 0, "command": "python -m devstack"})
     result.check("turns per second", len(done) / seconds, ">=", 80, "/s")
     result.check("CPU per turn, Parley's processes", parley, "<=", 20, " ms")
-    result.check("CPU per turn, PostgreSQL + Redis", per_turn["postgres"] + per_turn["redis"], "<=", 6, " ms")
+    result.check("CPU per turn, PostgreSQL + Redis", ms["postgres"] + ms["redis"], "<=", 6, " ms")
     result.show("turn latency at saturation", brief([took for took, _ in done]))
-    result.show("CPU ms per turn", ", ".join(f"{role} {value:g}" for role, value in per_turn.items()))
-    kernel, system = system_line(window.system, turns, (*PARLEY, "postgres", "redis"))
-    result.show("of it system time (the kernel), ms per turn", kernel)
-    result.figures.update(turns=len(done), cpu_ms_per_turn=per_turn, system_cpu_ms_per_turn=system,
+    system = per_turn(window.system, len(done), (*PARLEY, "postgres", "redis"))
+    result.show("CPU ms per turn", describe(ms))
+    result.show("of it system time (the kernel), ms per turn", describe(system))
+    result.figures.update(turns=len(done), cpu_ms_per_turn=ms, system_cpu_ms_per_turn=system,
                           parley_cpu_ms_per_turn=round(parley, 2))
     return result

@@ -14,7 +14,7 @@ import httpx2
 
 from bench import timeline
 from bench.client import Api, TurnFailed
-from bench.cpu import CpuWindow
+from bench.cpu import CpuWindow, per_turn
 from bench.inprocess import InProcessTurns
 from bench.profile import Profiler
 from bench.report import Result, brief, noise, percentile, spread
@@ -80,7 +80,7 @@ def run(stack: BenchStack, quick: bool) -> Result:
     turns = 40 if quick else 500
     sample = measure(stack, turns, profile=stack.profile)
     http, inproc = sample.http, sample.in_process
-    used = {role: round(seconds / turns * 1000, 2) for role, seconds in sample.cpu.items()}
+    used = per_turn(sample.cpu, turns)
     result = Result(1, "overhead", config={"turns": turns, "model_delay_ms": 0, "worker": "1 process, "
                                            f"{stack.settings.worker_pool} pool x{stack.settings.worker_concurrency}"})
     result.check("p50 overhead", (percentile(http, 50) - percentile(inproc, 50)) * 1000, "<=", 10, " ms")

@@ -14,7 +14,7 @@ import time
 
 from bench import seed, timeline
 from bench.client import AsyncApi
-from bench.cpu import system_line
+from bench.cpu import describe, per_turn
 from bench.profile import Measurement
 from bench.report import Result, brief, spread
 from bench.stack import BenchStack
@@ -66,26 +66,27 @@ def run(stack: BenchStack, quick: bool) -> Result:
     measured = Measurement(stack, "throughput")
     done = asyncio.run(load(stack, users, warmup, seconds, measured.start, measured.stop))
     rate = len(done) / seconds
-    per_turn = {role: round(value / max(1, len(done)) * 1000, 2) for role, value in measured.cpu.items()}
-    pipeline = sum(per_turn[role] for role in ("api", "worker", "postgres", "redis"))
+    cpu = per_turn(measured.cpu, len(done))
+    pipeline = sum(cpu[role] for role in ("api", "worker", "postgres", "redis"))
     # Everything `make run` starts except the databases, the model and its supervisor, which
     # relays no lines (each process writes its own: devstack/supervisor.py), as here.
-    parley = sum(per_turn[role] for role in ("api", "worker", "webhook worker", "flower"))
+    parley = sum(cpu[role] for role in ("api", "worker", "webhook worker", "flower"))
     result = Result(4, "throughput", config={"clients": clients, "seconds": seconds, "model_delay_ms": 0,
                                              "workers": f"{WORKER_PROCESSES} processes, {pool} pool x{concurrency}",
                                              "api": f"{stack.api_processes} processes x {stack.api_threads} threads"})
     result.check("turns per second", rate, ">=", 80, "/s")
     result.check("CPU per turn, Parley's processes", parley, "<=", 20, " ms")
-    result.check("CPU per turn, PostgreSQL + Redis", per_turn["postgres"] + per_turn["redis"], "<=", 6, " ms")
+    result.check("CPU per turn, PostgreSQL + Redis", cpu["postgres"] + cpu["redis"], "<=", 6, " ms")
     result.show("turn latency at saturation", brief([s for s, _ in done]))
-    result.show("CPU ms per turn", ", ".join(f"{role} {value:g}" for role, value in per_turn.items()))
-    kernel, system = system_line(measured.system, len(done), ("api", "worker", "postgres", "redis"))
-    result.show("of it system time (the kernel), ms per turn", kernel)
+    system = per_turn(measured.system, len(done), ("api", "worker", "postgres", "redis"))
+    result.show("CPU ms per turn", describe(cpu))
+    result.show("of it system time (the kernel), ms per turn", describe(system))
     result.show("pipeline CPU per turn", f"{pipeline:.1f} ms (API + workers + PostgreSQL + Redis): at most "
                 f"{2000 / pipeline:.0f} turns/s on 2 cores if the model and the driver ran elsewhere")
     result.show("phases p50 under load", timeline.describe(timeline.medians([p for _, p in done])))
-    result.figures.update(turns=len(done), latency=spread([s for s, _ in done]), cpu_ms_per_turn=per_turn,
-                          system_cpu_ms_per_turn=system, pipeline_cpu_ms_per_turn=round(pipeline, 2), parley_cpu_ms_per_turn=round(parley, 2),
+    result.figures.update(turns=len(done), latency=spread([s for s, _ in done]), cpu_ms_per_turn=cpu,
+                          system_cpu_ms_per_turn=system, pipeline_cpu_ms_per_turn=round(pipeline, 2),
+                          parley_cpu_ms_per_turn=round(parley, 2),
                           phases_p50_ms=timeline.medians([p for _, p in done]))
     if measured.profiler:
         result.figures["profiles"] = measured.profiles
