@@ -15,8 +15,11 @@ log = logging.getLogger(__name__)
 
 
 def load_window(services: Services, conversation: Conversation) -> ConversationMemory:
-    """The cached window if it is current, else one rebuilt from the log."""
+    """The cached window if it is current, else one rebuilt from the log. A conversation's
+    first turn has nothing to load: no cache read, no query."""
     settings = services.settings
+    if conversation.turn_count == 0:
+        return ConversationMemory(settings.max_context_tokens, turn_seq=0, low_water=settings.window_low_water)
     try:
         cached = services.windows.get(conversation.conversation_id)
     except redis.RedisError as error:
@@ -34,7 +37,10 @@ def rebuild_window(services: Services, conversation: Conversation) -> Conversati
     rebuilt window drops turns where the cached one did. Turns stored before windows were
     recorded: the newest whole turns that fit the budget."""
     budget, low_water = services.settings.max_context_tokens, services.settings.window_low_water
-    with services.sessions() as session:
+    # Ended with COMMIT, not the ROLLBACK a plain session ends with: on a rollback psycopg
+    # deallocates every statement prepared on the connection, and the pool's next users
+    # would prepare them again.
+    with services.sessions.begin() as session:
         start = session.scalar(select(Turn.window_start).where(
             Turn.conversation_id == conversation.conversation_id, Turn.seq == conversation.turn_count))
         query = (select(Turn.seq, Turn.log_key, Turn.entry, Turn.user_tokens, Turn.assistant_tokens)
