@@ -18,6 +18,7 @@ import psutil
 from bench.reference import reference_ms
 from bench.report import Result, table, write
 from bench.stack import BenchStack
+from devstack.processes import DEFAULT_WORKERS
 from shared.local_stack import config_errors
 
 SCENARIOS = {1: "overhead", 2: "capacity", 3: "length", 4: "throughput", 5: "streaming", 6: "longpoll", 7: "cost",
@@ -37,8 +38,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--worker-pool", choices=("gevent", "threads"),
                         help="turn workers' pool (WORKER_POOL); default the settings'")
     parser.add_argument("--worker-concurrency", type=int, help="WORKER_CONCURRENCY; default the settings'")
-    parser.add_argument("--capacity-workers", type=int, default=1,
-                        help="scenario 2's worker processes (WORKERS); default 1, as `make run` starts them")
+    parser.add_argument("--capacity-workers", type=int, default=DEFAULT_WORKERS,
+                        help=f"scenario 2's worker processes (WORKERS); default {DEFAULT_WORKERS}, as `make run` "
+                             "starts them")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the API and worker processes during scenarios 1 and 4")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, profiles)")

@@ -16,7 +16,7 @@ import psutil
 
 from devstack.environment import SERVICE_VARS, migrate, settings_for, stack_env
 from devstack.ports import free_port
-from devstack.processes import (API_APP, WEBHOOK_CONCURRENCY, WEBHOOKS, WORKER_APP, Child, WorkerProcess, api_argv,
+from devstack.processes import (API_APP, DEFAULT_WORKERS, WEBHOOK_CONCURRENCY, WEBHOOKS, WORKER_APP, Child, WorkerProcess, api_argv,
                                 flower_argv, model_argv)
 from shared.bootstrap import Services, bootstrap
 from shared.embedded import EmbeddedPostgres, EmbeddedValkey
@@ -55,7 +55,7 @@ class BenchStack:
         self.model = self.api = self.webhooks = self.flower = None
         self.services: Services | None = None
         self.profile = False  # py-spy the throughput scenario
-        self.capacity_workers = 1  # scenario 2's worker processes: one, as `make run` starts them
+        self.capacity_workers = DEFAULT_WORKERS  # scenario 2's worker processes, as `make run` starts them
 
     def start(self) -> "BenchStack":
         port = int(self.model_url.rsplit(":", 1)[1])

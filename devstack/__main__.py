@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from devstack.environment import aws_credentials_found, migrate, offline_model_env
 from devstack.ports import free_port, port_problem
-from devstack.processes import api_argv, flower_argv, model_argv, webhook_worker_argv, worker_argv
+from devstack.processes import DEFAULT_WORKERS, api_argv, flower_argv, model_argv, webhook_worker_argv, worker_argv
 from devstack.supervisor import Supervisor
 from shared.config import ROOT, Settings, load_settings
 from shared.db import make_engine, make_sessions, unit_of_work
@@ -74,7 +74,7 @@ def worker_metrics(settings: Settings, workers: int) -> str:
 
 
 def worker_count() -> int:
-    raw = os.environ.get("WORKERS", "1").strip()
+    raw = os.environ.get("WORKERS", str(DEFAULT_WORKERS)).strip()
     if not raw.isdigit() or not 1 <= int(raw) <= 64:
         config_failure(f"WORKERS: must be a whole number from 1 to 64, not {raw!r}")
     return int(raw)

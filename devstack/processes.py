@@ -23,6 +23,10 @@ from shared.config import ROOT, Settings
 API_APP, WORKER_APP = "api.wsgi:app", "worker.celery_app"
 TURNS, WEBHOOKS = "parley.turns", "parley.webhooks"
 DEFAULT_POOL = Settings.model_fields["worker_pool"].default
+# Turn worker processes `make run` starts (WORKERS): one per core of the 2-core machine the
+# defaults were measured on, as gunicorn's API_PROCESSES. A process runs Python on one core
+# at a time, so one worker held 200 turns in flight to one core's speed (see README, Scaling).
+DEFAULT_WORKERS = 2
 # Webhook sends wait on the network, so their worker is threads whatever WORKER_POOL says.
 WEBHOOK_POOL, WEBHOOK_CONCURRENCY = "threads", 8
 WORKER_READY = " ready."

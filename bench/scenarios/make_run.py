@@ -25,13 +25,13 @@ from bench.report import Result, brief
 from bench.scenarios.throughput import closed_loop
 from devstack.environment import SERVICE_VARS, stack_env
 from devstack.ports import free_port
-from devstack.processes import answers
+from devstack.processes import DEFAULT_WORKERS, answers
 from shared.config import ROOT, Settings
 from shared.db import make_engine, make_sessions, unit_of_work
 from shared.users import get_or_create_user, issue_key
 
 NEEDS_STACK = False  # it starts `make run`'s stack, not the bench's
-WORKERS = 2  # one per core, as scenario 4
+WORKERS = DEFAULT_WORKERS  # as `make run` starts them, and scenario 4
 # By the command line of each process `make run` starts (its supervisor is `-m devstack`:
 # the main process and one honcho process per child).
 ROLES = (("gunicorn", "api"), ("parley.turns", "worker"), ("parley.webhooks", "webhook worker"),

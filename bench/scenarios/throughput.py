@@ -18,9 +18,10 @@ from bench.cpu import describe, per_turn
 from bench.profile import Measurement
 from bench.report import Result, brief, spread
 from bench.stack import BenchStack
+from devstack.processes import DEFAULT_WORKERS
 
 MESSAGE = "Quick question."
-WORKER_PROCESSES = 2  # one per core, each with the default pool and concurrency
+WORKER_PROCESSES = DEFAULT_WORKERS  # as `make run` starts them, each with the default pool and concurrency
 
 
 async def client(api: AsyncApi, conversation: str, until: float, window: tuple[float, float], done: list) -> None:
