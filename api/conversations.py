@@ -14,6 +14,7 @@ from api.service import (checked_thinking, create_conversation, delete_conversat
                          own_conversation, parse_id, submit_message)
 from api.stream import SSE_RESPONSE, check_stream_slot, sse_response, wants_stream
 from api.tool_results import message_tools, set_conversation_tools
+from shared.db import reading
 from shared.jobs import job_to_dict
 from shared.models import Conversation
 
@@ -88,7 +89,7 @@ def list_(query: schemas.ListQuery):
     """The caller's conversations, newest first."""
     user = require_user()
     check_limit(query.limit, services().settings.max_page_size)
-    with services().sessions() as session:
+    with reading(services().sessions) as session:
         rows, next_cursor = list_conversations(session, user, query.limit, query.cursor)
         return {"data": [conversation_to_dict(c) for c in rows], "next_cursor": next_cursor}
 
@@ -97,7 +98,7 @@ def list_(query: schemas.ListQuery):
 def read(path: schemas.ConversationPath, query: schemas.ReadQuery):
     """A conversation with every message, in order (replies' thinking with include=thinking)."""
     user = require_user()
-    with services().sessions() as session:
+    with reading(services().sessions) as session:
         conversation = own_conversation(session, user, path.conversation_id)
         return {**conversation_to_dict(conversation),
                 "messages": read_all(services(), session, conversation, query.include == "thinking")}
@@ -110,7 +111,7 @@ def messages_page(path: schemas.ConversationPath, query: schemas.MessagesQuery):
     check_limit(query.limit, services().settings.max_page_size)
     before = decode_cursor(query.before, "before") if query.before is not None else None
     after = decode_cursor(query.after, "after") if query.after is not None else None
-    with services().sessions() as session:
+    with reading(services().sessions) as session:
         conversation = own_conversation(session, user, path.conversation_id)
         page = read_page(services(), session, conversation, query.limit, query.order, before, after,
                          thinking=query.include == "thinking")
@@ -122,7 +123,7 @@ def messages_page(path: schemas.ConversationPath, query: schemas.MessagesQuery):
 def export(path: schemas.ConversationPath):
     """The whole conversation as NDJSON, one message a line, oldest first, streamed as it is read."""
     user = require_user()
-    with services().sessions() as session:
+    with reading(services().sessions) as session:
         conversation = own_conversation(session, user, path.conversation_id)
         conversation_id, through = conversation.conversation_id, conversation.turn_count
     return Response(export_lines(services(), conversation_id, through), mimetype="application/x-ndjson",

@@ -10,6 +10,7 @@ from api.context import require_user, services
 from api.errors import ApiError
 from api.file_service import clean_name, delete_file, file_to_dict, list_files, own_file, upload
 from api.pages import check_limit
+from shared.db import reading
 
 blueprint = APIBlueprint("files", __name__, url_prefix="/v1/files", abp_tags=[Tag(name="files")],
                          abp_security=[{"bearer": []}],
@@ -54,7 +55,7 @@ def list_(query: schemas.ListQuery):
     """The caller's files, newest first."""
     user = require_user()
     check_limit(query.limit, services().settings.max_page_size)
-    with services().sessions() as session:
+    with reading(services().sessions) as session:
         rows, next_cursor = list_files(session, user, query.limit, query.cursor)
         return {"data": [file_to_dict(row) for row in rows], "next_cursor": next_cursor}
 
@@ -63,7 +64,7 @@ def list_(query: schemas.ListQuery):
 def read(path: schemas.FilePath):
     """A file's facts: type, size, sha256, pixels or pages, token estimate."""
     user = require_user()
-    with services().sessions() as session:
+    with reading(services().sessions) as session:
         return file_to_dict(own_file(session, user, path.file_id))
 
 
@@ -71,7 +72,7 @@ def read(path: schemas.FilePath):
 def content(path: schemas.FilePath):
     """The file's bytes, with the media type judged at upload."""
     user = require_user()
-    with services().sessions() as session:
+    with reading(services().sessions) as session:
         row = own_file(session, user, path.file_id)
         key, media_type, name = row.storage_key, row.media_type, row.name
     data = services().store.get_bytes(key)

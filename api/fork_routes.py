@@ -12,6 +12,7 @@ from api.forks import fork, fork_turn, list_forks, resubmit
 from api.pages import check_limit
 from api.seed import json_object, parse_body
 from api.service import own_conversation
+from shared.db import reading
 from shared.jobs import job_to_dict
 
 blueprint = APIBlueprint("forks", __name__, url_prefix="/v1/conversations",
@@ -50,7 +51,7 @@ def forks(path: schemas.ConversationPath, query: schemas.ListQuery):
     """The conversations forked from this one (edits and regenerations included), newest first."""
     user = require_user()
     check_limit(query.limit, services().settings.max_page_size)
-    with services().sessions() as session:
+    with reading(services().sessions) as session:
         parent = own_conversation(session, user, path.conversation_id)
         rows, next_cursor = list_forks(session, user, parent, query.limit, query.cursor)
         return {"data": [conversation_to_dict(c) for c in rows], "next_cursor": next_cursor}

@@ -25,6 +25,7 @@ from sqlalchemy import bindparam, exc as sql_errors, select, update
 from sqlalchemy.orm import Session
 
 from shared.bootstrap import Services
+from shared.db import reading
 from shared.log_entry import LogEntry
 from shared.model.blocks import without_thinking
 from shared.models import Conversation, Turn
@@ -174,7 +175,7 @@ def export_lines(services: Services, conversation_id: uuid.UUID, through_turn: i
 def _export(services: Services, conversation_id: uuid.UUID, through_turn: int) -> Iterator[bytes]:
     last = 0
     while True:
-        with services.sessions() as session:
+        with reading(services.sessions) as session:
             conversation = session.get(Conversation, conversation_id)
             if conversation is None:
                 return

@@ -13,7 +13,7 @@ from api.errors import ApiError, not_found
 from api.service import cancel_job, is_final, own_job, parse_id
 from api.stream import SSE_RESPONSE, hold_stream_slot, resume_point, sse_response
 from api.tool_results import cancel_tool_calls
-from shared.db import first_row
+from shared.db import first_row, reading
 from shared.jobs import announce_end, job_to_dict
 from shared.models import Job, User
 
@@ -89,7 +89,7 @@ def events(path: schemas.JobPath, query: schemas.EventsQuery):
     Resume with `Last-Event-ID` or `?after=N`."""
     user = require_user()
     after = resume_point(query.after)
-    with services().sessions() as session:
+    with reading(services().sessions) as session:
         job_id = str(own_job(session, user, path.job_id).id)
     return sse_response(services(), job_id, after)
 

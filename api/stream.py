@@ -21,7 +21,7 @@ from api.context import ctx
 from api.errors import ApiError
 from api.waits import DOWN_RECHECK_SECONDS, JobEndWaits
 from shared.bootstrap import Services
-from shared.db import one_statement
+from shared.db import one_statement, reading
 from shared.events import Event
 from shared.jobs import final_event, job_to_dict
 from shared.jobs.sql import STATUSES
@@ -151,7 +151,7 @@ _GONE = Event(0, "", {})  # the job was deleted with its conversation
 def _end_without_event(services: Services, job_id: str, after: int, redis_ok: bool) -> Event | None:
     """The job's end when the stream cannot give it (events expired, Redis lost them,
     or the worker died before publishing); None while the stream will."""
-    with services.sessions() as session:
+    with reading(services.sessions) as session:
         job = session.get(Job, uuid.UUID(job_id))
     if job is None:
         return _GONE

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from api import schemas
 from api.context import require_user, services
 from api.errors import ApiError
+from shared.db import reading
 from shared.models import USAGE_FIELDS, UsageDaily
 
 blueprint = APIBlueprint("usage", __name__, url_prefix="/v1/usage", abp_tags=[Tag(name="usage")],
@@ -28,7 +29,7 @@ def read(query: schemas.UsageQuery):
     first = query.from_ or last - timedelta(days=30)
     if first > last or (last - first).days >= MAX_DAYS:
         raise ApiError(400, "invalid_request", f"from/to: `from` must not be after `to`, at most {MAX_DAYS} days.")
-    with services().sessions() as session:
+    with reading(services().sessions) as session:
         rows = session.scalars(select(UsageDaily).where(UsageDaily.user_id == user.id,
                                                         UsageDaily.day.between(first, last))
                                .order_by(UsageDaily.day)).all()

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.db import reading
 from shared.model.attachments import Attachment
 from shared.models import File
 from shared.storage import LogStore
@@ -61,7 +62,7 @@ def user_content(sessions: sessionmaker[Session], user_id: uuid.UUID, text: str,
     if not attachment_ids:
         return text
     ids = [parse_file_id(raw) for raw in attachment_ids]
-    with sessions() as session:
+    with reading(sessions) as session:
         rows = {row.id: row for row in session.scalars(
             select(File).where(File.id.in_([i for i in ids if i]), File.user_id == user_id))}
     content = [file_reference(rows[i]) if i in rows else
@@ -82,7 +83,7 @@ class FileResolver:
         row_id = parse_file_id(file_id)
         if row_id is None:
             return None
-        with self.sessions() as session:  # the row first: a deleted file is gone even if its bytes are cached
+        with reading(self.sessions) as session:  # the row first: a deleted file is gone even if its bytes are cached
             row = session.get(File, row_id)
             if row is None:
                 return None

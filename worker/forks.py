@@ -15,6 +15,7 @@ import uuid
 from sqlalchemy import select, text, update
 
 from shared.bootstrap import Services
+from shared.db import reading
 from shared.models import Conversation, Turn
 from shared.storage import turn_key
 
@@ -35,14 +36,14 @@ STALLED_FORKS = text("""
 def copy_fork_log(services: Services, conversation_id: str) -> int:
     """Write the log objects of a fork's copied turns; returns how many were written."""
     fork_id = uuid.UUID(conversation_id)
-    with services.sessions() as session:
+    with reading(services.sessions) as session:
         fork = session.get(Conversation, fork_id)
         if fork is None or not fork.log_copy_pending:
             return 0
         prefix, through = fork.s3_file_location, fork.forked_from_turn or 0
     written, last = 0, 0
     while True:
-        with services.sessions() as session:
+        with reading(services.sessions) as session:
             batch = session.execute(
                 select(Turn.seq, Turn.entry)
                 .where(Turn.conversation_id == fork_id, Turn.seq > last, Turn.seq <= through)

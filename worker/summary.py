@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 
 from shared.bootstrap import Services
 from shared.cancel import Cancelled, CancelToken
+from shared.db import reading
 from shared.files import described_text
 from shared.log_entry import LogEntry, LoggedMessage, stored_entry
 from shared.memory import ConversationMemory
@@ -70,7 +71,7 @@ def _read_turns(services: Services, conversation: Conversation,
     """Messages of turns after the summary up to `target`, from the log. At most a window's
     worth, newest first: after a long gap (the strategy switched on late) the oldest are skipped."""
     budget, tokens, turns = services.settings.max_context_tokens, 0, []
-    with services.sessions() as session:
+    with reading(services.sessions) as session:
         rows = session.execute(
             select(Turn.seq, Turn.log_key, Turn.entry, Turn.user_tokens, Turn.assistant_tokens)
             .where(Turn.conversation_id == conversation.conversation_id,

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 from shared.backoff import exponential
 from shared.bootstrap import Services
+from shared.db import reading
 from shared.jobs import final_event, job_to_dict
 from shared.jobs.sql import WEBHOOK_CLAIM, WEBHOOK_RECORD
 from shared.models import Job, User
@@ -52,7 +53,7 @@ def deliver(services: Services, job_id: str, dispatcher: Dispatcher, client: Web
         held = connection.execute(WEBHOOK_CLAIM, {"id": job_uuid, "hold": client.timeout + 30}).first()
     if held is None:
         return  # delivered, given up, not due yet, or another deliverer has it
-    with services.sessions() as session:
+    with reading(services.sessions) as session:
         job = session.get(Job, job_uuid)
         secret = session.get(User, job.user_id).webhook_secret
         payload = job_to_dict(job)

@@ -7,6 +7,7 @@ import redis
 from sqlalchemy import select
 
 from shared.bootstrap import Services
+from shared.db import reading
 from shared.memory import ConversationMemory
 from shared.log_entry import LogEntry, stored_entry
 from shared.models import Conversation, Turn
@@ -37,10 +38,7 @@ def rebuild_window(services: Services, conversation: Conversation) -> Conversati
     rebuilt window drops turns where the cached one did. Turns stored before windows were
     recorded: the newest whole turns that fit the budget."""
     budget, low_water = services.settings.max_context_tokens, services.settings.window_low_water
-    # Ended with COMMIT, not the ROLLBACK a plain session ends with: on a rollback psycopg
-    # deallocates every statement prepared on the connection, and the pool's next users
-    # would prepare them again.
-    with services.sessions.begin() as session:
+    with reading(services.sessions) as session:
         start = session.scalar(select(Turn.window_start).where(
             Turn.conversation_id == conversation.conversation_id, Turn.seq == conversation.turn_count))
         query = (select(Turn.seq, Turn.log_key, Turn.entry, Turn.user_tokens, Turn.assistant_tokens)

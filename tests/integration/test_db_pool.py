@@ -15,7 +15,7 @@ from sqlalchemy import exc as sql_errors
 from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.config import Settings
-from shared.db import all_rows, first_row, make_engine, prepared
+from shared.db import all_rows, first_row, make_engine, make_sessions, prepared, reading
 
 pg_class = table("pg_class", column("relname"), column("relkind"))
 CLASS_OF = select(pg_class.c.relname, pg_class.c.relkind).where(pg_class.c.relname == bindparam("name"))
@@ -66,6 +66,26 @@ def test_first_row_reads_on_the_pooled_connection_and_leaves_it_as_it_was(engine
         connection.execute(text("INSERT INTO scratch VALUES (1)"))
         connection.rollback()  # in a transaction, as before: nothing stays
         assert connection.execute(text("SELECT to_regclass('pg_temp.scratch')")).scalar() is None
+
+
+def prepared_on_the_connection(engine) -> int:
+    with engine.begin() as connection:  # ends with COMMIT, so counting keeps them too
+        return connection.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one()
+
+
+def test_a_read_keeps_the_statements_prepared_on_its_connection(engine):
+    """A read session ends with COMMIT: at a ROLLBACK psycopg deallocates every statement
+    prepared on the connection, and the next turns on it would prepare them all again."""
+    first_row(engine, CLASS_OF, {"name": "pg_class"})
+    kept = prepared_on_the_connection(engine)
+    assert kept >= 1
+    sessions = make_sessions(engine)
+    with reading(sessions) as session:
+        assert session.execute(select(func.count()).select_from(pg_class)).scalar_one() > 0
+    assert prepared_on_the_connection(engine) == kept
+    with sessions() as session:  # what a plain session's closing ROLLBACK did
+        session.execute(select(literal(1))).scalar_one()
+    assert prepared_on_the_connection(engine) == 0
 
 
 def test_first_row_fails_as_sqlalchemy_and_replaces_a_connection_that_died(engine, stack):
