@@ -1,7 +1,7 @@
 """Engine, unit-of-work sessions, and single statements outside a transaction."""
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import orjson
@@ -194,13 +194,16 @@ def make_sessions(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def reading(sessions: sessionmaker[Session]) -> AbstractContextManager[Session]:
+@contextmanager
+def reading(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """A session for reads, whose transaction ends with COMMIT (ROLLBACK on an error). A
     plain session ends with ROLLBACK, and at every rollback psycopg deallocates all the
     statements prepared on that connection (a rollback may have undone the DDL they were
     planned against), so the pool's next user of it sent DEALLOCATE ALL and prepared each
     of its statements again, a round trip each."""
-    return sessions.begin()
+    with sessions() as session:
+        yield session
+        session.commit()
 
 
 @contextmanager
