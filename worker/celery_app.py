@@ -45,9 +45,12 @@ dispatcher = Dispatcher(app)
 # A turn holds a connection only for its short transactions, never while the model
 # answers, so a few are plenty for any number of threads; one per thread would pass
 # PostgreSQL's max_connections (100 by default) once a pool grows past ~50 threads.
-# 15 a process keeps `make run`'s two workers, its webhook worker and the API's two
-# processes (20 each) at 85; 20 + 10 a worker measured no faster in scenario 2.
-DB_POOL_SIZE, DB_MAX_OVERFLOW = 10, 5
+# No overflow: connections opened past the pool are closed again at check-in, and with
+# many turns in flight that churn cost more (scenario 4: 20 + 10 against 20 + 0, 90.4 and
+# 79.6 turns/s against 95.4 and 85.9) than a thread waiting its turn for a held one. 20 a
+# process keeps `make run`'s two workers, its webhook worker (10) and the API's two
+# processes (20 each) at 90 of PostgreSQL's default 100.
+DB_POOL_SIZE, DB_MAX_OVERFLOW = 20, 0
 
 
 def services() -> Services:
