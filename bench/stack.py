@@ -16,8 +16,8 @@ import psutil
 
 from devstack.environment import SERVICE_VARS, migrate, settings_for, stack_env
 from devstack.ports import free_port
-from devstack.processes import (API_APP, DEFAULT_WORKERS, WEBHOOK_CONCURRENCY, WEBHOOKS, WORKER_APP, Child, WorkerProcess, api_argv,
-                                flower_argv, model_argv)
+from devstack.processes import (API_APP, DEFAULT_WORKERS, WEBHOOK_CONCURRENCY, WEBHOOKS, WORKER_APP, Child,
+                                WorkerProcess, api_argv, flower_argv, model_argv)
 from shared.bootstrap import Services, bootstrap
 from shared.embedded import EmbeddedPostgres, EmbeddedValkey
 from shared.models import User
