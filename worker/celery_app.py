@@ -8,7 +8,7 @@ import logging
 import threading
 
 from celery import Task, shared_task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from shared.bootstrap import Services, bootstrap
 from shared.catalog import require_current_models
@@ -48,9 +48,18 @@ dispatcher = Dispatcher(app)
 # No overflow: connections opened past the pool are closed again at check-in, and with
 # many turns in flight that churn cost more (scenario 4: 20 + 10 against 20 + 0, 90.4 and
 # 79.6 turns/s against 95.4 and 85.9) than a thread waiting its turn for a held one. 20 a
-# process keeps `make run`'s two workers, its webhook worker (10) and the API's two
-# processes (20 each) at 90 of PostgreSQL's default 100.
+# process keeps `make run`'s two workers, its webhook worker (10: its 8 threads) and the
+# API's two processes (20 each) at 90 of PostgreSQL's default 100.
 DB_POOL_SIZE, DB_MAX_OVERFLOW = 20, 0
+# The threads this process runs tasks on, as Celery was started with them (--concurrency:
+# the webhook worker's 8, not the settings' WORKER_CONCURRENCY); None outside a worker.
+_concurrency: int | None = None
+
+
+@worker_init.connect
+def _note_concurrency(sender, **_) -> None:
+    global _concurrency
+    _concurrency = sender.concurrency
 
 
 def services() -> Services:
@@ -58,7 +67,7 @@ def services() -> Services:
     with _services_lock:
         if _services is None:
             _services = bootstrap(settings, with_model=True,
-                                  pool_size=min(settings.worker_concurrency + 2, DB_POOL_SIZE),
+                                  pool_size=min((_concurrency or settings.worker_concurrency) + 2, DB_POOL_SIZE),
                                   max_overflow=DB_MAX_OVERFLOW)
         return _services
 
