@@ -72,7 +72,7 @@ class BenchStack:
         # (Flower reads every task event the workers send).
         self.webhooks = WorkerProcess({**self.env, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true"}, "webhooks",
                                       WEBHOOK_CONCURRENCY, WEBHOOKS, self.logs, app=self.worker_app)
-        self.flower = Child("flower", flower_argv(free_port(), self.worker_app),
+        self.flower = Child("flower", flower_argv(free_port()),
                             {**self.env, "FLOWER_BASIC_AUTH": "bench:bench"}, self.logs)
         self.webhooks.wait_ready()
         return self

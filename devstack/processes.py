@@ -52,9 +52,10 @@ def webhook_worker_argv(name: str = "webhooks@%h", app: str = WORKER_APP, quick:
     return worker_argv(WEBHOOKS, name, WEBHOOK_CONCURRENCY, WEBHOOK_POOL, app, quick, python)
 
 
-def flower_argv(port: int, app: str = WORKER_APP, python: str = sys.executable) -> list[str]:
-    """Flower on loopback only; its password goes in FLOWER_BASIC_AUTH, never here."""
-    return [python, "-m", "celery", "-A", app, "flower", "--address=127.0.0.1", f"--port={port}"]
+def flower_argv(port: int, python: str = sys.executable) -> list[str]:
+    """Flower on loopback only (worker/flower.py: Celery's `flower` command for the worker's
+    app); its password goes in FLOWER_BASIC_AUTH, never here."""
+    return [python, "-m", "worker.flower", "--address=127.0.0.1", f"--port={port}"]
 
 
 def model_argv(port: int, python: str = sys.executable) -> list[str]:

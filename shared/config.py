@@ -126,6 +126,7 @@ class Settings(BaseSettings):
     # Processes.
     port: int = Field(5000, ge=1, le=65535)
     flower_port: int = Field(5555, ge=1, le=65535)
+    flower_max_tasks: int = Field(10_000, ge=1)  # tasks Flower keeps in memory (worker/flower.py)
     # A turn mostly waits on Claude, so one process keeps hundreds of model calls in flight:
     # a thread each, or a greenlet each with `gevent`; threads measured as cheap or cheaper
     # in CPU per turn at 200 in flight (README, Benchmarks).

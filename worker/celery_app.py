@@ -4,6 +4,7 @@ Services are built once per worker process, on first use, never at import.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 
@@ -91,6 +92,12 @@ def _start_background(**_) -> None:
     _watcher = EndWatcher(services()).start()
     _sweeper = Sweeper(services(), dispatcher)
     _sweeper.start()
+    # What is loaded by now (modules, the app, the clients and pools) lives as long as the
+    # process: frozen out of the collector's way, a full collection scans only what turns
+    # hold. Unfrozen, each one walked the whole startup heap with the GIL held, stalling
+    # every turn of the process (scenario 2's first round: 370-550 ms).
+    gc.collect()
+    gc.freeze()
 
 
 @worker_shutdown.connect

@@ -71,12 +71,20 @@ def run_module(module: str, *args: str, **env: str) -> subprocess.CompletedProce
 @pytest.mark.parametrize("module, args", [
     ("api.keys", ["issue", "alice"]), ("worker.check", []), ("devstack", []), ("alembic", ["upgrade", "head"]),
     ("gunicorn", ["-c", "api/gunicorn_conf.py", "-b", "127.0.0.1:0", "api.wsgi:app"]),
-    ("celery", ["-A", "worker.celery_app", "worker"])])
+    ("celery", ["-A", "worker.celery_app", "worker"]), ("worker.flower", [])])
 def test_a_config_error_is_one_line_and_exit_status_2(module, args, tmp_path):
     result = run_module(module, *args, VAR_DIR=str(tmp_path), DATABASE_URL="mysql://db/parley")
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("config error: DATABASE_URL: ") and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.endswith("must be a postgresql:// URL\n")
+
+
+def test_flower_with_a_bad_max_tasks_says_so_and_starts_nothing(tmp_path):
+    result = run_module("worker.flower", VAR_DIR=str(tmp_path), FLOWER_MAX_TASKS="many",
+                        DATABASE_URL="postgresql://127.0.0.1:1/parley", REDIS_URL="redis://127.0.0.1:1")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("config error: FLOWER_MAX_TASKS: ") and result.stderr.count("\n") == 1, \
+        result.stderr
 
 
 def test_tools_beside_nothing_say_to_start_make_run(tmp_path):

@@ -5,12 +5,15 @@ tests/config/test_compose.py; this covers `make run`'s Flower and the task messa
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import shlex
 import subprocess
 import sys
 import threading
+import time
+from typing import Iterator
 
 import requests
 
@@ -18,7 +21,7 @@ from devstack.__main__ import flower
 from devstack.ports import free_port
 from shared.config import ROOT
 from shared.tasks import make_celery
-from tests.security.support import WAIT, WebhookReceiver, bearer, new_key
+from tests.security.support import WAIT, WebhookReceiver, bearer, finished_job, new_key
 
 UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 JOB_ID_ONLY = re.compile(rf"[\[(]'{UUID}',?[\])]")  # ['<job id>'] as Celery's events show it
@@ -31,10 +34,12 @@ def test_make_run_flower_is_loopback_only_with_the_password_off_the_command_line
     assert env["FLOWER_BASIC_AUTH"] == "parley:s3cret-pw" and env["PATH"] == "/bin"
 
 
-def test_make_run_flower_refuses_requests_without_the_password(stack):
-    password, port = secrets.token_urlsafe(12), free_port()
-    command, env = flower(shlex.quote(sys.executable), port, password, stack.env)
-    process = subprocess.Popen(shlex.split(command), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+@contextlib.contextmanager
+def running_flower(stack, password: str, **env: str) -> Iterator[str]:
+    """`make run`'s Flower (its command and environment) beside the stack; its base URL."""
+    port = free_port()
+    command, flower_env = flower(shlex.quote(sys.executable), port, password, {**stack.env, **env})
+    process = subprocess.Popen(shlex.split(command), cwd=ROOT, env=flower_env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     listening, lines = threading.Event(), []
 
@@ -47,14 +52,36 @@ def test_make_run_flower_refuses_requests_without_the_password(stack):
     threading.Thread(target=read, daemon=True).start()
     try:
         assert listening.wait(60), "flower did not start:\n" + "".join(lines[-20:])
-        base = f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def test_make_run_flower_refuses_requests_without_the_password(stack):
+    password = secrets.token_urlsafe(12)
+    with running_flower(stack, password) as base:
         for path in ("/", "/tasks", "/api/tasks", "/api/workers"):
             assert requests.get(base + path, timeout=10).status_code == 401, path
             assert requests.get(base + path, auth=("parley", "wrong"), timeout=10).status_code == 401, path
         assert requests.get(base + "/", auth=("parley", password), timeout=10).status_code == 200
-    finally:
-        process.terminate()
-        process.wait(20)
+
+
+def test_make_run_flower_keeps_the_newest_tasks_up_to_flower_max_tasks(stack, client):
+    """Flower holds its tasks in memory (worker/flower.py): FLOWER_MAX_TASKS bounds them."""
+    password, headers = secrets.token_urlsafe(12), bearer(new_key(stack))
+    with running_flower(stack, password, FLOWER_MAX_TASKS="2") as base:
+        jobs = [finished_job(client, headers, client.post("/v1/conversations", json={}, headers=headers)
+                             .get_json()["id"], f"turn {n}")["id"] for n in range(3)]
+
+        def shown() -> list[str]:
+            tasks = requests.get(base + "/api/tasks", auth=("parley", password), timeout=10).json()
+            return sorted(task["args"] for task in tasks.values() if task["name"] == "parley.reply")
+
+        deadline = time.monotonic() + WAIT  # Flower reads the events on its own: look until the last is in
+        while jobs[2] not in str(shown()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert shown() == sorted(repr([job]) for job in jobs[1:]), "the two newest, the oldest dropped"
 
 
 class TaskEvents:
