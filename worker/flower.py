@@ -4,9 +4,9 @@ the garbage collector's way.
 
 Flower keeps the events of its last --max_tasks tasks in memory, so its long-lived heap
 grows with every turn and Python's full collections come often. Each one also walked
-the modules of Flower, Tornado, Celery and the app (a few hundred thousand objects, 130-
-160 ms of CPU with the GIL held, 530-620 ms of wall time in scenario 2's rounds) though
-none of them is ever garbage. Frozen (gc.freeze), a collection scans only the task state.
+the modules of Flower, Tornado, Celery and the app, a few hundred thousand objects that
+are never garbage, with the GIL held: 130-160 ms at start, 530-620 ms (wall) inside
+scenario 2's rounds. Frozen (gc.freeze), a collection scans only the task state.
 
 That state is kept smaller too: Flower's own default holds 100,000 tasks, ~3.7 KB each
 (365 MB, and a full collection of ~950 ms at the cap); Parley's default is 10,000, Celery's
