@@ -25,15 +25,16 @@ from celery.bin.celery import main as celery
 
 # The app and all it imports, loaded before the freeze (Celery finds it loaded); its
 # settings are checked there (a bad FLOWER_MAX_TASKS is one line and exit status 2).
-from worker.celery_app import settings
+from worker import celery_app
 
 
 def main(argv: list[str]) -> int:
-    os.environ["FLOWER_MAX_TASKS"] = str(settings.flower_max_tasks)  # as validated (Flower parses it again)
+    # As validated (Flower parses it again).
+    os.environ["FLOWER_MAX_TASKS"] = str(celery_app.settings.flower_max_tasks)
     import_module("flower.command")  # Flower and Tornado, likewise
     gc.collect()
     gc.freeze()
-    sys.argv = ["celery", "-A", "worker.celery_app", "flower", *argv]
+    sys.argv = ["celery", "-A", celery_app.__name__, "flower", *argv]
     return celery()
 
 
